@@ -1,0 +1,10 @@
+//! creditpool: the credit balances behind paid AI generation, served over gRPC.
+
+/// Code generated from `proto/creditpool/v1` by `build.rs`.
+pub mod proto {
+    #![allow(missing_docs, clippy::all, clippy::pedantic)]
+    tonic::include_proto!("creditpool.v1");
+
+    /// The encoded descriptor set of the contract, served by reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("creditpool_descriptor");
+}
