@@ -8,3 +8,11 @@ pub mod proto {
     /// The encoded descriptor set of the contract, served by reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("creditpool_descriptor");
 }
+
+pub mod domain;
+pub mod store;
+pub mod ledger;
+pub mod grpc;
+pub mod config;
+pub mod server;
+pub mod telemetry;

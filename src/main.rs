@@ -1,1 +1,100 @@
-fn main(){}
+//! The `creditpool` command: `serve`, `migrate`, `version`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use creditpool::config::{Config, Overrides};
+use tokio_util::sync::CancellationToken;
+
+/// creditpool: the credit balances behind paid AI generation, over gRPC.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// TOML configuration file (optional).
+    #[arg(long, global = true, env = "CREDITPOOL_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Applies migrations, then serves gRPC until SIGTERM or SIGINT.
+    Serve {
+        /// Address to listen on (overrides CREDITPOOL_LISTEN_ADDR).
+        #[arg(long)]
+        listen_addr: Option<std::net::SocketAddr>,
+        /// Database URL (overrides CREDITPOOL_DATABASE_URL and DATABASE_URL).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// Applies migrations and exits.
+    Migrate {
+        /// Database URL (overrides CREDITPOOL_DATABASE_URL and DATABASE_URL).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// Prints the version.
+    Version,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let overrides = match &cli.command {
+        Command::Serve { listen_addr, database_url } => {
+            Overrides { listen_addr: *listen_addr, database_url: database_url.clone() }
+        }
+        Command::Migrate { database_url } => Overrides { listen_addr: None, database_url: database_url.clone() },
+        Command::Version => {
+            println!("creditpool {}", env!("CARGO_PKG_VERSION"));
+            return Ok(());
+        }
+    };
+    let config = Config::load(cli.config.as_deref(), &overrides)?;
+    let telemetry = creditpool::telemetry::init(&config.log_filter, config.otlp_endpoint.as_deref())?;
+    let result = match cli.command {
+        Command::Serve { .. } => serve(config).await,
+        Command::Migrate { .. } => {
+            creditpool::server::open_store(&config)?.migrate().await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Version => Ok(()),
+    };
+    telemetry.shutdown();
+    result
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!(e).context(format!("cannot listen on {}", config.listen_addr)))?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    creditpool::server::serve(config, listener, shutdown).await
+}
+
+/// Cancels `shutdown` on SIGTERM or SIGINT.
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => tracing::info!("SIGINT received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+    shutdown.cancel();
+}

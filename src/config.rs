@@ -1,0 +1,204 @@
+//! Typed configuration, layered: defaults → optional TOML file → `CREDITPOOL_*` environment →
+//! command-line flags; validated once at start-up.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Prefix of every environment variable the service reads (besides `DATABASE_URL`).
+pub const ENV_PREFIX: &str = "CREDITPOOL_";
+
+/// The service's settings. Every field can be set as `CREDITPOOL_<FIELD>` or in the TOML file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address the gRPC server listens on.
+    pub listen_addr: SocketAddr,
+    /// Database URL (`postgres://…`); falls back to `DATABASE_URL`.
+    pub database_url: Option<String>,
+    /// Most database connections open at once.
+    pub database_max_connections: u32,
+    /// Longest wait for a database connection before a call answers UNAVAILABLE.
+    pub database_acquire_timeout_ms: u64,
+    /// Longest a single SQL statement may run.
+    pub statement_timeout_ms: u64,
+    /// How often the health check pings the database.
+    pub health_check_interval_ms: u64,
+    /// After SIGTERM: how long health reports NOT_SERVING before the listener closes, so load
+    /// balancers stop sending new calls.
+    pub shutdown_drain_delay_ms: u64,
+    /// After SIGTERM: longest wait for in-flight calls to finish.
+    pub shutdown_grace_ms: u64,
+    /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
+    pub log_filter: String,
+    /// OTLP/gRPC endpoint to export traces to (e.g. `http://otel-collector:4317`); unset: none.
+    pub otlp_endpoint: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen_addr: SocketAddr::from(([0, 0, 0, 0], 50051)),
+            database_url: None,
+            database_max_connections: 16,
+            database_acquire_timeout_ms: 3_000,
+            statement_timeout_ms: 5_000,
+            health_check_interval_ms: 1_000,
+            shutdown_drain_delay_ms: 0,
+            shutdown_grace_ms: 15_000,
+            log_filter: "info".to_owned(),
+            otlp_endpoint: None,
+        }
+    }
+}
+
+/// Settings given as command-line flags; they override every other layer.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    /// `--listen-addr`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen_addr: Option<SocketAddr>,
+    /// `--database-url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A layer could not be read or parsed.
+    #[error("cannot load configuration")]
+    Load(#[from] Box<figment::Error>),
+    /// A value is out of range.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads the layers and validates the result.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).ignore(&["config"]));
+        let mut config: Config = figment.extract().map_err(Box::new)?;
+        if config.database_url.is_none() {
+            config.database_url = std::env::var("DATABASE_URL").ok().filter(|url| !url.is_empty());
+        }
+        let config: Config = Figment::from(Serialized::defaults(config))
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value is in range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let check = |ok: bool, message: &str| if ok { Ok(()) } else { Err(ConfigError::Invalid(message.to_owned())) };
+        check((1..=1_000).contains(&self.database_max_connections), "database_max_connections must be 1..=1000")?;
+        check((1..=600_000).contains(&self.database_acquire_timeout_ms), "database_acquire_timeout_ms must be 1..=600000")?;
+        check((1..=3_600_000).contains(&self.statement_timeout_ms), "statement_timeout_ms must be 1..=3600000")?;
+        check((10..=600_000).contains(&self.health_check_interval_ms), "health_check_interval_ms must be 10..=600000")?;
+        check(self.shutdown_drain_delay_ms <= 600_000, "shutdown_drain_delay_ms must be at most 600000")?;
+        check((1..=3_600_000).contains(&self.shutdown_grace_ms), "shutdown_grace_ms must be 1..=3600000")?;
+        if let Some(url) = &self.database_url {
+            check(
+                url.starts_with("postgres://") || url.starts_with("postgresql://"),
+                "database_url must start with postgres:// or postgresql://",
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The database URL, or an error saying how to give one.
+    pub fn require_database_url(&self) -> Result<&str, ConfigError> {
+        self.database_url.as_deref().ok_or_else(|| {
+            ConfigError::Invalid(
+                "no database configured: set CREDITPOOL_DATABASE_URL (or DATABASE_URL), e.g. \
+                 postgres://postgres@127.0.0.1:5432/creditpool"
+                    .to_owned(),
+            )
+        })
+    }
+
+    /// `database_acquire_timeout_ms` as a duration.
+    pub fn database_acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.database_acquire_timeout_ms)
+    }
+
+    /// `statement_timeout_ms` as a duration.
+    pub fn statement_timeout(&self) -> Duration {
+        Duration::from_millis(self.statement_timeout_ms)
+    }
+
+    /// `health_check_interval_ms` as a duration.
+    pub fn health_check_interval(&self) -> Duration {
+        Duration::from_millis(self.health_check_interval_ms)
+    }
+
+    /// `shutdown_drain_delay_ms` as a duration.
+    pub fn shutdown_drain_delay(&self) -> Duration {
+        Duration::from_millis(self.shutdown_drain_delay_ms)
+    }
+
+    /// `shutdown_grace_ms` as a duration.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use figment::Jail;
+
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order_defaults_file_environment_flags() {
+        Jail::expect_with(|jail| {
+            jail.create_file("creditpool.toml", "listen_addr = \"127.0.0.1:1\"\nstatement_timeout_ms = 100\nhealth_check_interval_ms = 50\n")?;
+            jail.set_env("CREDITPOOL_STATEMENT_TIMEOUT_MS", "200");
+            jail.set_env("CREDITPOOL_DATABASE_URL", "postgres://env/db");
+            jail.set_env("DATABASE_URL", "postgres://fallback/db");
+            let overrides = Overrides { listen_addr: Some("127.0.0.1:2".parse().unwrap()), database_url: None };
+            let config = Config::load(Some(Path::new("creditpool.toml")), &overrides).unwrap();
+            assert_eq!(config.listen_addr, "127.0.0.1:2".parse().unwrap());
+            assert_eq!(config.statement_timeout_ms, 200);
+            assert_eq!(config.health_check_interval_ms, 50);
+            assert_eq!(config.database_url.as_deref(), Some("postgres://env/db"));
+            assert_eq!(config.database_max_connections, Config::default().database_max_connections);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn database_url_falls_back_to_the_conventional_variable() {
+        Jail::expect_with(|jail| {
+            jail.set_env("DATABASE_URL", "postgres://fallback/db");
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(config.database_url.as_deref(), Some("postgres://fallback/db"));
+            assert_eq!(config.listen_addr, "0.0.0.0:50051".parse().unwrap());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused_with_their_name() {
+        Jail::expect_with(|jail| {
+            jail.set_env("CREDITPOOL_DATABASE_MAX_CONNECTIONS", "0");
+            let error = Config::load(None, &Overrides::default()).unwrap_err();
+            assert!(error.to_string().contains("database_max_connections"), "{error}");
+            jail.set_env("CREDITPOOL_DATABASE_MAX_CONNECTIONS", "4");
+            jail.set_env("CREDITPOOL_DATABASE_URL", "mysql://nope");
+            let error = Config::load(None, &Overrides::default()).unwrap_err();
+            assert!(error.to_string().contains("database_url"), "{error}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,209 @@
+//! Account credits (A1–A3) and drawing them to fund workspaces (W1, W3).
+
+use serde::{Deserialize, Serialize};
+
+use super::{AccountId, BucketRef, Cause, Credits, DomainError, Movement, Period};
+
+/// When an account renews on its own: monthly on this day and time, UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BillingAnchor {
+    /// 1..=28.
+    pub day_of_month: u8,
+    /// 0..=23.
+    pub hour_utc: u8,
+    /// 0..=59.
+    pub minute_utc: u8,
+}
+
+impl BillingAnchor {
+    /// Validates the ranges; `None` when out of range.
+    pub fn new(day_of_month: u32, hour_utc: u32, minute_utc: u32) -> Option<BillingAnchor> {
+        let in_range = (1..=28).contains(&day_of_month) && hour_utc <= 23 && minute_utc <= 59;
+        in_range.then(|| BillingAnchor {
+            day_of_month: u8::try_from(day_of_month).unwrap_or(1),
+            hour_utc: u8::try_from(hour_utc).unwrap_or(0),
+            minute_utc: u8::try_from(minute_utc).unwrap_or(0),
+        })
+    }
+}
+
+/// An account's subscription plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Monthly credits granted in the current period.
+    pub monthly_credits: Credits,
+    /// Monthly credits from the next renewal on, when a change is pending.
+    pub next_monthly_credits: Option<Credits>,
+    /// When the account renews on its own.
+    pub anchor: Option<BillingAnchor>,
+}
+
+impl Plan {
+    /// What the next renewal will grant.
+    pub fn renewal_monthly_credits(&self) -> Credits {
+        self.next_monthly_credits.unwrap_or(self.monthly_credits)
+    }
+}
+
+/// An account and its own credits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// The external id.
+    pub id: AccountId,
+    /// Monthly credits left this period.
+    pub monthly: Credits,
+    /// Bought credits left; never expire.
+    pub top_up: Credits,
+    /// The plan, once set.
+    pub plan: Option<Plan>,
+    /// The current billing period, once a plan is set.
+    pub period: Option<Period>,
+    /// When the current period started (unix ms).
+    pub period_started_at_ms: Option<i64>,
+    /// When the account was created (unix ms).
+    pub created_at_ms: i64,
+}
+
+/// How a draw on account credits fell: monthly first, then top-up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountDraw {
+    /// Taken from monthly credits.
+    pub monthly: Credits,
+    /// Taken from top-up credits.
+    pub top_up: Credits,
+}
+
+impl Account {
+    /// A new account with no credits and no plan.
+    pub fn new(id: AccountId, now_ms: i64) -> Account {
+        Account {
+            id,
+            monthly: Credits::ZERO,
+            top_up: Credits::ZERO,
+            plan: None,
+            period: None,
+            period_started_at_ms: None,
+            created_at_ms: now_ms,
+        }
+    }
+
+    /// Monthly plus top-up credits.
+    pub fn balance(&self) -> Credits {
+        // Both are bounded far below i64::MAX / 2 by the amount limits; saturate rather than fail.
+        self.monthly.checked_add(self.top_up).unwrap_or(Credits::new(i64::MAX).unwrap_or_default())
+    }
+
+    /// What the account will hold at its next renewal: plan monthly credits + current top-up (W2).
+    pub fn renewal_capacity(&self) -> Credits {
+        let plan = self.plan.as_ref().map_or(Credits::ZERO, Plan::renewal_monthly_credits);
+        plan.checked_add(self.top_up).unwrap_or(self.top_up)
+    }
+
+    /// A3: the first plan starts a period now and grants its monthly credits; a later plan
+    /// change takes effect at the next renewal. Returns the credits granted now.
+    pub fn set_plan(
+        &mut self,
+        monthly_credits: Credits,
+        anchor: Option<BillingAnchor>,
+        now_ms: i64,
+    ) -> Result<(Credits, Vec<Movement>), DomainError> {
+        match &mut self.plan {
+            Some(plan) => {
+                plan.next_monthly_credits = (monthly_credits != plan.monthly_credits).then_some(monthly_credits);
+                plan.anchor = anchor;
+                Ok((Credits::ZERO, Vec::new()))
+            }
+            None => {
+                self.monthly = self.monthly.checked_add(monthly_credits).ok_or(DomainError::BalanceOverflow)?;
+                self.plan = Some(Plan { monthly_credits, next_monthly_credits: None, anchor });
+                self.period = Some(Period::containing(now_ms));
+                self.period_started_at_ms = Some(now_ms);
+                let grant = self.movement(BucketRef::External, BucketRef::AccountMonthly(self.id.clone()), monthly_credits, Cause::PlanGrant);
+                Ok((monthly_credits, grant.into_iter().collect()))
+            }
+        }
+    }
+
+    /// A2: bought credits go to the top-up balance.
+    pub fn add_purchase(&mut self, amount: Credits) -> Result<Vec<Movement>, DomainError> {
+        self.top_up = self.top_up.checked_add(amount).ok_or(DomainError::BalanceOverflow)?;
+        let purchase = self.movement(BucketRef::External, BucketRef::AccountTopUp(self.id.clone()), amount, Cause::Purchase);
+        Ok(purchase.into_iter().collect())
+    }
+
+    /// Draws `amount` into `to`, monthly credits first, then top-up (W1, W3); all or nothing.
+    pub fn withdraw(
+        &mut self,
+        amount: Credits,
+        to: &BucketRef,
+        cause: Cause,
+    ) -> Result<(AccountDraw, Vec<Movement>), DomainError> {
+        let available = self.balance();
+        if amount > available {
+            return Err(DomainError::InsufficientCredits { requested: amount, available });
+        }
+        let monthly = amount.min(self.monthly);
+        let top_up = amount.saturating_sub(monthly);
+        self.monthly = self.monthly.saturating_sub(monthly);
+        self.top_up = self.top_up.saturating_sub(top_up);
+        let movements = [
+            self.movement(BucketRef::AccountMonthly(self.id.clone()), to.clone(), monthly, cause),
+            self.movement(BucketRef::AccountTopUp(self.id.clone()), to.clone(), top_up, cause),
+        ];
+        Ok((AccountDraw { monthly, top_up }, movements.into_iter().flatten().collect()))
+    }
+
+    fn movement(&self, from: BucketRef, to: BucketRef, amount: Credits, cause: Cause) -> Option<Movement> {
+        (!amount.is_zero()).then_some(Movement { from, to, amount, cause, member: None })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn credits(value: i64) -> Credits {
+        Credits::new(value).unwrap()
+    }
+
+    fn account() -> Account {
+        Account::new(AccountId::parse("alice").unwrap(), 1_000)
+    }
+
+    #[test]
+    fn first_plan_grants_its_monthly_credits_and_starts_a_period() {
+        let mut account = account();
+        let (granted, movements) = account.set_plan(credits(1_000), None, 1_000).unwrap();
+        assert_eq!(granted, credits(1_000));
+        assert_eq!(account.monthly, credits(1_000));
+        assert_eq!(account.period, Some(Period::containing(1_000)));
+        assert_eq!(movements.len(), 1);
+        assert_eq!(movements[0].cause, Cause::PlanGrant);
+    }
+
+    #[test]
+    fn later_plan_change_waits_for_the_next_renewal() {
+        let mut account = account();
+        account.set_plan(credits(1_000), None, 1_000).unwrap();
+        let (granted, movements) = account.set_plan(credits(300), None, 2_000).unwrap();
+        assert_eq!((granted, movements.len()), (Credits::ZERO, 0));
+        assert_eq!(account.monthly, credits(1_000));
+        let plan = account.plan.as_ref().unwrap();
+        assert_eq!(plan.renewal_monthly_credits(), credits(300));
+        assert_eq!(account.renewal_capacity(), credits(300));
+    }
+
+    #[test]
+    fn withdraw_takes_monthly_first_then_top_up_and_refuses_overdraft() {
+        let mut account = account();
+        account.set_plan(credits(100), None, 1_000).unwrap();
+        account.add_purchase(credits(50)).unwrap();
+        let to = BucketRef::WorkspaceTopUp(crate::domain::WorkspaceId::parse("w").unwrap());
+        let refused = account.withdraw(credits(151), &to, Cause::WorkspaceTopUp);
+        assert_eq!(refused, Err(DomainError::InsufficientCredits { requested: credits(151), available: credits(150) }));
+        let (draw, movements) = account.withdraw(credits(120), &to, Cause::WorkspaceTopUp).unwrap();
+        assert_eq!(draw, AccountDraw { monthly: credits(100), top_up: credits(20) });
+        assert_eq!(movements.len(), 2);
+        assert_eq!((account.monthly, account.top_up), (Credits::ZERO, credits(30)));
+    }
+}

@@ -1,0 +1,61 @@
+//! What the rules refuse.
+
+use super::{AccountId, AdminAction, Credits, PoolKind, Role};
+
+/// A rule of DESIGN §2 refused the change; nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    /// C2, W1, W3: the buckets cannot cover the amount.
+    #[error("insufficient credits: requested {requested}, available {available}")]
+    InsufficientCredits {
+        /// What was asked for.
+        requested: Credits,
+        /// What the buckets could give.
+        available: Credits,
+    },
+    /// W2: the owner's pools would need more than the account holds at renewal.
+    #[error(
+        "pool sizes of all workspaces owned would total {owned_total} credits, more than the {renewal_capacity} the account holds at renewal (plan monthly credits + top-up)"
+    )]
+    PoolSizesExceedRenewal {
+        /// Sum of pool sizes after the change.
+        owned_total: Credits,
+        /// Plan monthly credits at the next renewal plus current top-up balance.
+        renewal_capacity: Credits,
+    },
+    /// M2: the raised allowance would reserve more than the pool has unallocated.
+    #[error("{pool} allowance would reserve {requested} credits but only {unallocated} are unallocated in the {pool} pool")]
+    AllowanceExceedsUnallocated {
+        /// Which pool.
+        pool: PoolKind,
+        /// The member's remaining reservation after the change.
+        requested: Credits,
+        /// Pool balance minus other members' remaining reservations.
+        unallocated: Credits,
+    },
+    /// M1: reviewers and clients hold no allowance.
+    #[error("a member with role {role} holds no allowance")]
+    RoleHoldsNoAllowance {
+        /// The member's role.
+        role: Role,
+    },
+    /// M1 and owner-only actions: the actor's role does not allow it.
+    #[error("actor {actor} ({}) may not {action}", role.map_or("not a member".to_owned(), |r| format!("role {r}")))]
+    NotPermitted {
+        /// Who tried.
+        actor: AccountId,
+        /// Their role in the workspace, if a member.
+        role: Option<Role>,
+        /// What they tried.
+        action: AdminAction,
+    },
+    /// The owner's membership cannot be removed or changed.
+    #[error("the workspace owner cannot be removed or given another role")]
+    OwnerIsPermanent,
+    /// A workspace has exactly one owner, its creator.
+    #[error("role OWNER cannot be assigned; a workspace has one owner, its creator")]
+    OwnerRoleNotAssignable,
+    /// A balance would pass i64::MAX.
+    #[error("the balance would exceed the largest storable amount")]
+    BalanceOverflow,
+}

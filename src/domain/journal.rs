@@ -1,0 +1,111 @@
+//! Movements of credits between buckets: the journal is the truth, balances are its cache.
+
+use serde::{Deserialize, Serialize};
+
+use super::{AccountId, Credits, WorkspaceId};
+
+/// One end of a movement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BucketRef {
+    /// Outside the system: grants and purchases come from here.
+    External,
+    /// An account's monthly credits.
+    AccountMonthly(AccountId),
+    /// An account's top-up credits.
+    AccountTopUp(AccountId),
+    /// A workspace monthly pool.
+    WorkspaceMonthly(WorkspaceId),
+    /// A workspace top-up pool.
+    WorkspaceTopUp(WorkspaceId),
+    /// Spent on generation (refunds come back from here).
+    Consumed,
+    /// Expired at a renewal.
+    Expired,
+}
+
+impl BucketRef {
+    /// The bucket's stored name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BucketRef::External => "external",
+            BucketRef::AccountMonthly(_) => "account_monthly",
+            BucketRef::AccountTopUp(_) => "account_top_up",
+            BucketRef::WorkspaceMonthly(_) => "workspace_monthly",
+            BucketRef::WorkspaceTopUp(_) => "workspace_top_up",
+            BucketRef::Consumed => "consumed",
+            BucketRef::Expired => "expired",
+        }
+    }
+
+    /// The account or workspace that owns the bucket; `None` for external and sinks.
+    pub fn owner_id(&self) -> Option<&str> {
+        match self {
+            BucketRef::AccountMonthly(id) | BucketRef::AccountTopUp(id) => Some(id.as_str()),
+            BucketRef::WorkspaceMonthly(id) | BucketRef::WorkspaceTopUp(id) => Some(id.as_str()),
+            BucketRef::External | BucketRef::Consumed | BucketRef::Expired => None,
+        }
+    }
+
+    fn workspace(&self) -> Option<&WorkspaceId> {
+        match self {
+            BucketRef::WorkspaceMonthly(id) | BucketRef::WorkspaceTopUp(id) => Some(id),
+            _ => None,
+        }
+    }
+}
+
+/// Why credits moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Cause {
+    /// A plan's monthly credits granted to an account.
+    PlanGrant,
+    /// Credits bought.
+    Purchase,
+    /// An account funding a workspace monthly pool.
+    PoolFunding,
+    /// An account topping up a workspace top-up pool.
+    WorkspaceTopUp,
+}
+
+impl Cause {
+    /// The cause's stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::PlanGrant => "plan_grant",
+            Cause::Purchase => "purchase",
+            Cause::PoolFunding => "pool_funding",
+            Cause::WorkspaceTopUp => "workspace_top_up",
+        }
+    }
+}
+
+/// A movement of a positive amount of credits from one bucket to another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Movement {
+    /// Where the credits came from.
+    pub from: BucketRef,
+    /// Where they went.
+    pub to: BucketRef,
+    /// How many; never zero.
+    pub amount: Credits,
+    /// Why.
+    pub cause: Cause,
+    /// The member it was for, when any.
+    pub member: Option<AccountId>,
+}
+
+impl Movement {
+    /// The key the entry is stored under: the workspace it touches, else the account.
+    ///
+    /// This is the distribution key of the journal (DESIGN §5): a movement that touches a
+    /// workspace lives with that workspace, one within an account lives with the account.
+    pub fn ledger_scope_id(&self) -> &str {
+        self.from
+            .workspace()
+            .or_else(|| self.to.workspace())
+            .map(WorkspaceId::as_str)
+            .or_else(|| self.from.owner_id())
+            .or_else(|| self.to.owner_id())
+            .unwrap_or("")
+    }
+}

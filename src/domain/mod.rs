@@ -1,0 +1,22 @@
+//! The rules of DESIGN §2 as pure functions over loaded state: no I/O, no SQL, no tonic.
+//!
+//! Every decision returns the new state and the journal [`Movement`]s that explain it, so the
+//! ledger layer only has to persist what the domain decided.
+
+mod account;
+mod credits;
+mod error;
+mod ids;
+mod journal;
+mod member;
+mod period;
+mod workspace;
+
+pub use account::{Account, AccountDraw, BillingAnchor, Plan};
+pub use credits::{Credits, MAX_AMOUNT_CREDITS};
+pub use error::DomainError;
+pub use ids::{AccountId, IdError, IdempotencyKey, MAX_ID_BYTES, WorkspaceId};
+pub use journal::{BucketRef, Cause, Movement};
+pub use member::{AdminAction, AllowanceState, Member, PoolKind, PoolReservations, Role, authorize};
+pub use period::{Period, PeriodError};
+pub use workspace::{LowBalanceThresholds, PoolSizeChange, Workspace};

@@ -1,0 +1,307 @@
+//! `AdminService`: accounts, workspaces, members and reports for admin tooling.
+
+use std::pin::Pin;
+
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::convert;
+use crate::ledger::{
+    AddAccountCredits, AddMember, CreateAccount, CreateWorkspace, Ledger, RemoveMember, SetAccountPlan,
+    SetMemberAllowance, SetMemberRole, SetPoolSize, TopUpWorkspace,
+};
+use crate::proto::admin_service_server::AdminService;
+use super::status::not_yet;
+use crate::proto::*;
+use crate::store::Store;
+
+/// A server stream of `T`.
+pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The `AdminService` handlers.
+pub struct AdminApi<S> {
+    ledger: Ledger<S>,
+}
+
+impl<S: Store> AdminApi<S> {
+    /// Handlers over `ledger`.
+    pub fn new(ledger: Ledger<S>) -> AdminApi<S> {
+        AdminApi { ledger }
+    }
+}
+
+#[tonic::async_trait]
+impl<S: Store> AdminService for AdminApi<S> {
+    async fn create_account(&self, request: Request<CreateAccountRequest>) -> Result<Response<CreateAccountResponse>, Status> {
+        let request = request.into_inner();
+        let command = CreateAccount {
+            idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
+            account_id: convert::account_id("account_id", request.account_id)?,
+        };
+        let view = self.ledger.create_account(command).await?;
+        Ok(Response::new(CreateAccountResponse { account: Some(convert::account(&view)) }))
+    }
+
+    async fn get_account(&self, request: Request<GetAccountRequest>) -> Result<Response<GetAccountResponse>, Status> {
+        let account_id = convert::account_id("account_id", request.into_inner().account_id)?;
+        let view = self.ledger.get_account(&account_id).await?;
+        Ok(Response::new(GetAccountResponse { account: Some(convert::account(&view)) }))
+    }
+
+    async fn set_account_plan(&self, request: Request<SetAccountPlanRequest>) -> Result<Response<SetAccountPlanResponse>, Status> {
+        let request = request.into_inner();
+        let command = SetAccountPlan {
+            idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
+            account_id: convert::account_id("account_id", request.account_id)?,
+            monthly_credits: convert::setting("monthly_credits", request.monthly_credits)?,
+            billing_anchor: convert::billing_anchor("billing_anchor", request.billing_anchor)?,
+        };
+        let result = self.ledger.set_account_plan(command).await?;
+        Ok(Response::new(SetAccountPlanResponse {
+            account: Some(convert::account(&result.account)),
+            granted_credits: result.granted.get(),
+        }))
+    }
+
+    async fn add_account_credits(
+        &self,
+        request: Request<AddAccountCreditsRequest>,
+    ) -> Result<Response<AddAccountCreditsResponse>, Status> {
+        let request = request.into_inner();
+        let command = AddAccountCredits {
+            idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
+            account_id: convert::account_id("account_id", request.account_id)?,
+            amount_credits: convert::amount("amount_credits", request.amount_credits)?,
+        };
+        let view = self.ledger.add_account_credits(command).await?;
+        Ok(Response::new(AddAccountCreditsResponse { account: Some(convert::account(&view)) }))
+    }
+
+    async fn create_workspace(&self, request: Request<CreateWorkspaceRequest>) -> Result<Response<CreateWorkspaceResponse>, Status> {
+        let request = request.into_inner();
+        let command = CreateWorkspace {
+            idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
+            workspace_id: convert::workspace_id("workspace_id", request.workspace_id)?,
+            owner_account_id: convert::account_id("owner_account_id", request.owner_account_id)?,
+        };
+        let view = self.ledger.create_workspace(command).await?;
+        Ok(Response::new(CreateWorkspaceResponse { workspace: Some(convert::workspace(&view)) }))
+    }
+
+    async fn get_workspace(&self, request: Request<GetWorkspaceRequest>) -> Result<Response<GetWorkspaceResponse>, Status> {
+        let workspace_id = convert::workspace_id("workspace_id", request.into_inner().workspace_id)?;
+        let view = self.ledger.get_workspace(&workspace_id).await?;
+        Ok(Response::new(GetWorkspaceResponse { workspace: Some(convert::workspace(&view)) }))
+    }
+
+    async fn set_pool_size(&self, request: Request<SetPoolSizeRequest>) -> Result<Response<SetPoolSizeResponse>, Status> {
+        let request = request.into_inner();
+        let command = SetPoolSize {
+            idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
+            workspace_id: convert::workspace_id("workspace_id", request.workspace_id)?,
+            actor_account_id: convert::account_id("actor_account_id", request.actor_account_id)?,
+            pool_size_credits: convert::setting("pool_size_credits", request.pool_size_credits)?,
+        };
+        let result = self.ledger.set_pool_size(command).await?;
+        Ok(Response::new(SetPoolSizeResponse {
+            workspace: Some(convert::workspace(&result.workspace)),
+            funded_credits: result.change.funded.get(),
+            funded_from: convert::account_draw(result.change.draw),
+        }))
+    }
+
+    async fn top_up_workspace(&self, request: Request<TopUpWorkspaceRequest>) -> Result<Response<TopUpWorkspaceResponse>, Status> {
+        let request = request.into_inner();
+        let command = TopUpWorkspace {
+            idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
+            workspace_id: convert::workspace_id("workspace_id", request.workspace_id)?,
+            actor_account_id: convert::account_id("actor_account_id", request.actor_account_id)?,
+            amount_credits: convert::amount("amount_credits", request.amount_credits)?,
+        };
+        let result = self.ledger.top_up_workspace(command).await?;
+        Ok(Response::new(TopUpWorkspaceResponse {
+            workspace: Some(convert::workspace(&result.workspace)),
+            funded_from: convert::account_draw(result.draw),
+        }))
+    }
+
+    async fn set_low_balance_thresholds(
+        &self,
+        _request: Request<SetLowBalanceThresholdsRequest>,
+    ) -> Result<Response<SetLowBalanceThresholdsResponse>, Status> {
+        Err(not_yet("SetLowBalanceThresholds"))
+    }
+
+    async fn add_member(&self, request: Request<AddMemberRequest>) -> Result<Response<AddMemberResponse>, Status> {
+        let request = request.into_inner();
+        let command = AddMember {
+            idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
+            workspace_id: convert::workspace_id("workspace_id", request.workspace_id)?,
+            actor_account_id: convert::account_id("actor_account_id", request.actor_account_id)?,
+            account_id: convert::account_id("account_id", request.account_id)?,
+            role: convert::assignable_role("role", request.role)?,
+        };
+        let view = self.ledger.add_member(command).await?;
+        Ok(Response::new(AddMemberResponse { member: Some(convert::member(&view)) }))
+    }
+
+    async fn remove_member(&self, request: Request<RemoveMemberRequest>) -> Result<Response<RemoveMemberResponse>, Status> {
+        let request = request.into_inner();
+        let command = RemoveMember {
+            idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
+            workspace_id: convert::workspace_id("workspace_id", request.workspace_id)?,
+            actor_account_id: convert::account_id("actor_account_id", request.actor_account_id)?,
+            account_id: convert::account_id("account_id", request.account_id)?,
+        };
+        let result = self.ledger.remove_member(command).await?;
+        Ok(Response::new(RemoveMemberResponse {
+            member: Some(convert::member(&result.member)),
+            released_reservations: result.released_reservations,
+        }))
+    }
+
+    async fn set_member_role(&self, request: Request<SetMemberRoleRequest>) -> Result<Response<SetMemberRoleResponse>, Status> {
+        let request = request.into_inner();
+        let command = SetMemberRole {
+            idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
+            workspace_id: convert::workspace_id("workspace_id", request.workspace_id)?,
+            actor_account_id: convert::account_id("actor_account_id", request.actor_account_id)?,
+            account_id: convert::account_id("account_id", request.account_id)?,
+            role: convert::assignable_role("role", request.role)?,
+        };
+        let view = self.ledger.set_member_role(command).await?;
+        Ok(Response::new(SetMemberRoleResponse { member: Some(convert::member(&view)) }))
+    }
+
+    async fn set_member_allowance(
+        &self,
+        request: Request<SetMemberAllowanceRequest>,
+    ) -> Result<Response<SetMemberAllowanceResponse>, Status> {
+        let request = request.into_inner();
+        let command = SetMemberAllowance {
+            idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
+            workspace_id: convert::workspace_id("workspace_id", request.workspace_id)?,
+            actor_account_id: convert::account_id("actor_account_id", request.actor_account_id)?,
+            account_id: convert::account_id("account_id", request.account_id)?,
+            monthly_allowance_credits: convert::setting("monthly_allowance_credits", request.monthly_allowance_credits)?,
+            top_up_allowance_credits: convert::setting("top_up_allowance_credits", request.top_up_allowance_credits)?,
+        };
+        let result = self.ledger.set_member_allowance(command).await?;
+        Ok(Response::new(SetMemberAllowanceResponse {
+            member: Some(convert::member(&result.member)),
+            workspace: Some(convert::workspace(&result.workspace)),
+        }))
+    }
+
+    async fn list_members(&self, request: Request<ListMembersRequest>) -> Result<Response<ListMembersResponse>, Status> {
+        let request = request.into_inner();
+        let workspace_id = convert::workspace_id("workspace_id", request.workspace_id)?;
+        let page_size = convert::page_size("page_size", request.page_size)?;
+        let after = convert::account_page_token("page_token", request.page_token)?;
+        let page = self.ledger.list_members(&workspace_id, page_size, after.as_ref()).await?;
+        Ok(Response::new(ListMembersResponse {
+            members: page.items.iter().map(convert::member).collect(),
+            next_page_token: page.next_after.unwrap_or_default(),
+        }))
+    }
+
+    async fn list_reservations(
+        &self,
+        _request: Request<ListReservationsRequest>,
+    ) -> Result<Response<ListReservationsResponse>, Status> {
+        Err(not_yet("ListReservations"))
+    }
+
+    async fn renew_account(&self, _request: Request<RenewAccountRequest>) -> Result<Response<RenewAccountResponse>, Status> {
+        Err(not_yet("RenewAccount"))
+    }
+
+    async fn fund_workspace_pools(
+        &self,
+        _request: Request<FundWorkspacePoolsRequest>,
+    ) -> Result<Response<FundWorkspacePoolsResponse>, Status> {
+        Err(not_yet("FundWorkspacePools"))
+    }
+
+    async fn create_profile(&self, _request: Request<CreateProfileRequest>) -> Result<Response<CreateProfileResponse>, Status> {
+        Err(not_yet("CreateProfile"))
+    }
+
+    async fn update_profile(&self, _request: Request<UpdateProfileRequest>) -> Result<Response<UpdateProfileResponse>, Status> {
+        Err(not_yet("UpdateProfile"))
+    }
+
+    async fn delete_profile(&self, _request: Request<DeleteProfileRequest>) -> Result<Response<DeleteProfileResponse>, Status> {
+        Err(not_yet("DeleteProfile"))
+    }
+
+    async fn assign_profile_members(
+        &self,
+        _request: Request<AssignProfileMembersRequest>,
+    ) -> Result<Response<AssignProfileMembersResponse>, Status> {
+        Err(not_yet("AssignProfileMembers"))
+    }
+
+    async fn unassign_profile_members(
+        &self,
+        _request: Request<UnassignProfileMembersRequest>,
+    ) -> Result<Response<UnassignProfileMembersResponse>, Status> {
+        Err(not_yet("UnassignProfileMembers"))
+    }
+
+    async fn list_profiles(&self, _request: Request<ListProfilesRequest>) -> Result<Response<ListProfilesResponse>, Status> {
+        Err(not_yet("ListProfiles"))
+    }
+
+    async fn configure_overflow_pool(
+        &self,
+        _request: Request<ConfigureOverflowPoolRequest>,
+    ) -> Result<Response<ConfigureOverflowPoolResponse>, Status> {
+        Err(not_yet("ConfigureOverflowPool"))
+    }
+
+    async fn get_usage_report(&self, _request: Request<GetUsageReportRequest>) -> Result<Response<GetUsageReportResponse>, Status> {
+        Err(not_yet("GetUsageReport"))
+    }
+
+    async fn list_journal_entries(
+        &self,
+        _request: Request<ListJournalEntriesRequest>,
+    ) -> Result<Response<ListJournalEntriesResponse>, Status> {
+        Err(not_yet("ListJournalEntries"))
+    }
+
+    type ExportJournalStream = ResponseStream<ExportJournalResponse>;
+
+    async fn export_journal(&self, _request: Request<ExportJournalRequest>) -> Result<Response<Self::ExportJournalStream>, Status> {
+        Err(not_yet("ExportJournal"))
+    }
+
+    async fn verify_ledger(&self, _request: Request<VerifyLedgerRequest>) -> Result<Response<VerifyLedgerResponse>, Status> {
+        let check = self.ledger.verify_ledger().await?;
+        Ok(Response::new(VerifyLedgerResponse {
+            clean: check.discrepancies.is_empty(),
+            discrepancies: check
+                .discrepancies
+                .into_iter()
+                .map(|d| LedgerDiscrepancy {
+                    bucket: d.bucket,
+                    owner_id: d.owner_id,
+                    recorded_credits: d.recorded,
+                    journal_credits: d.journal,
+                })
+                .collect(),
+            entries_checked: check.entries_checked,
+            buckets_checked: check.buckets_checked,
+        }))
+    }
+
+    type WatchNotificationsStream = ResponseStream<WatchNotificationsResponse>;
+
+    async fn watch_notifications(
+        &self,
+        _request: Request<WatchNotificationsRequest>,
+    ) -> Result<Response<Self::WatchNotificationsStream>, Status> {
+        Err(not_yet("WatchNotifications"))
+    }
+}

@@ -1,0 +1,10 @@
+//! The gRPC boundary: each handler validates and converts its request, makes one ledger call,
+//! and converts the answer back. Errors become statuses in one place ([`status`]).
+
+mod admin;
+mod convert;
+mod credit;
+mod status;
+
+pub use admin::AdminApi;
+pub use credit::CreditApi;

@@ -1,0 +1,116 @@
+//! The only mapping from ledger errors to gRPC statuses. Every status carries a
+//! `google.rpc.ErrorInfo` with a stable reason, so callers never parse message text.
+
+use std::collections::HashMap;
+use std::error::Error;
+use std::fmt::Write as _;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::domain::DomainError;
+use crate::ledger::LedgerError;
+
+/// The `ErrorInfo.domain` of every error this service returns.
+pub const ERROR_DOMAIN: &str = "creditpool.v1";
+
+fn status(code: Code, reason: &str, message: String, metadata: &[(&str, String)]) -> Status {
+    let metadata: HashMap<String, String> = metadata.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+    Status::with_error_details(code, message, ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata))
+}
+
+/// An INVALID_ARGUMENT naming `field`, with a `BadRequest` violation for it.
+pub(super) fn invalid_argument(field: &str, description: impl std::fmt::Display) -> Status {
+    let description = description.to_string();
+    let mut details = ErrorDetails::with_bad_request_violation(field, description.clone());
+    details.set_error_info("INVALID_ARGUMENT", ERROR_DOMAIN, HashMap::from([("field".to_owned(), field.to_owned())]));
+    Status::with_error_details(Code::InvalidArgument, format!("{field}: {description}"), details)
+}
+
+/// The answer of an RPC that a later release implements.
+pub(super) fn not_yet(rpc: &str) -> Status {
+    Status::unimplemented(format!("{rpc} is not implemented yet"))
+}
+
+/// The error and its causes on one line, for the log.
+fn chain(error: &dyn Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let _ = write!(text, ": {cause}");
+        source = cause.source();
+    }
+    text
+}
+
+impl From<LedgerError> for Status {
+    fn from(error: LedgerError) -> Status {
+        match error {
+            LedgerError::Rule(rule) => rule_status(rule),
+            LedgerError::NotFound { field, .. } => {
+                status(Code::NotFound, "NOT_FOUND", error.to_string(), &[("field", field.to_owned())])
+            }
+            LedgerError::AlreadyExists { field, .. } => {
+                status(Code::AlreadyExists, "ALREADY_EXISTS", error.to_string(), &[("field", field.to_owned())])
+            }
+            LedgerError::IdempotencyConflict { ref field, .. } => {
+                let field = field.clone();
+                status(Code::AlreadyExists, "IDEMPOTENCY_KEY_REUSED", format!("idempotency_key: {error}"), &[(
+                    "differing_field",
+                    field,
+                )])
+            }
+            LedgerError::Unavailable(ref source) => {
+                tracing::warn!(error = %chain(source), "database unavailable");
+                status(Code::Unavailable, "DATABASE_UNAVAILABLE", "database unavailable; safe to retry".to_owned(), &[])
+            }
+            LedgerError::Internal(ref source) => {
+                tracing::error!(error = %chain(source), "internal error");
+                status(Code::Internal, "INTERNAL", "internal error".to_owned(), &[])
+            }
+        }
+    }
+}
+
+fn rule_status(rule: DomainError) -> Status {
+    let message = rule.to_string();
+    match rule {
+        DomainError::InsufficientCredits { requested, available } => {
+            status(Code::ResourceExhausted, "INSUFFICIENT_CREDITS", message, &[
+                ("requested_credits", requested.to_string()),
+                ("available_credits", available.to_string()),
+            ])
+        }
+        DomainError::PoolSizesExceedRenewal { owned_total, renewal_capacity } => {
+            status(Code::FailedPrecondition, "POOL_SIZES_EXCEED_RENEWAL", format!("pool_size_credits: {message}"), &[
+                ("owned_pool_size_credits", owned_total.to_string()),
+                ("renewal_capacity_credits", renewal_capacity.to_string()),
+            ])
+        }
+        DomainError::AllowanceExceedsUnallocated { pool, requested, unallocated } => {
+            let field = match pool {
+                crate::domain::PoolKind::Monthly => "monthly_allowance_credits",
+                crate::domain::PoolKind::TopUp => "top_up_allowance_credits",
+            };
+            status(Code::FailedPrecondition, "ALLOWANCE_EXCEEDS_UNALLOCATED", format!("{field}: {message}"), &[
+                ("field", field.to_owned()),
+                ("requested_credits", requested.to_string()),
+                ("unallocated_credits", unallocated.to_string()),
+            ])
+        }
+        DomainError::RoleHoldsNoAllowance { role } => status(
+            Code::FailedPrecondition,
+            "ROLE_HOLDS_NO_ALLOWANCE",
+            format!("account_id: {message}"),
+            &[("role", role.to_string())],
+        ),
+        DomainError::NotPermitted { .. } => {
+            status(Code::PermissionDenied, "NOT_PERMITTED", format!("actor_account_id: {message}"), &[])
+        }
+        DomainError::OwnerIsPermanent => {
+            status(Code::FailedPrecondition, "OWNER_IS_PERMANENT", format!("account_id: {message}"), &[])
+        }
+        DomainError::OwnerRoleNotAssignable => invalid_argument("role", message),
+        DomainError::BalanceOverflow => status(Code::FailedPrecondition, "BALANCE_OVERFLOW", message, &[]),
+    }
+}

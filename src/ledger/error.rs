@@ -1,0 +1,62 @@
+//! Ledger errors: what a use case reports to the gRPC boundary.
+
+use crate::domain::DomainError;
+use crate::store::StoreError;
+
+/// A use case failed; its transaction was rolled back and nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// A rule refused the change.
+    #[error(transparent)]
+    Rule(#[from] DomainError),
+    /// Something named by the request does not exist.
+    #[error("{field}: {what} {id} not found")]
+    NotFound {
+        /// The request field that named it.
+        field: &'static str,
+        /// What kind of thing.
+        what: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// The id to create is taken.
+    #[error("{field}: {what} {id} already exists")]
+    AlreadyExists {
+        /// The request field that named it.
+        field: &'static str,
+        /// What kind of thing.
+        what: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// The idempotency key was used for a different request.
+    #[error("idempotency key {key} was already used for a different request ({field} differs)")]
+    IdempotencyConflict {
+        /// The key.
+        key: String,
+        /// The first field that differs.
+        field: String,
+    },
+    /// The database is unreachable, or conflicts outlasted the retries; safe to retry.
+    #[error("database unavailable")]
+    Unavailable(#[source] StoreError),
+    /// A programmer error or corrupt data.
+    #[error("internal error")]
+    Internal(#[source] StoreError),
+}
+
+impl LedgerError {
+    /// Whether the script may be rerun at once.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, LedgerError::Unavailable(error) if error.is_conflict())
+    }
+}
+
+impl From<StoreError> for LedgerError {
+    fn from(error: StoreError) -> LedgerError {
+        match error {
+            StoreError::Unavailable(_) | StoreError::Conflict(_) => LedgerError::Unavailable(error),
+            StoreError::Corrupt(_) | StoreError::Database(_) | StoreError::Migrate(_) => LedgerError::Internal(error),
+        }
+    }
+}

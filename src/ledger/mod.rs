@@ -1,0 +1,97 @@
+//! The use cases. Each is one transaction script, written once over [`StoreTx`]: claim the
+//! idempotency key, lock rows in the fixed order (account → workspace → member), load, let the
+//! domain decide, write state + journal + idempotency record, commit. A conflict (deadlock,
+//! serialization failure) reruns the whole script, a bounded number of times.
+
+#[macro_use]
+mod idempotency;
+mod accounts;
+mod error;
+mod members;
+mod views;
+mod workspaces;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+
+pub use accounts::{AddAccountCredits, CreateAccount, PlanSet, SetAccountPlan};
+pub use error::LedgerError;
+pub use members::{AddMember, AllowanceSet, MemberRemoved, RemoveMember, SetMemberAllowance, SetMemberRole};
+pub use views::{AccountView, MemberView, Page, WorkspaceView};
+pub use workspaces::{CreateWorkspace, PoolSizeSet, SetPoolSize, ToppedUp, TopUpWorkspace};
+
+use crate::store::{LedgerCheck, Store};
+
+/// Where the ledger reads the time.
+pub trait Clock: Send + Sync + 'static {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> i64;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+    }
+}
+
+/// Most times one script is rerun after a conflict before the caller gets UNAVAILABLE.
+pub const MAX_CONFLICT_RETRIES: usize = 10;
+/// Largest page a list returns.
+pub const MAX_PAGE_SIZE: u32 = 1_000;
+/// Page size when the caller asks for none.
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+
+/// The use cases over one store.
+pub struct Ledger<S> {
+    store: S,
+    clock: Arc<dyn Clock>,
+}
+
+impl<S: Clone> Clone for Ledger<S> {
+    fn clone(&self) -> Self {
+        Ledger { store: self.store.clone(), clock: Arc::clone(&self.clock) }
+    }
+}
+
+impl<S: Store> Ledger<S> {
+    /// A ledger over `store` reading time from `clock`.
+    pub fn new(store: S, clock: Arc<dyn Clock>) -> Ledger<S> {
+        Ledger { store, clock }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// L1: recomputes every balance from the journal.
+    pub async fn verify_ledger(&self) -> Result<LedgerCheck, LedgerError> {
+        Ok(self.store.verify_ledger().await?)
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Runs `script` until it commits, fails for good, or has conflicted too often.
+    async fn retrying<T, F, Fut>(&self, script: F) -> Result<T, LedgerError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, LedgerError>>,
+    {
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(2))
+            .with_max_delay(Duration::from_millis(100))
+            .with_max_times(MAX_CONFLICT_RETRIES)
+            .with_jitter();
+        script.retry(backoff).sleep(tokio::time::sleep).when(LedgerError::is_conflict).await
+    }
+}

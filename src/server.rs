@@ -1,0 +1,118 @@
+//! Wires the services, health, reflection and shutdown around one store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::config::Config;
+use crate::grpc::{AdminApi, CreditApi};
+use crate::ledger::{Ledger, SystemClock};
+use crate::proto::admin_service_server::AdminServiceServer;
+use crate::proto::credit_service_server::CreditServiceServer;
+use crate::store::Store;
+use crate::store::postgres::{PgStore, PoolSettings};
+
+/// Names reported by `grpc.health.v1.Health`: the server as a whole ("") and each service.
+pub const HEALTH_SERVICE_NAMES: [&str; 3] = ["", "creditpool.v1.CreditService", "creditpool.v1.AdminService"];
+
+/// Opens the configured Postgres store (lazily; connections are made on first use).
+pub fn open_store(config: &Config) -> anyhow::Result<PgStore> {
+    let url = config.require_database_url()?;
+    let settings = PoolSettings {
+        max_connections: config.database_max_connections,
+        acquire_timeout: config.database_acquire_timeout(),
+        statement_timeout: config.statement_timeout(),
+    };
+    Ok(PgStore::connect_lazy(url, &settings)?)
+}
+
+/// Serves on `listener` until `shutdown` is cancelled, then drains: health goes NOT_SERVING, after
+/// the drain delay the listener closes, in-flight calls get the grace period to finish.
+pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let store = open_store(&config)?;
+    store
+        .migrate()
+        .await
+        .map_err(|error| anyhow::anyhow!(error).context("cannot apply migrations (is the database reachable?)"))?;
+    let ledger = Ledger::new(store.clone(), Arc::new(SystemClock));
+
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    set_health(&reporter, ServingStatus::NotServing).await;
+    let watcher = tokio::spawn(watch_database(store.clone(), reporter.clone(), config.health_check_interval(), shutdown.clone()));
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let address = listener.local_addr()?;
+    tracing::info!(%address, store = "postgres", "creditpool serving");
+    let drain_delay = config.shutdown_drain_delay();
+    let drain_reporter = reporter.clone();
+    let stopping = shutdown.clone();
+    let server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(AdminServiceServer::new(AdminApi::new(ledger.clone())))
+        .add_service(CreditServiceServer::new(CreditApi::new(ledger)))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            stopping.cancelled().await;
+            set_health(&drain_reporter, ServingStatus::NotServing).await;
+            tracing::info!(drain_delay_ms = drain_delay.as_millis(), "shutting down: health NOT_SERVING");
+            tokio::time::sleep(drain_delay).await;
+        });
+
+    let grace = drain_delay + config.shutdown_grace();
+    let result = tokio::select! {
+        result = server => result.map_err(anyhow::Error::from),
+        () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(grace_ms = grace.as_millis(), "grace period over; stopping with calls in flight");
+            Ok(())
+        }
+    };
+    watcher.abort();
+    store.close().await;
+    tracing::info!("creditpool stopped");
+    result
+}
+
+async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
+    for name in HEALTH_SERVICE_NAMES {
+        reporter.set_service_status(name, status).await;
+    }
+}
+
+/// Pings the database every `interval` and reports SERVING only while it answers.
+async fn watch_database<S: Store>(store: S, reporter: HealthReporter, interval: Duration, shutdown: CancellationToken) {
+    let mut serving = false;
+    loop {
+        let answered = matches!(tokio::time::timeout(interval.max(Duration::from_secs(1)), store.ping()).await, Ok(Ok(())));
+        if shutdown.is_cancelled() {
+            return;
+        }
+        if answered != serving {
+            serving = answered;
+            if serving {
+                tracing::info!("database reachable: SERVING");
+                set_health(&reporter, ServingStatus::Serving).await;
+            } else {
+                tracing::warn!("database unreachable: NOT_SERVING");
+                set_health(&reporter, ServingStatus::NotServing).await;
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Persistence: a transaction trait the ledger's scripts are written against, and its
+//! implementations. SQL lives only in this module.
+//!
+//! A transaction locks rows in the fixed order account → workspace → member (DESIGN §5); the
+//! ledger calls the `lock_*` methods in that order, so concurrent scripts cannot deadlock on each
+//! other's rows.
+
+mod error;
+pub mod postgres;
+mod records;
+mod sql;
+
+use std::future::Future;
+
+pub use error::StoreError;
+use serde_json::Value;
+
+use crate::domain::{AccountId, Credits, IdempotencyKey, Member, Movement, Workspace, WorkspaceId};
+pub use crate::domain::Account;
+
+/// Whether a read takes a row lock until commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    /// Plain read.
+    None,
+    /// Exclusive row lock (`SELECT … FOR UPDATE` on Postgres).
+    Update,
+}
+
+/// Where an idempotency key lives: the shard key of the mutation it guards.
+#[derive(Debug, Clone, Copy)]
+pub enum IdempotencyScope<'a> {
+    /// An account mutation.
+    Account(&'a AccountId),
+    /// A workspace mutation.
+    Workspace(&'a WorkspaceId),
+}
+
+impl IdempotencyScope<'_> {
+    fn parts(&self) -> (&str, &'static str) {
+        match self {
+            IdempotencyScope::Account(id) => (id.as_str(), "account"),
+            IdempotencyScope::Workspace(id) => (id.as_str(), "workspace"),
+        }
+    }
+}
+
+/// The outcome of claiming an idempotency key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// The key was free and is now held by this transaction.
+    Claimed,
+    /// The key was used by a committed request.
+    Used {
+        /// That request.
+        request: Value,
+        /// Its response.
+        response: Value,
+    },
+}
+
+/// Sums of members' remaining reservations in one workspace.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReservedTotals {
+    /// Reserved out of the monthly pool.
+    pub monthly: Credits,
+    /// Reserved out of the top-up pool.
+    pub top_up: Credits,
+}
+
+/// A bucket whose stored balance differs from the sum of its journal entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discrepancy {
+    /// Bucket kind.
+    pub bucket: String,
+    /// Owner id.
+    pub owner_id: String,
+    /// Stored balance.
+    pub recorded: i64,
+    /// Journal sum.
+    pub journal: i64,
+}
+
+/// The result of recomputing balances from the journal.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LedgerCheck {
+    /// Differences found.
+    pub discrepancies: Vec<Discrepancy>,
+    /// Journal entries read.
+    pub entries_checked: i64,
+    /// Buckets compared.
+    pub buckets_checked: i64,
+}
+
+/// A database holding creditpool's state.
+pub trait Store: Clone + Send + Sync + 'static {
+    /// A transaction on it.
+    type Tx: StoreTx;
+
+    /// Starts a transaction.
+    fn begin(&self) -> impl Future<Output = Result<Self::Tx, StoreError>> + Send;
+
+    /// Checks the database answers.
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// L1: recomputes every balance from the journal.
+    fn verify_ledger(&self) -> impl Future<Output = Result<LedgerCheck, StoreError>> + Send;
+}
+
+/// One database transaction; dropped without [`StoreTx::commit`] it rolls back.
+pub trait StoreTx: Send {
+    /// Claims `key` for this request, or returns the committed request that used it. A
+    /// concurrent claim of the same key waits until this transaction ends.
+    fn claim_idempotency(
+        &mut self,
+        scope: IdempotencyScope<'_>,
+        key: &IdempotencyKey,
+        request: &Value,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
+
+    /// Stores the response of the request that claimed `key`.
+    fn record_response(
+        &mut self,
+        scope: IdempotencyScope<'_>,
+        key: &IdempotencyKey,
+        response: &Value,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Reads an account.
+    fn account(&mut self, id: &AccountId, lock: Lock) -> impl Future<Output = Result<Option<Account>, StoreError>> + Send;
+    /// Inserts an account; false when the id is taken.
+    fn insert_account(&mut self, account: &Account) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Saves an account's balances and plan.
+    fn update_account(&mut self, account: &Account) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Sum of pool sizes over the workspaces `owner` owns, except `except`.
+    fn pool_sizes_owned(
+        &mut self,
+        owner: &AccountId,
+        except: Option<&WorkspaceId>,
+    ) -> impl Future<Output = Result<Credits, StoreError>> + Send;
+
+    /// Reads a workspace.
+    fn workspace(&mut self, id: &WorkspaceId, lock: Lock) -> impl Future<Output = Result<Option<Workspace>, StoreError>> + Send;
+    /// Inserts a workspace; false when the id is taken.
+    fn insert_workspace(&mut self, workspace: &Workspace) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Saves a workspace's pools and settings.
+    fn update_workspace(&mut self, workspace: &Workspace) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Reads a membership.
+    fn member(
+        &mut self,
+        workspace: &WorkspaceId,
+        account: &AccountId,
+        lock: Lock,
+    ) -> impl Future<Output = Result<Option<Member>, StoreError>> + Send;
+    /// Inserts a membership; false when the account is already a member.
+    fn insert_member(&mut self, member: &Member) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Saves a membership's role, allowances and usage.
+    fn update_member(&mut self, member: &Member) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Deletes a membership.
+    fn delete_member(&mut self, member: &Member) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Members ordered by account id, after `after`, at most `limit`.
+    fn members(
+        &mut self,
+        workspace: &WorkspaceId,
+        after: Option<&AccountId>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Member>, StoreError>> + Send;
+    /// Members' remaining reservations in a workspace, leaving out `except`.
+    fn reserved_totals(
+        &mut self,
+        workspace: &WorkspaceId,
+        except: Option<&AccountId>,
+    ) -> impl Future<Output = Result<ReservedTotals, StoreError>> + Send;
+
+    /// Appends movements to the journal, each referencing the request that caused it.
+    fn append_journal(
+        &mut self,
+        reference: &str,
+        movements: &[Movement],
+        now_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Commits.
+    fn commit(self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

@@ -1,0 +1,368 @@
+//! The production store: Postgres with row locks (`SELECT … FOR UPDATE`).
+
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres, Row};
+
+use super::records::{AccountRecord, MemberRecord, WorkspaceRecord};
+use super::sql::{self, select_account, select_member, select_workspace};
+use super::{Claim, Discrepancy, IdempotencyScope, LedgerCheck, Lock, ReservedTotals, Store, StoreError, StoreTx};
+use crate::domain::{Account, AccountId, Credits, IdempotencyKey, Member, Movement, Workspace, WorkspaceId};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/postgres");
+
+/// How the service connects to its database.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// Most connections open at once.
+    pub max_connections: u32,
+    /// Longest wait for a free connection (or a new one) before a call answers UNAVAILABLE.
+    pub acquire_timeout: Duration,
+    /// Longest a single statement may run.
+    pub statement_timeout: Duration,
+}
+
+/// Postgres behind a connection pool.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Opens a pool; connections are made on first use, so a database that is down at start
+    /// shows as NOT_SERVING rather than a crash.
+    pub fn connect_lazy(url: &str, settings: &PoolSettings) -> Result<PgStore, StoreError> {
+        let statement_timeout = settings.statement_timeout.as_millis().to_string();
+        let options: PgConnectOptions = url
+            .parse::<PgConnectOptions>()
+            .map_err(StoreError::Database)?
+            .application_name("creditpool")
+            .options([("statement_timeout", statement_timeout.as_str())]);
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_lazy_with(options);
+        Ok(PgStore { pool })
+    }
+
+    /// Applies the embedded migrations. sqlx takes a Postgres advisory lock around them, so
+    /// replicas starting together apply each migration once.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await.map_err(|error| match error {
+            sqlx::migrate::MigrateError::Execute(inner) => StoreError::from(inner),
+            other => StoreError::Migrate(other),
+        })
+    }
+
+    /// The pool, for tools that need raw access (the benchmark's direct-SQL baseline).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+impl Store for PgStore {
+    type Tx = PgTx;
+
+    async fn begin(&self) -> Result<PgTx, StoreError> {
+        Ok(PgTx { tx: self.pool.begin().await? })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn verify_ledger(&self) -> Result<LedgerCheck, StoreError> {
+        // One snapshot for the whole comparison, so concurrent writers cannot show a false
+        // difference between the balances and the journal.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
+        let rows = sqlx::query(sql::LEDGER_DISCREPANCIES).fetch_all(&mut *tx).await?;
+        let discrepancies = rows
+            .into_iter()
+            .map(|row| {
+                Ok(Discrepancy {
+                    bucket: row.try_get("bucket")?,
+                    owner_id: row.try_get("owner_id")?,
+                    recorded: row.try_get("recorded")?,
+                    journal: row.try_get("journal")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let entries_checked: i64 = sqlx::query_scalar(sql::COUNT_JOURNAL_ENTRIES).fetch_one(&mut *tx).await?;
+        let buckets_checked: i64 = sqlx::query_scalar(sql::COUNT_BUCKETS).fetch_one(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(LedgerCheck { discrepancies, entries_checked, buckets_checked })
+    }
+}
+
+/// A Postgres transaction (READ COMMITTED plus explicit row locks).
+pub struct PgTx {
+    tx: sqlx::Transaction<'static, Postgres>,
+}
+
+const LOCK_ACCOUNT: &str = concat!(select_account!(), " FOR UPDATE");
+const LOCK_WORKSPACE: &str = concat!(select_workspace!(), " FOR UPDATE");
+const LOCK_MEMBER: &str = concat!(select_member!(), " FOR UPDATE");
+
+fn pick(lock: Lock, plain: &'static str, locking: &'static str) -> &'static str {
+    match lock {
+        Lock::None => plain,
+        Lock::Update => locking,
+    }
+}
+
+impl StoreTx for PgTx {
+    async fn claim_idempotency(
+        &mut self,
+        scope: IdempotencyScope<'_>,
+        key: &IdempotencyKey,
+        request: &Value,
+        now_ms: i64,
+    ) -> Result<Claim, StoreError> {
+        let (scope_id, scope_kind) = scope.parts();
+        let claimed = sqlx::query(sql::CLAIM_IDEMPOTENCY)
+            .bind(scope_id)
+            .bind(scope_kind)
+            .bind(key.as_str())
+            .bind(request.to_string())
+            .bind(now_ms)
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected()
+            == 1;
+        if claimed {
+            return Ok(Claim::Claimed);
+        }
+        let row = sqlx::query(sql::SELECT_IDEMPOTENCY)
+            .bind(scope_id)
+            .bind(scope_kind)
+            .bind(key.as_str())
+            .fetch_one(&mut *self.tx)
+            .await?;
+        let request: String = row.try_get("request")?;
+        let response: Option<String> = row.try_get("response")?;
+        let parse = |text: &str| {
+            serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("idempotency record {key}: {e}")))
+        };
+        let response = response.ok_or_else(|| StoreError::Corrupt(format!("idempotency record {key} has no response")))?;
+        Ok(Claim::Used { request: parse(&request)?, response: parse(&response)? })
+    }
+
+    async fn record_response(
+        &mut self,
+        scope: IdempotencyScope<'_>,
+        key: &IdempotencyKey,
+        response: &Value,
+    ) -> Result<(), StoreError> {
+        let (scope_id, scope_kind) = scope.parts();
+        sqlx::query(sql::RECORD_RESPONSE)
+            .bind(scope_id)
+            .bind(scope_kind)
+            .bind(key.as_str())
+            .bind(response.to_string())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn account(&mut self, id: &AccountId, lock: Lock) -> Result<Option<Account>, StoreError> {
+        let statement = pick(lock, select_account!(), LOCK_ACCOUNT);
+        let row: Option<AccountRecord> =
+            sqlx::query_as(statement).bind(id.as_str()).fetch_optional(&mut *self.tx).await?;
+        row.map(Account::try_from).transpose()
+    }
+
+    async fn insert_account(&mut self, account: &Account) -> Result<bool, StoreError> {
+        let r = AccountRecord::from(account);
+        let inserted = sqlx::query(sql::INSERT_ACCOUNT)
+            .bind(r.account_id)
+            .bind(r.monthly_credits)
+            .bind(r.top_up_credits)
+            .bind(r.plan_monthly_credits)
+            .bind(r.plan_next_monthly_credits)
+            .bind(r.anchor_day_of_month)
+            .bind(r.anchor_hour_utc)
+            .bind(r.anchor_minute_utc)
+            .bind(r.current_period)
+            .bind(r.period_started_at_ms)
+            .bind(r.created_at_ms)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    async fn update_account(&mut self, account: &Account) -> Result<(), StoreError> {
+        let r = AccountRecord::from(account);
+        sqlx::query(sql::UPDATE_ACCOUNT)
+            .bind(r.account_id)
+            .bind(r.monthly_credits)
+            .bind(r.top_up_credits)
+            .bind(r.plan_monthly_credits)
+            .bind(r.plan_next_monthly_credits)
+            .bind(r.anchor_day_of_month)
+            .bind(r.anchor_hour_utc)
+            .bind(r.anchor_minute_utc)
+            .bind(r.current_period)
+            .bind(r.period_started_at_ms)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn pool_sizes_owned(&mut self, owner: &AccountId, except: Option<&WorkspaceId>) -> Result<Credits, StoreError> {
+        let total: i64 = sqlx::query_scalar(sql::POOL_SIZES_OWNED)
+            .bind(owner.as_str())
+            .bind(except.map_or("", WorkspaceId::as_str))
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Credits::new(total).ok_or_else(|| StoreError::Corrupt(format!("pool sizes of {owner} sum to {total}")))
+    }
+
+    async fn workspace(&mut self, id: &WorkspaceId, lock: Lock) -> Result<Option<Workspace>, StoreError> {
+        let statement = pick(lock, select_workspace!(), LOCK_WORKSPACE);
+        let row: Option<WorkspaceRecord> =
+            sqlx::query_as(statement).bind(id.as_str()).fetch_optional(&mut *self.tx).await?;
+        row.map(Workspace::try_from).transpose()
+    }
+
+    async fn insert_workspace(&mut self, workspace: &Workspace) -> Result<bool, StoreError> {
+        let r = WorkspaceRecord::from(workspace);
+        let inserted = sqlx::query(sql::INSERT_WORKSPACE)
+            .bind(r.workspace_id)
+            .bind(r.owner_account_id)
+            .bind(r.pool_size_credits)
+            .bind(r.funded_pool_size_credits)
+            .bind(r.monthly_pool_funded)
+            .bind(r.monthly_pool_credits)
+            .bind(r.top_up_pool_credits)
+            .bind(r.low_monthly_pool_credits)
+            .bind(r.low_top_up_pool_credits)
+            .bind(r.low_member_remaining_percent)
+            .bind(r.created_at_ms)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    async fn update_workspace(&mut self, workspace: &Workspace) -> Result<(), StoreError> {
+        let r = WorkspaceRecord::from(workspace);
+        sqlx::query(sql::UPDATE_WORKSPACE)
+            .bind(r.workspace_id)
+            .bind(r.pool_size_credits)
+            .bind(r.funded_pool_size_credits)
+            .bind(r.monthly_pool_funded)
+            .bind(r.monthly_pool_credits)
+            .bind(r.top_up_pool_credits)
+            .bind(r.low_monthly_pool_credits)
+            .bind(r.low_top_up_pool_credits)
+            .bind(r.low_member_remaining_percent)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn member(&mut self, workspace: &WorkspaceId, account: &AccountId, lock: Lock) -> Result<Option<Member>, StoreError> {
+        let statement = pick(lock, select_member!(), LOCK_MEMBER);
+        let row: Option<MemberRecord> = sqlx::query_as(statement)
+            .bind(workspace.as_str())
+            .bind(account.as_str())
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.map(Member::try_from).transpose()
+    }
+
+    async fn insert_member(&mut self, member: &Member) -> Result<bool, StoreError> {
+        let r = MemberRecord::from(member);
+        let inserted = sqlx::query(sql::INSERT_MEMBER)
+            .bind(r.workspace_id)
+            .bind(r.account_id)
+            .bind(r.role)
+            .bind(r.monthly_allowance_credits)
+            .bind(r.monthly_used_credits)
+            .bind(r.top_up_allowance_credits)
+            .bind(r.top_up_used_credits)
+            .bind(r.created_at_ms)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    async fn update_member(&mut self, member: &Member) -> Result<(), StoreError> {
+        let r = MemberRecord::from(member);
+        sqlx::query(sql::UPDATE_MEMBER)
+            .bind(r.workspace_id)
+            .bind(r.account_id)
+            .bind(r.role)
+            .bind(r.monthly_allowance_credits)
+            .bind(r.monthly_used_credits)
+            .bind(r.top_up_allowance_credits)
+            .bind(r.top_up_used_credits)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_member(&mut self, member: &Member) -> Result<(), StoreError> {
+        sqlx::query(sql::DELETE_MEMBER)
+            .bind(member.workspace_id.as_str())
+            .bind(member.account_id.as_str())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn members(&mut self, workspace: &WorkspaceId, after: Option<&AccountId>, limit: u32) -> Result<Vec<Member>, StoreError> {
+        let rows: Vec<MemberRecord> = sqlx::query_as(sql::LIST_MEMBERS)
+            .bind(workspace.as_str())
+            .bind(after.map_or("", AccountId::as_str))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.into_iter().map(Member::try_from).collect()
+    }
+
+    async fn reserved_totals(&mut self, workspace: &WorkspaceId, except: Option<&AccountId>) -> Result<ReservedTotals, StoreError> {
+        let (monthly, top_up): (i64, i64) = sqlx::query_as(sql::RESERVED_TOTALS)
+            .bind(workspace.as_str())
+            .bind(except.map_or("", AccountId::as_str))
+            .fetch_one(&mut *self.tx)
+            .await?;
+        let corrupt = || StoreError::Corrupt(format!("reservations of {workspace} are negative"));
+        Ok(ReservedTotals {
+            monthly: Credits::new(monthly).ok_or_else(corrupt)?,
+            top_up: Credits::new(top_up).ok_or_else(corrupt)?,
+        })
+    }
+
+    async fn append_journal(&mut self, reference: &str, movements: &[Movement], now_ms: i64) -> Result<(), StoreError> {
+        for movement in movements {
+            sqlx::query(sql::INSERT_JOURNAL_ENTRY)
+                .bind(movement.ledger_scope_id())
+                .bind(movement.from.kind())
+                .bind(movement.from.owner_id())
+                .bind(movement.to.kind())
+                .bind(movement.to.owner_id())
+                .bind(movement.amount.get())
+                .bind(movement.cause.as_str())
+                .bind(reference)
+                .bind(movement.member.as_ref().map(AccountId::as_str))
+                .bind(now_ms)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}

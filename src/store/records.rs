@@ -1,0 +1,207 @@
+//! Rows as stored, and their checked conversion into domain types.
+
+use crate::domain::{
+    Account, AccountId, AllowanceState, BillingAnchor, Credits, LowBalanceThresholds, Member, Period, Plan, Role,
+    Workspace, WorkspaceId,
+};
+
+use super::StoreError;
+
+fn credits(column: &str, value: i64) -> Result<Credits, StoreError> {
+    Credits::new(value).ok_or_else(|| StoreError::Corrupt(format!("{column} is negative: {value}")))
+}
+
+fn account_id(column: &str, value: String) -> Result<AccountId, StoreError> {
+    AccountId::parse(value).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
+fn workspace_id(column: &str, value: String) -> Result<WorkspaceId, StoreError> {
+    WorkspaceId::parse(value).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
+fn small(column: &str, value: i32) -> Result<u32, StoreError> {
+    u32::try_from(value).map_err(|_| StoreError::Corrupt(format!("{column} is negative: {value}")))
+}
+
+/// A row of `accounts`.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct AccountRecord {
+    pub account_id: String,
+    pub monthly_credits: i64,
+    pub top_up_credits: i64,
+    pub plan_monthly_credits: Option<i64>,
+    pub plan_next_monthly_credits: Option<i64>,
+    pub anchor_day_of_month: Option<i32>,
+    pub anchor_hour_utc: Option<i32>,
+    pub anchor_minute_utc: Option<i32>,
+    pub current_period: Option<String>,
+    pub period_started_at_ms: Option<i64>,
+    pub created_at_ms: i64,
+}
+
+impl TryFrom<AccountRecord> for Account {
+    type Error = StoreError;
+
+    fn try_from(row: AccountRecord) -> Result<Account, StoreError> {
+        let anchor = match (row.anchor_day_of_month, row.anchor_hour_utc, row.anchor_minute_utc) {
+            (Some(day), Some(hour), Some(minute)) => Some(
+                BillingAnchor::new(small("anchor_day_of_month", day)?, small("anchor_hour_utc", hour)?, small("anchor_minute_utc", minute)?)
+                    .ok_or_else(|| StoreError::Corrupt(format!("billing anchor out of range: {day} {hour}:{minute}")))?,
+            ),
+            _ => None,
+        };
+        let plan = match row.plan_monthly_credits {
+            Some(monthly) => Some(Plan {
+                monthly_credits: credits("plan_monthly_credits", monthly)?,
+                next_monthly_credits: row
+                    .plan_next_monthly_credits
+                    .map(|next| credits("plan_next_monthly_credits", next))
+                    .transpose()?,
+                anchor,
+            }),
+            None => None,
+        };
+        let period = row
+            .current_period
+            .map(|period| Period::parse(&period).map_err(|e| StoreError::Corrupt(format!("current_period: {e}"))))
+            .transpose()?;
+        Ok(Account {
+            id: account_id("account_id", row.account_id)?,
+            monthly: credits("monthly_credits", row.monthly_credits)?,
+            top_up: credits("top_up_credits", row.top_up_credits)?,
+            plan,
+            period,
+            period_started_at_ms: row.period_started_at_ms,
+            created_at_ms: row.created_at_ms,
+        })
+    }
+}
+
+impl From<&Account> for AccountRecord {
+    fn from(account: &Account) -> AccountRecord {
+        let plan = account.plan.as_ref();
+        let anchor = plan.and_then(|plan| plan.anchor);
+        AccountRecord {
+            account_id: account.id.to_string(),
+            monthly_credits: account.monthly.get(),
+            top_up_credits: account.top_up.get(),
+            plan_monthly_credits: plan.map(|plan| plan.monthly_credits.get()),
+            plan_next_monthly_credits: plan.and_then(|plan| plan.next_monthly_credits).map(Credits::get),
+            anchor_day_of_month: anchor.map(|a| i32::from(a.day_of_month)),
+            anchor_hour_utc: anchor.map(|a| i32::from(a.hour_utc)),
+            anchor_minute_utc: anchor.map(|a| i32::from(a.minute_utc)),
+            current_period: account.period.map(|period| period.to_string()),
+            period_started_at_ms: account.period_started_at_ms,
+            created_at_ms: account.created_at_ms,
+        }
+    }
+}
+
+/// A row of `workspaces`.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct WorkspaceRecord {
+    pub workspace_id: String,
+    pub owner_account_id: String,
+    pub pool_size_credits: i64,
+    pub funded_pool_size_credits: i64,
+    pub monthly_pool_funded: bool,
+    pub monthly_pool_credits: i64,
+    pub top_up_pool_credits: i64,
+    pub low_monthly_pool_credits: i64,
+    pub low_top_up_pool_credits: i64,
+    pub low_member_remaining_percent: i32,
+    pub created_at_ms: i64,
+}
+
+impl TryFrom<WorkspaceRecord> for Workspace {
+    type Error = StoreError;
+
+    fn try_from(row: WorkspaceRecord) -> Result<Workspace, StoreError> {
+        let percent = u8::try_from(row.low_member_remaining_percent)
+            .ok()
+            .filter(|percent| *percent <= 100)
+            .ok_or_else(|| StoreError::Corrupt(format!("low_member_remaining_percent: {}", row.low_member_remaining_percent)))?;
+        Ok(Workspace {
+            id: workspace_id("workspace_id", row.workspace_id)?,
+            owner: account_id("owner_account_id", row.owner_account_id)?,
+            pool_size: credits("pool_size_credits", row.pool_size_credits)?,
+            funded_pool_size: credits("funded_pool_size_credits", row.funded_pool_size_credits)?,
+            monthly_pool_funded: row.monthly_pool_funded,
+            monthly_pool: credits("monthly_pool_credits", row.monthly_pool_credits)?,
+            top_up_pool: credits("top_up_pool_credits", row.top_up_pool_credits)?,
+            thresholds: LowBalanceThresholds {
+                monthly_pool: credits("low_monthly_pool_credits", row.low_monthly_pool_credits)?,
+                top_up_pool: credits("low_top_up_pool_credits", row.low_top_up_pool_credits)?,
+                member_remaining_percent: percent,
+            },
+            created_at_ms: row.created_at_ms,
+        })
+    }
+}
+
+impl From<&Workspace> for WorkspaceRecord {
+    fn from(workspace: &Workspace) -> WorkspaceRecord {
+        WorkspaceRecord {
+            workspace_id: workspace.id.to_string(),
+            owner_account_id: workspace.owner.to_string(),
+            pool_size_credits: workspace.pool_size.get(),
+            funded_pool_size_credits: workspace.funded_pool_size.get(),
+            monthly_pool_funded: workspace.monthly_pool_funded,
+            monthly_pool_credits: workspace.monthly_pool.get(),
+            top_up_pool_credits: workspace.top_up_pool.get(),
+            low_monthly_pool_credits: workspace.thresholds.monthly_pool.get(),
+            low_top_up_pool_credits: workspace.thresholds.top_up_pool.get(),
+            low_member_remaining_percent: i32::from(workspace.thresholds.member_remaining_percent),
+            created_at_ms: workspace.created_at_ms,
+        }
+    }
+}
+
+/// A row of `members`.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct MemberRecord {
+    pub workspace_id: String,
+    pub account_id: String,
+    pub role: String,
+    pub monthly_allowance_credits: i64,
+    pub monthly_used_credits: i64,
+    pub top_up_allowance_credits: i64,
+    pub top_up_used_credits: i64,
+    pub created_at_ms: i64,
+}
+
+impl TryFrom<MemberRecord> for Member {
+    type Error = StoreError;
+
+    fn try_from(row: MemberRecord) -> Result<Member, StoreError> {
+        Ok(Member {
+            workspace_id: workspace_id("workspace_id", row.workspace_id)?,
+            account_id: account_id("account_id", row.account_id)?,
+            role: Role::from_stored(&row.role).ok_or_else(|| StoreError::Corrupt(format!("role: {}", row.role)))?,
+            monthly: AllowanceState {
+                allowance: credits("monthly_allowance_credits", row.monthly_allowance_credits)?,
+                used: credits("monthly_used_credits", row.monthly_used_credits)?,
+            },
+            top_up: AllowanceState {
+                allowance: credits("top_up_allowance_credits", row.top_up_allowance_credits)?,
+                used: credits("top_up_used_credits", row.top_up_used_credits)?,
+            },
+            created_at_ms: row.created_at_ms,
+        })
+    }
+}
+
+impl From<&Member> for MemberRecord {
+    fn from(member: &Member) -> MemberRecord {
+        MemberRecord {
+            workspace_id: member.workspace_id.to_string(),
+            account_id: member.account_id.to_string(),
+            role: member.role.as_str().to_owned(),
+            monthly_allowance_credits: member.monthly.allowance.get(),
+            monthly_used_credits: member.monthly.used.get(),
+            top_up_allowance_credits: member.top_up.allowance.get(),
+            top_up_used_credits: member.top_up.used.get(),
+            created_at_ms: member.created_at_ms,
+        }
+    }
+}

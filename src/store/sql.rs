@@ -1,0 +1,93 @@
+//! SQL statements in the dialect both backends share (`$n` parameters, `ON CONFLICT`,
+//! `RETURNING`, `CAST`); a backend adds its own locking clause to the `select_*` statements.
+
+macro_rules! select_account {
+    () => {
+        "SELECT account_id, monthly_credits, top_up_credits, plan_monthly_credits, plan_next_monthly_credits, \
+         anchor_day_of_month, anchor_hour_utc, anchor_minute_utc, current_period, period_started_at_ms, created_at_ms \
+         FROM accounts WHERE account_id = $1"
+    };
+}
+macro_rules! select_workspace {
+    () => {
+        "SELECT workspace_id, owner_account_id, pool_size_credits, funded_pool_size_credits, monthly_pool_funded, \
+         monthly_pool_credits, top_up_pool_credits, low_monthly_pool_credits, low_top_up_pool_credits, \
+         low_member_remaining_percent, created_at_ms \
+         FROM workspaces WHERE workspace_id = $1"
+    };
+}
+macro_rules! select_member {
+    () => {
+        "SELECT workspace_id, account_id, role, monthly_allowance_credits, monthly_used_credits, \
+         top_up_allowance_credits, top_up_used_credits, created_at_ms \
+         FROM members WHERE workspace_id = $1 AND account_id = $2"
+    };
+}
+pub(crate) use {select_account, select_member, select_workspace};
+
+pub(crate) const CLAIM_IDEMPOTENCY: &str = "INSERT INTO idempotency_records (scope_id, scope_kind, idempotency_key, request, created_at_ms) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+pub(crate) const SELECT_IDEMPOTENCY: &str = "SELECT request, response FROM idempotency_records \
+     WHERE scope_id = $1 AND scope_kind = $2 AND idempotency_key = $3";
+pub(crate) const RECORD_RESPONSE: &str = "UPDATE idempotency_records SET response = $4 \
+     WHERE scope_id = $1 AND scope_kind = $2 AND idempotency_key = $3";
+
+pub(crate) const INSERT_ACCOUNT: &str = "INSERT INTO accounts (account_id, monthly_credits, top_up_credits, plan_monthly_credits, \
+     plan_next_monthly_credits, anchor_day_of_month, anchor_hour_utc, anchor_minute_utc, current_period, \
+     period_started_at_ms, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+     ON CONFLICT (account_id) DO NOTHING";
+pub(crate) const UPDATE_ACCOUNT: &str = "UPDATE accounts SET monthly_credits = $2, top_up_credits = $3, plan_monthly_credits = $4, \
+     plan_next_monthly_credits = $5, anchor_day_of_month = $6, anchor_hour_utc = $7, anchor_minute_utc = $8, \
+     current_period = $9, period_started_at_ms = $10 WHERE account_id = $1";
+pub(crate) const POOL_SIZES_OWNED: &str = "SELECT CAST(COALESCE(SUM(pool_size_credits), 0) AS BIGINT) FROM workspaces \
+     WHERE owner_account_id = $1 AND workspace_id <> $2";
+
+pub(crate) const INSERT_WORKSPACE: &str = "INSERT INTO workspaces (workspace_id, owner_account_id, pool_size_credits, \
+     funded_pool_size_credits, monthly_pool_funded, monthly_pool_credits, top_up_pool_credits, low_monthly_pool_credits, \
+     low_top_up_pool_credits, low_member_remaining_percent, created_at_ms) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (workspace_id) DO NOTHING";
+pub(crate) const UPDATE_WORKSPACE: &str = "UPDATE workspaces SET pool_size_credits = $2, funded_pool_size_credits = $3, \
+     monthly_pool_funded = $4, monthly_pool_credits = $5, top_up_pool_credits = $6, low_monthly_pool_credits = $7, \
+     low_top_up_pool_credits = $8, low_member_remaining_percent = $9 WHERE workspace_id = $1";
+
+pub(crate) const INSERT_MEMBER: &str = "INSERT INTO members (workspace_id, account_id, role, monthly_allowance_credits, \
+     monthly_used_credits, top_up_allowance_credits, top_up_used_credits, created_at_ms) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (workspace_id, account_id) DO NOTHING";
+pub(crate) const UPDATE_MEMBER: &str = "UPDATE members SET role = $3, monthly_allowance_credits = $4, monthly_used_credits = $5, \
+     top_up_allowance_credits = $6, top_up_used_credits = $7 WHERE workspace_id = $1 AND account_id = $2";
+pub(crate) const DELETE_MEMBER: &str = "DELETE FROM members WHERE workspace_id = $1 AND account_id = $2";
+pub(crate) const LIST_MEMBERS: &str = "SELECT workspace_id, account_id, role, monthly_allowance_credits, monthly_used_credits, \
+     top_up_allowance_credits, top_up_used_credits, created_at_ms \
+     FROM members WHERE workspace_id = $1 AND account_id > $2 ORDER BY account_id LIMIT $3";
+pub(crate) const RESERVED_TOTALS: &str = "SELECT \
+     CAST(COALESCE(SUM(CASE WHEN monthly_allowance_credits > monthly_used_credits \
+         THEN monthly_allowance_credits - monthly_used_credits ELSE 0 END), 0) AS BIGINT), \
+     CAST(COALESCE(SUM(CASE WHEN top_up_allowance_credits > top_up_used_credits \
+         THEN top_up_allowance_credits - top_up_used_credits ELSE 0 END), 0) AS BIGINT) \
+     FROM members WHERE workspace_id = $1 AND account_id <> $2";
+
+pub(crate) const INSERT_JOURNAL_ENTRY: &str = "INSERT INTO journal_entries (ledger_scope_id, from_bucket, from_owner_id, to_bucket, \
+     to_owner_id, amount_credits, cause, reference, member_account_id, created_at_ms) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
+/// Buckets whose stored balance differs from the sum of their journal entries.
+pub(crate) const LEDGER_DISCREPANCIES: &str = "WITH movements AS ( \
+         SELECT from_bucket AS bucket, from_owner_id AS owner_id, -amount_credits AS delta \
+         FROM journal_entries WHERE from_owner_id IS NOT NULL \
+         UNION ALL \
+         SELECT to_bucket, to_owner_id, amount_credits FROM journal_entries WHERE to_owner_id IS NOT NULL \
+     ), journal AS ( \
+         SELECT bucket, owner_id, CAST(SUM(delta) AS BIGINT) AS credits FROM movements GROUP BY bucket, owner_id \
+     ), recorded AS ( \
+         SELECT 'account_monthly' AS bucket, account_id AS owner_id, monthly_credits AS credits FROM accounts \
+         UNION ALL SELECT 'account_top_up', account_id, top_up_credits FROM accounts \
+         UNION ALL SELECT 'workspace_monthly', workspace_id, monthly_pool_credits FROM workspaces \
+         UNION ALL SELECT 'workspace_top_up', workspace_id, top_up_pool_credits FROM workspaces \
+     ) \
+     SELECT COALESCE(r.bucket, j.bucket) AS bucket, COALESCE(r.owner_id, j.owner_id) AS owner_id, \
+            CAST(COALESCE(r.credits, 0) AS BIGINT) AS recorded, CAST(COALESCE(j.credits, 0) AS BIGINT) AS journal \
+     FROM recorded r FULL OUTER JOIN journal j ON r.bucket = j.bucket AND r.owner_id = j.owner_id \
+     WHERE COALESCE(r.credits, 0) <> COALESCE(j.credits, 0) \
+     ORDER BY 1, 2";
+pub(crate) const COUNT_JOURNAL_ENTRIES: &str = "SELECT COUNT(*) FROM journal_entries";
+pub(crate) const COUNT_BUCKETS: &str = "SELECT (SELECT 2 * COUNT(*) FROM accounts) + (SELECT 2 * COUNT(*) FROM workspaces)";
