@@ -102,7 +102,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let check = |ok: bool, message: &str| if ok { Ok(()) } else { Err(ConfigError::Invalid(message.to_owned())) };
         check((1..=1_000).contains(&self.database_max_connections), "database_max_connections must be 1..=1000")?;
-        check((1..=600_000).contains(&self.database_acquire_timeout_ms), "database_acquire_timeout_ms must be 1..=600000")?;
+        check(
+            (1..=600_000).contains(&self.database_acquire_timeout_ms),
+            "database_acquire_timeout_ms must be 1..=600000",
+        )?;
         check((1..=3_600_000).contains(&self.statement_timeout_ms), "statement_timeout_ms must be 1..=3600000")?;
         check((10..=600_000).contains(&self.health_check_interval_ms), "health_check_interval_ms must be 10..=600000")?;
         check(self.shutdown_drain_delay_ms <= 600_000, "shutdown_drain_delay_ms must be at most 600000")?;
@@ -154,6 +157,7 @@ impl Config {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error by design
 mod tests {
     use figment::Jail;
 
@@ -162,7 +166,10 @@ mod tests {
     #[test]
     fn layers_apply_in_order_defaults_file_environment_flags() {
         Jail::expect_with(|jail| {
-            jail.create_file("creditpool.toml", "listen_addr = \"127.0.0.1:1\"\nstatement_timeout_ms = 100\nhealth_check_interval_ms = 50\n")?;
+            jail.create_file(
+                "creditpool.toml",
+                "listen_addr = \"127.0.0.1:1\"\nstatement_timeout_ms = 100\nhealth_check_interval_ms = 50\n",
+            )?;
             jail.set_env("CREDITPOOL_STATEMENT_TIMEOUT_MS", "200");
             jail.set_env("CREDITPOOL_DATABASE_URL", "postgres://env/db");
             jail.set_env("DATABASE_URL", "postgres://fallback/db");

@@ -9,10 +9,10 @@ pub mod proto {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("creditpool_descriptor");
 }
 
-pub mod domain;
-pub mod store;
-pub mod ledger;
-pub mod grpc;
 pub mod config;
+pub mod domain;
+pub mod grpc;
+pub mod ledger;
 pub mod server;
+pub mod store;
 pub mod telemetry;

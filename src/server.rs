@@ -43,7 +43,8 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
 
     let (reporter, health_service) = tonic_health::server::health_reporter();
     set_health(&reporter, ServingStatus::NotServing).await;
-    let watcher = tokio::spawn(watch_database(store.clone(), reporter.clone(), config.health_check_interval(), shutdown.clone()));
+    let watcher =
+        tokio::spawn(watch_database(store.clone(), reporter.clone(), config.health_check_interval(), shutdown.clone()));
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
@@ -96,7 +97,8 @@ async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
 async fn watch_database<S: Store>(store: S, reporter: HealthReporter, interval: Duration, shutdown: CancellationToken) {
     let mut serving = false;
     loop {
-        let answered = matches!(tokio::time::timeout(interval.max(Duration::from_secs(1)), store.ping()).await, Ok(Ok(())));
+        let answered =
+            matches!(tokio::time::timeout(interval.max(Duration::from_secs(1)), store.ping()).await, Ok(Ok(())));
         if shutdown.is_cancelled() {
             return;
         }

@@ -16,10 +16,8 @@ pub struct Telemetry {
 impl Telemetry {
     /// Flushes and stops the trace exporter.
     pub fn shutdown(self) {
-        if let Some(provider) = self.provider {
-            if let Err(error) = provider.shutdown() {
-                eprintln!("creditpool: flushing traces failed: {error}");
-            }
+        if let Some(Err(error)) = self.provider.map(|provider| provider.shutdown()) {
+            eprintln!("creditpool: flushing traces failed: {error}");
         }
     }
 }
@@ -38,9 +36,8 @@ pub fn init(filter: &str, otlp_endpoint: Option<&str>) -> anyhow::Result<Telemet
             )
         })
         .transpose()?;
-    let otel_layer = provider
-        .as_ref()
-        .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("creditpool")));
+    let otel_layer =
+        provider.as_ref().map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("creditpool")));
     tracing_subscriber::registry()
         .with(filter)
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))

@@ -118,7 +118,12 @@ impl Account {
                 self.plan = Some(Plan { monthly_credits, next_monthly_credits: None, anchor });
                 self.period = Some(Period::containing(now_ms));
                 self.period_started_at_ms = Some(now_ms);
-                let grant = self.movement(BucketRef::External, BucketRef::AccountMonthly(self.id.clone()), monthly_credits, Cause::PlanGrant);
+                let grant = self.movement(
+                    BucketRef::External,
+                    BucketRef::AccountMonthly(self.id.clone()),
+                    monthly_credits,
+                    Cause::PlanGrant,
+                );
                 Ok((monthly_credits, grant.into_iter().collect()))
             }
         }
@@ -127,7 +132,8 @@ impl Account {
     /// A2: bought credits go to the top-up balance.
     pub fn add_purchase(&mut self, amount: Credits) -> Result<Vec<Movement>, DomainError> {
         self.top_up = self.top_up.checked_add(amount).ok_or(DomainError::BalanceOverflow)?;
-        let purchase = self.movement(BucketRef::External, BucketRef::AccountTopUp(self.id.clone()), amount, Cause::Purchase);
+        let purchase =
+            self.movement(BucketRef::External, BucketRef::AccountTopUp(self.id.clone()), amount, Cause::Purchase);
         Ok(purchase.into_iter().collect())
     }
 

@@ -24,7 +24,9 @@ pub enum DomainError {
         renewal_capacity: Credits,
     },
     /// M2: the raised allowance would reserve more than the pool has unallocated.
-    #[error("{pool} allowance would reserve {requested} credits but only {unallocated} are unallocated in the {pool} pool")]
+    #[error(
+        "{pool} allowance would reserve {requested} credits but only {unallocated} are unallocated in the {pool} pool"
+    )]
     AllowanceExceedsUnallocated {
         /// Which pool.
         pool: PoolKind,

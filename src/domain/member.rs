@@ -78,11 +78,7 @@ pub fn authorize(actor: &AccountId, membership: Option<&Member>, action: AdminAc
         (AdminAction::ManageFunding, Some(Role::Owner)) => true,
         (AdminAction::ManageMembers | AdminAction::ManageFunding, _) => false,
     };
-    if allowed {
-        Ok(())
-    } else {
-        Err(DomainError::NotPermitted { actor: actor.clone(), role, action })
-    }
+    if allowed { Ok(()) } else { Err(DomainError::NotPermitted { actor: actor.clone(), role, action }) }
 }
 
 /// Which workspace pool an allowance reserves from.
@@ -166,7 +162,12 @@ impl Member {
     }
 
     /// A new member added by an admin: any role but OWNER.
-    pub fn join(workspace_id: WorkspaceId, account_id: AccountId, role: Role, now_ms: i64) -> Result<Member, DomainError> {
+    pub fn join(
+        workspace_id: WorkspaceId,
+        account_id: AccountId,
+        role: Role,
+        now_ms: i64,
+    ) -> Result<Member, DomainError> {
         if role == Role::Owner {
             return Err(DomainError::OwnerRoleNotAssignable);
         }
@@ -202,7 +203,8 @@ impl Member {
         monthly_pool: PoolReservations,
         top_up_pool: PoolReservations,
     ) -> Result<(), DomainError> {
-        if !self.role.holds_allowance() && !(monthly.is_zero() && top_up.is_zero()) {
+        let sets_any = !monthly.is_zero() || !top_up.is_zero();
+        if sets_any && !self.role.holds_allowance() {
             return Err(DomainError::RoleHoldsNoAllowance { role: self.role });
         }
         let next_monthly = AllowanceState { allowance: monthly, ..self.monthly };
@@ -252,7 +254,11 @@ mod tests {
         let refused = c.set_allowances(credits(201), Credits::ZERO, pool(500, 300), pool(0, 0));
         assert_eq!(
             refused,
-            Err(DomainError::AllowanceExceedsUnallocated { pool: PoolKind::Monthly, requested: credits(201), unallocated: credits(200) })
+            Err(DomainError::AllowanceExceedsUnallocated {
+                pool: PoolKind::Monthly,
+                requested: credits(201),
+                unallocated: credits(200)
+            })
         );
         assert_eq!(c.monthly.allowance, Credits::ZERO);
         c.set_allowances(credits(200), Credits::ZERO, pool(500, 300), pool(0, 0)).unwrap();

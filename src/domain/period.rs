@@ -24,9 +24,8 @@ impl Period {
     /// Parses `YYYY-MM`.
     pub fn parse(value: &str) -> Result<Period, PeriodError> {
         let bytes = value.as_bytes();
-        let well_formed = bytes.len() == 7
-            && bytes[4] == b'-'
-            && bytes[..4].iter().chain(&bytes[5..]).all(u8::is_ascii_digit);
+        let well_formed =
+            bytes.len() == 7 && bytes[4] == b'-' && bytes[..4].iter().chain(&bytes[5..]).all(u8::is_ascii_digit);
         if !well_formed {
             return Err(PeriodError::IllFormed);
         }
@@ -42,10 +41,7 @@ impl Period {
     pub fn containing(unix_ms: i64) -> Period {
         let date = time::OffsetDateTime::from_unix_timestamp(unix_ms.div_euclid(1000))
             .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        Period {
-            year: u16::try_from(date.year()).unwrap_or(1970),
-            month: u8::from(date.month()),
-        }
+        Period { year: u16::try_from(date.year()).unwrap_or(1970), month: u8::from(date.month()) }
     }
 }
 

@@ -104,7 +104,11 @@ impl Workspace {
     }
 
     /// W3: moves credits from the owner (monthly first, then top-up) into the top-up pool.
-    pub fn top_up(&mut self, owner: &mut Account, amount: Credits) -> Result<(AccountDraw, Vec<Movement>), DomainError> {
+    pub fn top_up(
+        &mut self,
+        owner: &mut Account,
+        amount: Credits,
+    ) -> Result<(AccountDraw, Vec<Movement>), DomainError> {
         debug_assert_eq!(owner.id, self.owner);
         let to = BucketRef::WorkspaceTopUp(self.id.clone());
         let top_up_pool = self.top_up_pool.checked_add(amount).ok_or(DomainError::BalanceOverflow)?;

@@ -6,12 +6,12 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::convert;
+use super::status::not_yet;
 use crate::ledger::{
     AddAccountCredits, AddMember, CreateAccount, CreateWorkspace, Ledger, RemoveMember, SetAccountPlan,
     SetMemberAllowance, SetMemberRole, SetPoolSize, TopUpWorkspace,
 };
 use crate::proto::admin_service_server::AdminService;
-use super::status::not_yet;
 use crate::proto::*;
 use crate::store::Store;
 
@@ -32,7 +32,10 @@ impl<S: Store> AdminApi<S> {
 
 #[tonic::async_trait]
 impl<S: Store> AdminService for AdminApi<S> {
-    async fn create_account(&self, request: Request<CreateAccountRequest>) -> Result<Response<CreateAccountResponse>, Status> {
+    async fn create_account(
+        &self,
+        request: Request<CreateAccountRequest>,
+    ) -> Result<Response<CreateAccountResponse>, Status> {
         let request = request.into_inner();
         let command = CreateAccount {
             idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
@@ -48,7 +51,10 @@ impl<S: Store> AdminService for AdminApi<S> {
         Ok(Response::new(GetAccountResponse { account: Some(convert::account(&view)) }))
     }
 
-    async fn set_account_plan(&self, request: Request<SetAccountPlanRequest>) -> Result<Response<SetAccountPlanResponse>, Status> {
+    async fn set_account_plan(
+        &self,
+        request: Request<SetAccountPlanRequest>,
+    ) -> Result<Response<SetAccountPlanResponse>, Status> {
         let request = request.into_inner();
         let command = SetAccountPlan {
             idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
@@ -77,7 +83,10 @@ impl<S: Store> AdminService for AdminApi<S> {
         Ok(Response::new(AddAccountCreditsResponse { account: Some(convert::account(&view)) }))
     }
 
-    async fn create_workspace(&self, request: Request<CreateWorkspaceRequest>) -> Result<Response<CreateWorkspaceResponse>, Status> {
+    async fn create_workspace(
+        &self,
+        request: Request<CreateWorkspaceRequest>,
+    ) -> Result<Response<CreateWorkspaceResponse>, Status> {
         let request = request.into_inner();
         let command = CreateWorkspace {
             idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
@@ -88,13 +97,19 @@ impl<S: Store> AdminService for AdminApi<S> {
         Ok(Response::new(CreateWorkspaceResponse { workspace: Some(convert::workspace(&view)) }))
     }
 
-    async fn get_workspace(&self, request: Request<GetWorkspaceRequest>) -> Result<Response<GetWorkspaceResponse>, Status> {
+    async fn get_workspace(
+        &self,
+        request: Request<GetWorkspaceRequest>,
+    ) -> Result<Response<GetWorkspaceResponse>, Status> {
         let workspace_id = convert::workspace_id("workspace_id", request.into_inner().workspace_id)?;
         let view = self.ledger.get_workspace(&workspace_id).await?;
         Ok(Response::new(GetWorkspaceResponse { workspace: Some(convert::workspace(&view)) }))
     }
 
-    async fn set_pool_size(&self, request: Request<SetPoolSizeRequest>) -> Result<Response<SetPoolSizeResponse>, Status> {
+    async fn set_pool_size(
+        &self,
+        request: Request<SetPoolSizeRequest>,
+    ) -> Result<Response<SetPoolSizeResponse>, Status> {
         let request = request.into_inner();
         let command = SetPoolSize {
             idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
@@ -110,7 +125,10 @@ impl<S: Store> AdminService for AdminApi<S> {
         }))
     }
 
-    async fn top_up_workspace(&self, request: Request<TopUpWorkspaceRequest>) -> Result<Response<TopUpWorkspaceResponse>, Status> {
+    async fn top_up_workspace(
+        &self,
+        request: Request<TopUpWorkspaceRequest>,
+    ) -> Result<Response<TopUpWorkspaceResponse>, Status> {
         let request = request.into_inner();
         let command = TopUpWorkspace {
             idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
@@ -145,7 +163,10 @@ impl<S: Store> AdminService for AdminApi<S> {
         Ok(Response::new(AddMemberResponse { member: Some(convert::member(&view)) }))
     }
 
-    async fn remove_member(&self, request: Request<RemoveMemberRequest>) -> Result<Response<RemoveMemberResponse>, Status> {
+    async fn remove_member(
+        &self,
+        request: Request<RemoveMemberRequest>,
+    ) -> Result<Response<RemoveMemberResponse>, Status> {
         let request = request.into_inner();
         let command = RemoveMember {
             idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
@@ -160,7 +181,10 @@ impl<S: Store> AdminService for AdminApi<S> {
         }))
     }
 
-    async fn set_member_role(&self, request: Request<SetMemberRoleRequest>) -> Result<Response<SetMemberRoleResponse>, Status> {
+    async fn set_member_role(
+        &self,
+        request: Request<SetMemberRoleRequest>,
+    ) -> Result<Response<SetMemberRoleResponse>, Status> {
         let request = request.into_inner();
         let command = SetMemberRole {
             idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
@@ -183,7 +207,10 @@ impl<S: Store> AdminService for AdminApi<S> {
             workspace_id: convert::workspace_id("workspace_id", request.workspace_id)?,
             actor_account_id: convert::account_id("actor_account_id", request.actor_account_id)?,
             account_id: convert::account_id("account_id", request.account_id)?,
-            monthly_allowance_credits: convert::setting("monthly_allowance_credits", request.monthly_allowance_credits)?,
+            monthly_allowance_credits: convert::setting(
+                "monthly_allowance_credits",
+                request.monthly_allowance_credits,
+            )?,
             top_up_allowance_credits: convert::setting("top_up_allowance_credits", request.top_up_allowance_credits)?,
         };
         let result = self.ledger.set_member_allowance(command).await?;
@@ -193,7 +220,10 @@ impl<S: Store> AdminService for AdminApi<S> {
         }))
     }
 
-    async fn list_members(&self, request: Request<ListMembersRequest>) -> Result<Response<ListMembersResponse>, Status> {
+    async fn list_members(
+        &self,
+        request: Request<ListMembersRequest>,
+    ) -> Result<Response<ListMembersResponse>, Status> {
         let request = request.into_inner();
         let workspace_id = convert::workspace_id("workspace_id", request.workspace_id)?;
         let page_size = convert::page_size("page_size", request.page_size)?;
@@ -212,7 +242,10 @@ impl<S: Store> AdminService for AdminApi<S> {
         Err(not_yet("ListReservations"))
     }
 
-    async fn renew_account(&self, _request: Request<RenewAccountRequest>) -> Result<Response<RenewAccountResponse>, Status> {
+    async fn renew_account(
+        &self,
+        _request: Request<RenewAccountRequest>,
+    ) -> Result<Response<RenewAccountResponse>, Status> {
         Err(not_yet("RenewAccount"))
     }
 
@@ -223,15 +256,24 @@ impl<S: Store> AdminService for AdminApi<S> {
         Err(not_yet("FundWorkspacePools"))
     }
 
-    async fn create_profile(&self, _request: Request<CreateProfileRequest>) -> Result<Response<CreateProfileResponse>, Status> {
+    async fn create_profile(
+        &self,
+        _request: Request<CreateProfileRequest>,
+    ) -> Result<Response<CreateProfileResponse>, Status> {
         Err(not_yet("CreateProfile"))
     }
 
-    async fn update_profile(&self, _request: Request<UpdateProfileRequest>) -> Result<Response<UpdateProfileResponse>, Status> {
+    async fn update_profile(
+        &self,
+        _request: Request<UpdateProfileRequest>,
+    ) -> Result<Response<UpdateProfileResponse>, Status> {
         Err(not_yet("UpdateProfile"))
     }
 
-    async fn delete_profile(&self, _request: Request<DeleteProfileRequest>) -> Result<Response<DeleteProfileResponse>, Status> {
+    async fn delete_profile(
+        &self,
+        _request: Request<DeleteProfileRequest>,
+    ) -> Result<Response<DeleteProfileResponse>, Status> {
         Err(not_yet("DeleteProfile"))
     }
 
@@ -249,7 +291,10 @@ impl<S: Store> AdminService for AdminApi<S> {
         Err(not_yet("UnassignProfileMembers"))
     }
 
-    async fn list_profiles(&self, _request: Request<ListProfilesRequest>) -> Result<Response<ListProfilesResponse>, Status> {
+    async fn list_profiles(
+        &self,
+        _request: Request<ListProfilesRequest>,
+    ) -> Result<Response<ListProfilesResponse>, Status> {
         Err(not_yet("ListProfiles"))
     }
 
@@ -260,7 +305,10 @@ impl<S: Store> AdminService for AdminApi<S> {
         Err(not_yet("ConfigureOverflowPool"))
     }
 
-    async fn get_usage_report(&self, _request: Request<GetUsageReportRequest>) -> Result<Response<GetUsageReportResponse>, Status> {
+    async fn get_usage_report(
+        &self,
+        _request: Request<GetUsageReportRequest>,
+    ) -> Result<Response<GetUsageReportResponse>, Status> {
         Err(not_yet("GetUsageReport"))
     }
 
@@ -273,11 +321,17 @@ impl<S: Store> AdminService for AdminApi<S> {
 
     type ExportJournalStream = ResponseStream<ExportJournalResponse>;
 
-    async fn export_journal(&self, _request: Request<ExportJournalRequest>) -> Result<Response<Self::ExportJournalStream>, Status> {
+    async fn export_journal(
+        &self,
+        _request: Request<ExportJournalRequest>,
+    ) -> Result<Response<Self::ExportJournalStream>, Status> {
         Err(not_yet("ExportJournal"))
     }
 
-    async fn verify_ledger(&self, _request: Request<VerifyLedgerRequest>) -> Result<Response<VerifyLedgerResponse>, Status> {
+    async fn verify_ledger(
+        &self,
+        _request: Request<VerifyLedgerRequest>,
+    ) -> Result<Response<VerifyLedgerResponse>, Status> {
         let check = self.ledger.verify_ledger().await?;
         Ok(Response::new(VerifyLedgerResponse {
             clean: check.discrepancies.is_empty(),

@@ -27,12 +27,14 @@ pub(super) fn idempotency_key(field: &str, value: String) -> Result<IdempotencyK
 
 /// Checks an amount: 1..=10^12.
 pub(super) fn amount(field: &str, value: i64) -> Result<Credits, Status> {
-    Credits::amount(value).ok_or_else(|| invalid_argument(field, format!("must be 1..={MAX_AMOUNT_CREDITS}, got {value}")))
+    Credits::amount(value)
+        .ok_or_else(|| invalid_argument(field, format!("must be 1..={MAX_AMOUNT_CREDITS}, got {value}")))
 }
 
 /// Checks a size or allowance: 0..=10^12.
 pub(super) fn setting(field: &str, value: i64) -> Result<Credits, Status> {
-    Credits::setting(value).ok_or_else(|| invalid_argument(field, format!("must be 0..={MAX_AMOUNT_CREDITS}, got {value}")))
+    Credits::setting(value)
+        .ok_or_else(|| invalid_argument(field, format!("must be 0..={MAX_AMOUNT_CREDITS}, got {value}")))
 }
 
 /// Checks a role that an admin assigns: set, known, and not OWNER.
@@ -51,7 +53,10 @@ pub(super) fn assignable_role(field: &str, value: i32) -> Result<Role, Status> {
 }
 
 /// Checks an optional billing anchor.
-pub(super) fn billing_anchor(field: &str, value: Option<proto::BillingAnchor>) -> Result<Option<BillingAnchor>, Status> {
+pub(super) fn billing_anchor(
+    field: &str,
+    value: Option<proto::BillingAnchor>,
+) -> Result<Option<BillingAnchor>, Status> {
     value
         .map(|anchor| {
             BillingAnchor::new(anchor.day_of_month, anchor.hour_utc, anchor.minute_utc).ok_or_else(|| {

@@ -2,9 +2,9 @@
 
 use tonic::{Request, Response, Status};
 
+use super::status::not_yet;
 use crate::ledger::Ledger;
 use crate::proto::credit_service_server::CreditService;
-use super::status::not_yet;
 use crate::proto::*;
 use crate::store::Store;
 

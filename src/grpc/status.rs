@@ -55,10 +55,12 @@ impl From<LedgerError> for Status {
             }
             LedgerError::IdempotencyConflict { ref field, .. } => {
                 let field = field.clone();
-                status(Code::AlreadyExists, "IDEMPOTENCY_KEY_REUSED", format!("idempotency_key: {error}"), &[(
-                    "differing_field",
-                    field,
-                )])
+                status(
+                    Code::AlreadyExists,
+                    "IDEMPOTENCY_KEY_REUSED",
+                    format!("idempotency_key: {error}"),
+                    &[("differing_field", field)],
+                )
             }
             LedgerError::Unavailable(ref source) => {
                 tracing::warn!(error = %chain(source), "database unavailable");
@@ -75,28 +77,36 @@ impl From<LedgerError> for Status {
 fn rule_status(rule: DomainError) -> Status {
     let message = rule.to_string();
     match rule {
-        DomainError::InsufficientCredits { requested, available } => {
-            status(Code::ResourceExhausted, "INSUFFICIENT_CREDITS", message, &[
-                ("requested_credits", requested.to_string()),
-                ("available_credits", available.to_string()),
-            ])
-        }
-        DomainError::PoolSizesExceedRenewal { owned_total, renewal_capacity } => {
-            status(Code::FailedPrecondition, "POOL_SIZES_EXCEED_RENEWAL", format!("pool_size_credits: {message}"), &[
+        DomainError::InsufficientCredits { requested, available } => status(
+            Code::ResourceExhausted,
+            "INSUFFICIENT_CREDITS",
+            message,
+            &[("requested_credits", requested.to_string()), ("available_credits", available.to_string())],
+        ),
+        DomainError::PoolSizesExceedRenewal { owned_total, renewal_capacity } => status(
+            Code::FailedPrecondition,
+            "POOL_SIZES_EXCEED_RENEWAL",
+            format!("pool_size_credits: {message}"),
+            &[
                 ("owned_pool_size_credits", owned_total.to_string()),
                 ("renewal_capacity_credits", renewal_capacity.to_string()),
-            ])
-        }
+            ],
+        ),
         DomainError::AllowanceExceedsUnallocated { pool, requested, unallocated } => {
             let field = match pool {
                 crate::domain::PoolKind::Monthly => "monthly_allowance_credits",
                 crate::domain::PoolKind::TopUp => "top_up_allowance_credits",
             };
-            status(Code::FailedPrecondition, "ALLOWANCE_EXCEEDS_UNALLOCATED", format!("{field}: {message}"), &[
-                ("field", field.to_owned()),
-                ("requested_credits", requested.to_string()),
-                ("unallocated_credits", unallocated.to_string()),
-            ])
+            status(
+                Code::FailedPrecondition,
+                "ALLOWANCE_EXCEEDS_UNALLOCATED",
+                format!("{field}: {message}"),
+                &[
+                    ("field", field.to_owned()),
+                    ("requested_credits", requested.to_string()),
+                    ("unallocated_credits", unallocated.to_string()),
+                ],
+            )
         }
         DomainError::RoleHoldsNoAllowance { role } => status(
             Code::FailedPrecondition,

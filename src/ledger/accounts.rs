@@ -59,7 +59,11 @@ impl<S: Store> Ledger<S> {
             let mut tx = fresh_or_replay!(self.begin_idempotent(scope, &command.idempotency_key, &request).await?);
             let account = Account::new(command.account_id.clone(), self.now_ms());
             if !tx.insert_account(&account).await? {
-                return Err(LedgerError::AlreadyExists { field: "account_id", what: "account", id: command.account_id.to_string() });
+                return Err(LedgerError::AlreadyExists {
+                    field: "account_id",
+                    what: "account",
+                    id: command.account_id.to_string(),
+                });
             }
             let view = AccountView { account, owned_pool_size: Credits::ZERO };
             self.finish(tx, scope, &command.idempotency_key, view).await
@@ -84,7 +88,8 @@ impl<S: Store> Ledger<S> {
         self.retrying(|| async {
             let mut tx = fresh_or_replay!(self.begin_idempotent(scope, &command.idempotency_key, &request).await?);
             let mut account = existing_account(&mut tx, "account_id", &command.account_id, Lock::Update).await?;
-            let (granted, movements) = account.set_plan(command.monthly_credits, command.billing_anchor, self.now_ms())?;
+            let (granted, movements) =
+                account.set_plan(command.monthly_credits, command.billing_anchor, self.now_ms())?;
             tx.update_account(&account).await?;
             tx.append_journal(command.idempotency_key.as_str(), &movements, self.now_ms()).await?;
             let result = PlanSet { account: account_view(&mut tx, account).await?, granted };

@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::idempotency::fingerprint;
-use super::views::{MemberView, Page, WorkspaceView, existing_account, existing_member, existing_workspace, workspace_view};
+use super::views::{
+    MemberView, Page, WorkspaceView, existing_account, existing_member, existing_workspace, workspace_view,
+};
 use super::{DEFAULT_PAGE_SIZE, Ledger, LedgerError, MAX_PAGE_SIZE};
 use crate::domain::{
     AccountId, AdminAction, Credits, IdempotencyKey, Member, PoolReservations, Role, Workspace, WorkspaceId, authorize,
@@ -159,7 +161,8 @@ impl<S: Store> Ledger<S> {
                 PoolReservations { pool: workspace.top_up_pool, reserved_by_others: others.top_up },
             )?;
             tx.update_member(&member).await?;
-            let result = AllowanceSet { member: MemberView { member }, workspace: workspace_view(&mut tx, workspace).await? };
+            let result =
+                AllowanceSet { member: MemberView { member }, workspace: workspace_view(&mut tx, workspace).await? };
             self.finish(tx, scope, &command.idempotency_key, result).await
         })
         .await
@@ -185,7 +188,12 @@ impl<S: Store> Ledger<S> {
     }
 
     /// Locks a workspace for a member-management change by `actor` (OWNER or ADMIN, M1).
-    async fn lock_workspace_as(&self, tx: &mut S::Tx, id: &WorkspaceId, actor: &AccountId) -> Result<Workspace, LedgerError> {
+    async fn lock_workspace_as(
+        &self,
+        tx: &mut S::Tx,
+        id: &WorkspaceId,
+        actor: &AccountId,
+    ) -> Result<Workspace, LedgerError> {
         let workspace = existing_workspace(tx, id, Lock::Update).await?;
         let membership = tx.member(id, actor, Lock::None).await?;
         authorize(actor, membership.as_ref(), AdminAction::ManageMembers)?;

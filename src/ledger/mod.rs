@@ -21,7 +21,7 @@ pub use accounts::{AddAccountCredits, CreateAccount, PlanSet, SetAccountPlan};
 pub use error::LedgerError;
 pub use members::{AddMember, AllowanceSet, MemberRemoved, RemoveMember, SetMemberAllowance, SetMemberRole};
 pub use views::{AccountView, MemberView, Page, WorkspaceView};
-pub use workspaces::{CreateWorkspace, PoolSizeSet, SetPoolSize, ToppedUp, TopUpWorkspace};
+pub use workspaces::{CreateWorkspace, PoolSizeSet, SetPoolSize, TopUpWorkspace, ToppedUp};
 
 use crate::store::{LedgerCheck, Store};
 

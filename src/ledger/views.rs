@@ -69,9 +69,11 @@ pub(super) async fn existing_workspace(
     id: &WorkspaceId,
     lock: Lock,
 ) -> Result<Workspace, LedgerError> {
-    tx.workspace(id, lock)
-        .await?
-        .ok_or_else(|| LedgerError::NotFound { field: "workspace_id", what: "workspace", id: id.to_string() })
+    tx.workspace(id, lock).await?.ok_or_else(|| LedgerError::NotFound {
+        field: "workspace_id",
+        what: "workspace",
+        id: id.to_string(),
+    })
 }
 
 pub(super) async fn existing_member(
@@ -80,11 +82,9 @@ pub(super) async fn existing_member(
     account: &AccountId,
     lock: Lock,
 ) -> Result<Member, LedgerError> {
-    tx.member(workspace, account, lock)
-        .await?
-        .ok_or_else(|| LedgerError::NotFound {
-            field: "account_id",
-            what: "member",
-            id: format!("{account} of workspace {workspace}"),
-        })
+    tx.member(workspace, account, lock).await?.ok_or_else(|| LedgerError::NotFound {
+        field: "account_id",
+        what: "member",
+        id: format!("{account} of workspace {workspace}"),
+    })
 }

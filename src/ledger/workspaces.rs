@@ -78,9 +78,14 @@ impl<S: Store> Ledger<S> {
             let now_ms = self.now_ms();
             let workspace = Workspace::new(command.workspace_id.clone(), command.owner_account_id.clone(), now_ms);
             if !tx.insert_workspace(&workspace).await? {
-                return Err(LedgerError::AlreadyExists { field: "workspace_id", what: "workspace", id: command.workspace_id.to_string() });
+                return Err(LedgerError::AlreadyExists {
+                    field: "workspace_id",
+                    what: "workspace",
+                    id: command.workspace_id.to_string(),
+                });
             }
-            let owner = Member::new(command.workspace_id.clone(), command.owner_account_id.clone(), Role::Owner, now_ms);
+            let owner =
+                Member::new(command.workspace_id.clone(), command.owner_account_id.clone(), Role::Owner, now_ms);
             tx.insert_member(&owner).await?;
             let view = workspace_view(&mut tx, workspace).await?;
             self.finish(tx, scope, &command.idempotency_key, view).await
@@ -108,7 +113,8 @@ impl<S: Store> Ledger<S> {
             let actor = tx.member(&workspace.id, &command.actor_account_id, Lock::None).await?;
             authorize(&command.actor_account_id, actor.as_ref(), AdminAction::ManageFunding)?;
             let other_pool_sizes = tx.pool_sizes_owned(&owner.id, Some(&workspace.id)).await?;
-            let (change, movements) = workspace.set_pool_size(&mut owner, command.pool_size_credits, other_pool_sizes)?;
+            let (change, movements) =
+                workspace.set_pool_size(&mut owner, command.pool_size_credits, other_pool_sizes)?;
             tx.update_account(&owner).await?;
             tx.update_workspace(&workspace).await?;
             tx.append_journal(command.idempotency_key.as_str(), &movements, self.now_ms()).await?;

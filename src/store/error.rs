@@ -45,9 +45,7 @@ impl From<sqlx::Error> for StoreError {
             Some("40001" | "40P01" | "5" | "6" | "261" | "262" | "517") => StoreError::Conflict(error),
             // connection_exception class, admin/crash shutdown, cannot_connect_now,
             // too_many_connections, query_canceled (statement timeout).
-            Some(code)
-                if code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "57014") =>
-            {
+            Some(code) if code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "57014") => {
                 StoreError::Unavailable(error)
             }
             _ => StoreError::Database(error),

@@ -15,8 +15,8 @@ use std::future::Future;
 pub use error::StoreError;
 use serde_json::Value;
 
-use crate::domain::{AccountId, Credits, IdempotencyKey, Member, Movement, Workspace, WorkspaceId};
 pub use crate::domain::Account;
+use crate::domain::{AccountId, Credits, IdempotencyKey, Member, Movement, Workspace, WorkspaceId};
 
 /// Whether a read takes a row lock until commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,7 +128,11 @@ pub trait StoreTx: Send {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Reads an account.
-    fn account(&mut self, id: &AccountId, lock: Lock) -> impl Future<Output = Result<Option<Account>, StoreError>> + Send;
+    fn account(
+        &mut self,
+        id: &AccountId,
+        lock: Lock,
+    ) -> impl Future<Output = Result<Option<Account>, StoreError>> + Send;
     /// Inserts an account; false when the id is taken.
     fn insert_account(&mut self, account: &Account) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Saves an account's balances and plan.
@@ -141,7 +145,11 @@ pub trait StoreTx: Send {
     ) -> impl Future<Output = Result<Credits, StoreError>> + Send;
 
     /// Reads a workspace.
-    fn workspace(&mut self, id: &WorkspaceId, lock: Lock) -> impl Future<Output = Result<Option<Workspace>, StoreError>> + Send;
+    fn workspace(
+        &mut self,
+        id: &WorkspaceId,
+        lock: Lock,
+    ) -> impl Future<Output = Result<Option<Workspace>, StoreError>> + Send;
     /// Inserts a workspace; false when the id is taken.
     fn insert_workspace(&mut self, workspace: &Workspace) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Saves a workspace's pools and settings.

@@ -152,7 +152,8 @@ impl StoreTx for PgTx {
         let parse = |text: &str| {
             serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("idempotency record {key}: {e}")))
         };
-        let response = response.ok_or_else(|| StoreError::Corrupt(format!("idempotency record {key} has no response")))?;
+        let response =
+            response.ok_or_else(|| StoreError::Corrupt(format!("idempotency record {key} has no response")))?;
         Ok(Claim::Used { request: parse(&request)?, response: parse(&response)? })
     }
 
@@ -217,7 +218,11 @@ impl StoreTx for PgTx {
         Ok(())
     }
 
-    async fn pool_sizes_owned(&mut self, owner: &AccountId, except: Option<&WorkspaceId>) -> Result<Credits, StoreError> {
+    async fn pool_sizes_owned(
+        &mut self,
+        owner: &AccountId,
+        except: Option<&WorkspaceId>,
+    ) -> Result<Credits, StoreError> {
         let total: i64 = sqlx::query_scalar(sql::POOL_SIZES_OWNED)
             .bind(owner.as_str())
             .bind(except.map_or("", WorkspaceId::as_str))
@@ -269,7 +274,12 @@ impl StoreTx for PgTx {
         Ok(())
     }
 
-    async fn member(&mut self, workspace: &WorkspaceId, account: &AccountId, lock: Lock) -> Result<Option<Member>, StoreError> {
+    async fn member(
+        &mut self,
+        workspace: &WorkspaceId,
+        account: &AccountId,
+        lock: Lock,
+    ) -> Result<Option<Member>, StoreError> {
         let statement = pick(lock, select_member!(), LOCK_MEMBER);
         let row: Option<MemberRecord> = sqlx::query_as(statement)
             .bind(workspace.as_str())
@@ -319,7 +329,12 @@ impl StoreTx for PgTx {
         Ok(())
     }
 
-    async fn members(&mut self, workspace: &WorkspaceId, after: Option<&AccountId>, limit: u32) -> Result<Vec<Member>, StoreError> {
+    async fn members(
+        &mut self,
+        workspace: &WorkspaceId,
+        after: Option<&AccountId>,
+        limit: u32,
+    ) -> Result<Vec<Member>, StoreError> {
         let rows: Vec<MemberRecord> = sqlx::query_as(sql::LIST_MEMBERS)
             .bind(workspace.as_str())
             .bind(after.map_or("", AccountId::as_str))
@@ -329,7 +344,11 @@ impl StoreTx for PgTx {
         rows.into_iter().map(Member::try_from).collect()
     }
 
-    async fn reserved_totals(&mut self, workspace: &WorkspaceId, except: Option<&AccountId>) -> Result<ReservedTotals, StoreError> {
+    async fn reserved_totals(
+        &mut self,
+        workspace: &WorkspaceId,
+        except: Option<&AccountId>,
+    ) -> Result<ReservedTotals, StoreError> {
         let (monthly, top_up): (i64, i64) = sqlx::query_as(sql::RESERVED_TOTALS)
             .bind(workspace.as_str())
             .bind(except.map_or("", AccountId::as_str))

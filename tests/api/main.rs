@@ -1,0 +1,15 @@
+//! Integration tests: the real server over real gRPC on a real Postgres database per test.
+//! Every scenario ends with `VerifyLedger` clean.
+
+mod helpers;
+mod postgres;
+
+mod accounts;
+mod bad_input;
+mod cli_clients;
+mod concurrency;
+mod health;
+mod idempotency;
+mod ledger;
+mod members;
+mod workspaces;

@@ -1,0 +1,210 @@
+//! M1–M3: members, roles and allowances.
+
+use creditpool::proto::*;
+use tonic::Code;
+
+use crate::helpers::{assert_error, key, spawn_app};
+
+#[tokio::test]
+async fn m1_only_owners_and_admins_set_allowances_for_every_role() {
+    let app = spawn_app().await;
+    app.design_example().await;
+    let roles = [Role::Admin, Role::Editor, Role::Reviewer, Role::Client];
+    for role in roles {
+        let actor = format!("actor-{}", role.as_str_name().to_lowercase());
+        app.create_account(&actor).await;
+        app.add_member("team", "owner", &actor, role).await.expect("add actor");
+    }
+    app.create_account("stranger").await;
+
+    let mut outcomes = Vec::new();
+    for (actor, allowance) in [
+        ("owner", 10),
+        ("actor-role_admin", 20),
+        ("actor-role_editor", 30),
+        ("actor-role_reviewer", 40),
+        ("actor-role_client", 50),
+        ("stranger", 60),
+    ] {
+        let result = app.set_allowance("team", actor, "member-c", allowance, 0).await;
+        outcomes.push((actor, result.map(|_| ()).map_err(|status| status.code())));
+    }
+
+    assert_eq!(
+        outcomes,
+        vec![
+            ("owner", Ok(())),
+            ("actor-role_admin", Ok(())),
+            ("actor-role_editor", Err(Code::PermissionDenied)),
+            ("actor-role_reviewer", Err(Code::PermissionDenied)),
+            ("actor-role_client", Err(Code::PermissionDenied)),
+            ("stranger", Err(Code::PermissionDenied)),
+        ]
+    );
+    let c = app.members("team").await.into_iter().find(|m| m.account_id == "member-c").expect("C");
+    assert_eq!(c.monthly.expect("monthly").allowance_credits, 20, "the admin's change is the last that applied");
+    app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn m1_reviewers_and_clients_hold_no_allowance_and_demotion_clears_it() {
+    let app = spawn_app().await;
+    app.design_example().await;
+    for (account, role) in [("reviewer", Role::Reviewer), ("client", Role::Client)] {
+        app.create_account(account).await;
+        app.add_member("team", "owner", account, role).await.expect("add");
+    }
+
+    let reviewer = app.set_allowance("team", "owner", "reviewer", 10, 0).await;
+    let client = app.set_allowance("team", "owner", "client", 0, 10).await;
+    let demoted = app
+        .admin
+        .clone()
+        .set_member_role(SetMemberRoleRequest {
+            idempotency_key: key(),
+            workspace_id: "team".into(),
+            actor_account_id: "owner".into(),
+            account_id: "member-a".into(),
+            role: Role::Reviewer.into(),
+        })
+        .await
+        .expect("demote")
+        .into_inner()
+        .member
+        .expect("member");
+
+    assert_error(reviewer, Code::FailedPrecondition, "account_id");
+    assert_error(client, Code::FailedPrecondition, "account_id");
+    assert_eq!(demoted.role(), Role::Reviewer);
+    assert_eq!(demoted.monthly.expect("monthly").allowance_credits, 0);
+    assert_eq!(app.workspace("team").await.monthly_unallocated_credits, 350, "A's 150 freed");
+    app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn m2_an_allowance_can_reserve_only_the_unallocated_credits() {
+    let app = spawn_app().await;
+    // Monthly pool 500, A 150, B 150 → 200 unallocated.
+    app.design_example().await;
+    assert_eq!(app.workspace("team").await.monthly_unallocated_credits, 200);
+
+    let before = app.snapshot().await;
+    let too_much = app.set_allowance("team", "owner", "member-c", 201, 0).await;
+    let unchanged = app.snapshot().await;
+    let exact = app.set_allowance("team", "owner", "member-c", 200, 0).await.expect("200 fits");
+
+    let status = assert_error(too_much, Code::FailedPrecondition, "monthly_allowance_credits");
+    assert!(status.message().contains("only 200 are unallocated"), "{}", status.message());
+    assert_eq!(before, unchanged);
+    let workspace = exact.workspace.expect("workspace");
+    assert_eq!((workspace.monthly_reserved_credits, workspace.monthly_unallocated_credits), (500, 0));
+    app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn m2_top_up_allowances_reserve_out_of_the_top_up_pool() {
+    let app = spawn_app().await;
+    app.design_example().await;
+    app.admin
+        .clone()
+        .top_up_workspace(TopUpWorkspaceRequest {
+            idempotency_key: key(),
+            workspace_id: "team".into(),
+            actor_account_id: "owner".into(),
+            amount_credits: 100,
+        })
+        .await
+        .expect("top up");
+
+    let refused = app.set_allowance("team", "owner", "member-a", 150, 101).await;
+    let accepted = app.set_allowance("team", "owner", "member-a", 150, 100).await.expect("100 fits");
+
+    assert_error(refused, Code::FailedPrecondition, "top_up_allowance_credits");
+    let workspace = accepted.workspace.expect("workspace");
+    assert_eq!((workspace.top_up_reserved_credits, workspace.top_up_unallocated_credits), (100, 0));
+    app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn m3_lowering_an_allowance_frees_credits_for_others() {
+    let app = spawn_app().await;
+    app.design_example().await;
+    app.set_allowance("team", "owner", "member-c", 200, 0).await.expect("C takes the rest");
+    assert_error(
+        app.set_allowance("team", "owner", "member-b", 151, 0).await,
+        Code::FailedPrecondition,
+        "monthly_allowance_credits",
+    );
+
+    app.set_allowance("team", "owner", "member-a", 50, 0).await.expect("lower A");
+    let b = app.set_allowance("team", "owner", "member-b", 250, 0).await.expect("B takes A's 100");
+
+    assert_eq!(b.member.expect("B").monthly.expect("monthly").remaining_credits, 250);
+    assert_eq!(b.workspace.expect("workspace").monthly_unallocated_credits, 0);
+    app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn removing_a_member_frees_its_reservation_but_the_owner_stays() {
+    let app = spawn_app().await;
+    app.design_example().await;
+
+    let removed = app
+        .admin
+        .clone()
+        .remove_member(RemoveMemberRequest {
+            idempotency_key: key(),
+            workspace_id: "team".into(),
+            actor_account_id: "owner".into(),
+            account_id: "member-a".into(),
+        })
+        .await
+        .expect("remove A")
+        .into_inner();
+    let owner = app
+        .admin
+        .clone()
+        .remove_member(RemoveMemberRequest {
+            idempotency_key: key(),
+            workspace_id: "team".into(),
+            actor_account_id: "owner".into(),
+            account_id: "owner".into(),
+        })
+        .await;
+
+    assert_eq!(removed.member.expect("member").account_id, "member-a");
+    assert_error(owner, Code::FailedPrecondition, "account_id");
+    assert_eq!(app.workspace("team").await.monthly_unallocated_credits, 350);
+    assert!(app.members("team").await.iter().all(|m| m.account_id != "member-a"));
+    app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn list_members_pages_through_every_member_with_usage() {
+    let app = spawn_app().await;
+    app.design_example().await;
+
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = app
+            .admin
+            .clone()
+            .list_members(ListMembersRequest { workspace_id: "team".into(), page_size: 2, page_token: token })
+            .await
+            .expect("ListMembers")
+            .into_inner();
+        assert!(page.members.len() <= 2);
+        seen.extend(page.members);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+
+    let ids: Vec<&str> = seen.iter().map(|m| m.account_id.as_str()).collect();
+    assert_eq!(ids, vec!["member-a", "member-b", "member-c", "owner"]);
+    let a = seen[0].monthly.expect("monthly");
+    assert_eq!((a.allowance_credits, a.used_credits, a.remaining_credits), (150, 0, 150));
+    app.assert_ledger_clean().await;
+}

@@ -1,0 +1,186 @@
+//! Finds a Postgres server for the tests, or starts a throwaway one.
+//!
+//! In order: `DATABASE_URL` if set; else a server on 127.0.0.1:5432 (user `postgres`); else a
+//! throwaway cluster started from the installed PostgreSQL binaries, stopped when the test
+//! process exits. `CREDITPOOL_TEST_POSTGRES=throwaway` skips straight to the throwaway cluster.
+//! With none of these, the run fails and says how to get one: never a silent skip.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use sqlx::{Connection, PgConnection};
+
+const LOCAL_SERVER: &str = "127.0.0.1:5432";
+const TEST_DATABASE_PREFIX: &str = "creditpool_test_";
+
+/// The URL of a database on the test server, without a database name's meaning: maintenance
+/// connections use it as is, test databases replace its path.
+fn server_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let forced = std::env::var("CREDITPOOL_TEST_POSTGRES").is_ok_and(|v| v == "throwaway");
+        if !forced {
+            if let Ok(url) = std::env::var("DATABASE_URL") {
+                return url;
+            }
+            let local: SocketAddr = LOCAL_SERVER.parse().expect("literal address");
+            if TcpStream::connect_timeout(&local, Duration::from_secs(2)).is_ok() {
+                return format!("postgres://postgres@{LOCAL_SERVER}/postgres");
+            }
+        }
+        start_throwaway_cluster().unwrap_or_else(|why| {
+            panic!(
+                "no Postgres for the tests: {why}.\n\
+                 Set DATABASE_URL=postgres://USER@HOST:PORT/postgres to a server you may create databases on, \
+                 run one on 127.0.0.1:5432 with user postgres and trust auth, \
+                 or install the PostgreSQL server binaries (Debian: apt-get install postgresql) \
+                 so the tests can start a throwaway cluster."
+            )
+        })
+    })
+}
+
+/// Replaces the database name in `url`.
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let authority_end = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[authority_end..].find('/').map_or(base.len(), |i| authority_end + i);
+    let mut result = format!("{}/{database}", &base[..path_start]);
+    if let Some(query) = query {
+        result.push('?');
+        result.push_str(query);
+    }
+    result
+}
+
+/// A URL for the maintenance database on the test server.
+pub fn maintenance_url() -> String {
+    with_database(server_url(), "postgres")
+}
+
+/// Creates an empty database for one test and returns its URL.
+pub async fn fresh_database() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    static CLEANED: OnceLock<()> = OnceLock::new();
+    let maintenance = maintenance_url();
+    let mut connection = PgConnection::connect(&maintenance)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to the test Postgres at {maintenance}: {e}"));
+    if CLEANED.set(()).is_ok() {
+        drop_databases_of_dead_runs(&mut connection).await;
+    }
+    let name = format!("{TEST_DATABASE_PREFIX}{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut connection)
+        .await
+        .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
+    with_database(server_url(), &name)
+}
+
+/// Test databases are named after the process that made them; those of finished runs go.
+async fn drop_databases_of_dead_runs(connection: &mut PgConnection) {
+    let names: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE $1")
+        .bind(format!("{TEST_DATABASE_PREFIX}%"))
+        .fetch_all(&mut *connection)
+        .await
+        .unwrap_or_default();
+    for name in names {
+        let pid = name.trim_start_matches(TEST_DATABASE_PREFIX).split('_').next().unwrap_or("");
+        let alive = !pid.is_empty() && Path::new("/proc").join(pid).exists();
+        if !alive {
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                .execute(&mut *connection)
+                .await;
+        }
+    }
+}
+
+fn postgres_bin_dir() -> Option<PathBuf> {
+    if let Ok(output) = Command::new("pg_config").arg("--bindir").output() {
+        let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+        if dir.join("initdb").exists() {
+            return Some(dir);
+        }
+    }
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path().join("bin"))
+        .filter(|bin| bin.join("initdb").exists())
+        .collect();
+    candidates.sort();
+    candidates.pop()
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Runs a PostgreSQL binary, as the `postgres` user when we are root (initdb refuses root).
+fn run_as_postgres(bin: &Path, args: &[&str]) -> Result<(), String> {
+    let mut command = if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    };
+    let output = command.args(args).output().map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{} failed: {}", bin.display(), String::from_utf8_lossy(&output.stderr)))
+    }
+}
+
+fn start_throwaway_cluster() -> Result<String, String> {
+    let bin = postgres_bin_dir().ok_or("no PostgreSQL server binaries found (initdb)")?;
+    let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+    let dir = std::env::temp_dir().join(format!("creditpool-pg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    if is_root() {
+        let status = Command::new("chown").args(["postgres:postgres"]).arg(&dir).status().map_err(|e| e.to_string())?;
+        if !status.success() {
+            return Err("cannot hand the throwaway cluster's directory to the postgres user".into());
+        }
+    }
+    let data = dir.join("data");
+    let data_str = data.to_str().ok_or("temp path is not UTF-8")?;
+    let dir_str = dir.to_str().ok_or("temp path is not UTF-8")?;
+    run_as_postgres(&bin.join("initdb"), &["-D", data_str, "-U", "postgres", "--auth=trust", "--no-sync"])?;
+    let options = format!("-p {port} -k {dir_str} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=500");
+    let log = dir.join("postgres.log");
+    run_as_postgres(
+        &bin.join("pg_ctl"),
+        &["-D", data_str, "-o", &options, "-l", log.to_str().unwrap_or("/dev/null"), "-w", "start"],
+    )?;
+    // Stops the cluster once this test process is gone.
+    let pg_ctl = bin.join("pg_ctl");
+    let stop = if is_root() {
+        format!("runuser -u postgres -- {} -D {data_str} -m immediate stop", pg_ctl.display())
+    } else {
+        format!("{} -D {data_str} -m immediate stop", pg_ctl.display())
+    };
+    let watchdog =
+        format!("while kill -0 {} 2>/dev/null; do sleep 1; done; {stop}; rm -rf {dir_str}", std::process::id());
+    Command::new("sh")
+        .args(["-c", &watchdog])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start the cluster's watchdog: {e}"))?;
+    eprintln!("started a throwaway Postgres on 127.0.0.1:{port} in {dir_str}");
+    Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+}
+
+#[test]
+fn database_names_are_replaced_in_urls() {
+    assert_eq!(with_database("postgres://u@h:1/db?sslmode=disable", "x"), "postgres://u@h:1/x?sslmode=disable");
+    assert_eq!(with_database("postgres://u@h:1", "x"), "postgres://u@h:1/x");
+}
