@@ -12,6 +12,9 @@ mod member;
 mod period;
 mod workspace;
 
+#[cfg(test)]
+mod properties;
+
 pub use account::{Account, AccountDraw, BillingAnchor, Plan};
 pub use credits::{Credits, MAX_AMOUNT_CREDITS};
 pub use error::DomainError;

@@ -65,3 +65,32 @@ async fn buf_curl_lists_the_services_and_creates_an_account_through_reflection_v
     assert_eq!(app.account("from-buf").await.account_id, "from-buf");
     app.assert_ledger_clean().await;
 }
+
+#[tokio::test]
+async fn readme_walkthrough_sets_up_the_design_example() {
+    let grpcurl = tokio::task::spawn_blocking(|| tool("grpcurl")).await.expect("install grpcurl");
+    let app = spawn_app().await;
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    let lines: Vec<&str> = readme.lines().filter(|line| line.starts_with("grpcurl ")).collect();
+    let path = format!("{}:{}", grpcurl.parent().expect("dir").display(), std::env::var("PATH").unwrap_or_default());
+
+    let mut outputs = Vec::new();
+    for line in &lines {
+        let script = format!("S={}\n{line}", app.address);
+        outputs.push(run(std::path::Path::new("sh"), &["-c", &format!("PATH='{path}'; {script}")]).await);
+    }
+
+    assert!(lines.len() >= 12, "the walkthrough lost its lines: {lines:?}");
+    let workspace =
+        outputs.iter().rev().find(|out| out.contains("monthlyUnallocatedCredits")).expect("GetWorkspace output");
+    for expected in [
+        r#""monthlyPoolCredits": "500""#,
+        r#""monthlyReservedCredits": "300""#,
+        r#""monthlyUnallocatedCredits": "200""#,
+    ] {
+        assert!(workspace.contains(expected), "{expected} missing from {workspace}");
+    }
+    assert_eq!(app.account("owner").await.monthly_credits, 500);
+    assert!(outputs.iter().any(|out| out.contains(r#""status": "SERVING""#)));
+    app.assert_ledger_clean().await;
+}
