@@ -33,6 +33,18 @@ pub struct Config {
     pub shutdown_drain_delay_ms: u64,
     /// After SIGTERM: longest wait for in-flight calls to finish.
     pub shutdown_grace_ms: u64,
+    /// C5b: most open holds per member (or personal account).
+    pub max_open_reservations_per_member: u32,
+    /// TTL of a hold whose Reserve gives none.
+    pub reservation_default_ttl_seconds: u32,
+    /// Longest TTL a Reserve may ask for.
+    pub reservation_max_ttl_seconds: u32,
+    /// How often expired holds are released.
+    pub hold_sweep_interval_ms: u64,
+    /// How long idempotency records are kept (a retry after that runs afresh).
+    pub idempotency_retention_seconds: u64,
+    /// Hot-path transactions in flight per workspace in one replica; more queue in memory.
+    pub transactions_per_workspace: u32,
     /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
     pub log_filter: String,
     /// OTLP/gRPC endpoint to export traces to (e.g. `http://otel-collector:4317`); unset: none.
@@ -50,6 +62,12 @@ impl Default for Config {
             health_check_interval_ms: 1_000,
             shutdown_drain_delay_ms: 0,
             shutdown_grace_ms: 15_000,
+            max_open_reservations_per_member: 100,
+            reservation_default_ttl_seconds: 300,
+            reservation_max_ttl_seconds: 86_400,
+            hold_sweep_interval_ms: 1_000,
+            idempotency_retention_seconds: 86_400,
+            transactions_per_workspace: 1,
             log_filter: "info".to_owned(),
             otlp_endpoint: None,
         }
@@ -110,6 +128,24 @@ impl Config {
         check((10..=600_000).contains(&self.health_check_interval_ms), "health_check_interval_ms must be 10..=600000")?;
         check(self.shutdown_drain_delay_ms <= 600_000, "shutdown_drain_delay_ms must be at most 600000")?;
         check((1..=3_600_000).contains(&self.shutdown_grace_ms), "shutdown_grace_ms must be 1..=3600000")?;
+        check(
+            (1..=10_000).contains(&self.max_open_reservations_per_member),
+            "max_open_reservations_per_member must be 1..=10000",
+        )?;
+        check(
+            (1..=604_800).contains(&self.reservation_max_ttl_seconds),
+            "reservation_max_ttl_seconds must be 1..=604800",
+        )?;
+        check(
+            (1..=self.reservation_max_ttl_seconds).contains(&self.reservation_default_ttl_seconds),
+            "reservation_default_ttl_seconds must be 1..=reservation_max_ttl_seconds",
+        )?;
+        check((10..=600_000).contains(&self.hold_sweep_interval_ms), "hold_sweep_interval_ms must be 10..=600000")?;
+        check(
+            self.idempotency_retention_seconds >= 3_600,
+            "idempotency_retention_seconds must be at least 3600 (retries must stay safe)",
+        )?;
+        check((1..=64).contains(&self.transactions_per_workspace), "transactions_per_workspace must be 1..=64")?;
         if let Some(url) = &self.database_url {
             check(
                 url.starts_with("postgres://") || url.starts_with("postgresql://"),
@@ -148,6 +184,16 @@ impl Config {
     /// `shutdown_drain_delay_ms` as a duration.
     pub fn shutdown_drain_delay(&self) -> Duration {
         Duration::from_millis(self.shutdown_drain_delay_ms)
+    }
+
+    /// The ledger's limits.
+    pub fn ledger_settings(&self) -> crate::ledger::LedgerSettings {
+        crate::ledger::LedgerSettings {
+            max_open_holds_per_member: self.max_open_reservations_per_member,
+            default_hold_ttl_seconds: self.reservation_default_ttl_seconds,
+            max_hold_ttl_seconds: self.reservation_max_ttl_seconds,
+            transactions_per_scope: usize::try_from(self.transactions_per_workspace).unwrap_or(1),
+        }
     }
 
     /// `shutdown_grace_ms` as a duration.

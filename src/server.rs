@@ -11,7 +11,7 @@ use tonic_health::server::HealthReporter;
 
 use crate::config::Config;
 use crate::grpc::{AdminApi, CreditApi};
-use crate::ledger::{Ledger, SystemClock};
+use crate::ledger::{Clock, Ledger, SystemClock};
 use crate::proto::admin_service_server::AdminServiceServer;
 use crate::proto::credit_service_server::CreditServiceServer;
 use crate::store::Store;
@@ -34,17 +34,33 @@ pub fn open_store(config: &Config) -> anyhow::Result<PgStore> {
 /// Serves on `listener` until `shutdown` is cancelled, then drains: health goes NOT_SERVING, after
 /// the drain delay the listener closes, in-flight calls get the grace period to finish.
 pub async fn serve(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    serve_with_clock(config, listener, shutdown, Arc::new(SystemClock)).await
+}
+
+/// [`serve`] with the ledger reading time from `clock` (tests move time by hand).
+pub async fn serve_with_clock(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<()> {
     let store = open_store(&config)?;
     store
         .migrate()
         .await
         .map_err(|error| anyhow::anyhow!(error).context("cannot apply migrations (is the database reachable?)"))?;
-    let ledger = Ledger::new(store.clone(), Arc::new(SystemClock));
+    let ledger = Ledger::new(store.clone(), clock, config.ledger_settings());
 
     let (reporter, health_service) = tonic_health::server::health_reporter();
     set_health(&reporter, ServingStatus::NotServing).await;
     let watcher =
         tokio::spawn(watch_database(store.clone(), reporter.clone(), config.health_check_interval(), shutdown.clone()));
+    let sweeper = tokio::spawn(sweep(
+        ledger.clone(),
+        Duration::from_millis(config.hold_sweep_interval_ms),
+        Duration::from_secs(config.idempotency_retention_seconds),
+        shutdown.clone(),
+    ));
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
@@ -82,6 +98,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
         }
     };
     watcher.abort();
+    sweeper.abort();
     store.close().await;
     tracing::info!("creditpool stopped");
     result
@@ -115,6 +132,40 @@ async fn watch_database<S: Store>(store: S, reporter: HealthReporter, interval: 
         tokio::select! {
             () = tokio::time::sleep(interval) => {}
             () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Holds released per sweep batch; idempotency records deleted per statement is ten times that.
+const SWEEP_BATCH: u32 = 100;
+
+/// Every `interval`: releases expired holds (C5) and prunes idempotency records past retention.
+async fn sweep<S: Store>(ledger: Ledger<S>, interval: Duration, retention: Duration, shutdown: CancellationToken) {
+    let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = shutdown.cancelled() => return,
+        }
+        // A full batch means more may be due: keep going until a batch comes back short.
+        loop {
+            match ledger.expire_holds(SWEEP_BATCH).await {
+                Ok(expired) => {
+                    if expired > 0 {
+                        tracing::info!(expired, "released expired holds");
+                    }
+                    if expired < SWEEP_BATCH || shutdown.is_cancelled() {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "releasing expired holds failed; retrying next sweep");
+                    break;
+                }
+            }
+        }
+        if let Err(error) = ledger.prune_idempotency(retention_ms, SWEEP_BATCH * 10).await {
+            tracing::warn!(%error, "pruning idempotency records failed; retrying next sweep");
         }
     }
 }

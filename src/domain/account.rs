@@ -60,6 +60,8 @@ pub struct Account {
     pub period: Option<Period>,
     /// When the current period started (unix ms).
     pub period_started_at_ms: Option<i64>,
+    /// Counts the monthly credits' refreshes (see `Workspace::monthly_cycle`).
+    pub monthly_cycle: i64,
     /// When the account was created (unix ms).
     pub created_at_ms: i64,
 }
@@ -83,6 +85,7 @@ impl Account {
             plan: None,
             period: None,
             period_started_at_ms: None,
+            monthly_cycle: 0,
             created_at_ms: now_ms,
         }
     }

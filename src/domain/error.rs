@@ -1,6 +1,6 @@
 //! What the rules refuse.
 
-use super::{AccountId, AdminAction, Credits, PoolKind, Role};
+use super::{AccountId, AdminAction, ChargeState, Credits, PoolKind, Role};
 
 /// A rule of DESIGN §2 refused the change; nothing was changed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,6 +51,35 @@ pub enum DomainError {
         /// What they tried.
         action: AdminAction,
     },
+    /// M1: reviewers and clients cannot consume.
+    #[error("a member with role {role} cannot consume credits")]
+    RoleCannotConsume {
+        /// The member's role.
+        role: Role,
+    },
+    /// C5: only an open hold can be committed or released.
+    #[error("the hold is {state}, not open")]
+    HoldNotOpen {
+        /// Its state.
+        state: ChargeState,
+    },
+    /// C5b: the member has as many open holds as allowed.
+    #[error("{open} holds are open, the most allowed per member")]
+    TooManyOpenHolds {
+        /// Open holds now.
+        open: u32,
+    },
+    /// C6: refunds never exceed what was consumed.
+    #[error("refund of {requested} exceeds the {refundable} credits not yet refunded")]
+    RefundExceedsConsumed {
+        /// Asked for.
+        requested: Credits,
+        /// Consumed and not yet refunded.
+        refundable: Credits,
+    },
+    /// An open hold has spent nothing yet: release it instead.
+    #[error("the consumption is an open hold; release it instead of refunding")]
+    RefundOfOpenHold,
     /// The owner's membership cannot be removed or changed.
     #[error("the workspace owner cannot be removed or given another role")]
     OwnerIsPermanent,

@@ -89,6 +89,18 @@ id_type!(
     /// A caller's key that makes a mutation safe to retry.
     IdempotencyKey
 );
+id_type!(
+    /// Names a charge: the Consume idempotency key, or the caller's hold key (e.g. a job id).
+    ChargeKey
+);
+
+impl IdempotencyKey {
+    /// The key under which `operation` on the charge `key` is made idempotent: hold operations
+    /// share the caller's hold key, so each gets its own record ("Commit/job-42").
+    pub fn for_operation(operation: &str, key: &ChargeKey) -> IdempotencyKey {
+        IdempotencyKey(format!("{operation}/{key}"))
+    }
+}
 
 #[cfg(test)]
 mod tests {

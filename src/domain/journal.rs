@@ -17,6 +17,10 @@ pub enum BucketRef {
     WorkspaceMonthly(WorkspaceId),
     /// A workspace top-up pool.
     WorkspaceTopUp(WorkspaceId),
+    /// Credits held by a workspace's open holds.
+    WorkspaceHeld(WorkspaceId),
+    /// Credits held by an account's open personal holds.
+    AccountHeld(AccountId),
     /// Spent on generation (refunds come back from here).
     Consumed,
     /// Expired at a renewal.
@@ -32,6 +36,8 @@ impl BucketRef {
             BucketRef::AccountTopUp(_) => "account_top_up",
             BucketRef::WorkspaceMonthly(_) => "workspace_monthly",
             BucketRef::WorkspaceTopUp(_) => "workspace_top_up",
+            BucketRef::WorkspaceHeld(_) => "workspace_held",
+            BucketRef::AccountHeld(_) => "account_held",
             BucketRef::Consumed => "consumed",
             BucketRef::Expired => "expired",
         }
@@ -40,15 +46,19 @@ impl BucketRef {
     /// The account or workspace that owns the bucket; `None` for external and sinks.
     pub fn owner_id(&self) -> Option<&str> {
         match self {
-            BucketRef::AccountMonthly(id) | BucketRef::AccountTopUp(id) => Some(id.as_str()),
-            BucketRef::WorkspaceMonthly(id) | BucketRef::WorkspaceTopUp(id) => Some(id.as_str()),
+            BucketRef::AccountMonthly(id) | BucketRef::AccountTopUp(id) | BucketRef::AccountHeld(id) => {
+                Some(id.as_str())
+            }
+            BucketRef::WorkspaceMonthly(id) | BucketRef::WorkspaceTopUp(id) | BucketRef::WorkspaceHeld(id) => {
+                Some(id.as_str())
+            }
             BucketRef::External | BucketRef::Consumed | BucketRef::Expired => None,
         }
     }
 
     fn workspace(&self) -> Option<&WorkspaceId> {
         match self {
-            BucketRef::WorkspaceMonthly(id) | BucketRef::WorkspaceTopUp(id) => Some(id),
+            BucketRef::WorkspaceMonthly(id) | BucketRef::WorkspaceTopUp(id) | BucketRef::WorkspaceHeld(id) => Some(id),
             _ => None,
         }
     }
@@ -65,6 +75,18 @@ pub enum Cause {
     PoolFunding,
     /// An account topping up a workspace top-up pool.
     WorkspaceTopUp,
+    /// A one-shot charge for a generation.
+    Consume,
+    /// Credits taken into a hold.
+    Hold,
+    /// A hold captured by Commit (and any extra drawn with it).
+    Capture,
+    /// A hold, or the uncaptured rest of one, returned.
+    Release,
+    /// A hold returned by the service after its TTL.
+    Expiry,
+    /// A consumption refunded.
+    Refund,
 }
 
 impl Cause {
@@ -75,6 +97,12 @@ impl Cause {
             Cause::Purchase => "purchase",
             Cause::PoolFunding => "pool_funding",
             Cause::WorkspaceTopUp => "workspace_top_up",
+            Cause::Consume => "consume",
+            Cause::Hold => "hold",
+            Cause::Capture => "capture",
+            Cause::Release => "release",
+            Cause::Expiry => "expiry",
+            Cause::Refund => "refund",
         }
     }
 }

@@ -4,22 +4,26 @@
 //! ledger layer only has to persist what the domain decided.
 
 mod account;
+mod charge;
 mod credits;
 mod error;
 mod ids;
 mod journal;
 mod member;
 mod period;
+mod wallet;
 mod workspace;
 
 #[cfg(test)]
 mod properties;
 
 pub use account::{Account, AccountDraw, BillingAnchor, Plan};
+pub use charge::{Captured, Charge, ChargeState};
 pub use credits::{Credits, MAX_AMOUNT_CREDITS};
 pub use error::DomainError;
-pub use ids::{AccountId, IdError, IdempotencyKey, MAX_ID_BYTES, WorkspaceId};
+pub use ids::{AccountId, ChargeKey, IdError, IdempotencyKey, MAX_ID_BYTES, WorkspaceId};
 pub use journal::{BucketRef, Cause, Movement};
 pub use member::{AdminAction, AllowanceState, Member, PoolKind, PoolReservations, Role, authorize};
 pub use period::{Period, PeriodError};
+pub use wallet::{ChargeScope, GivenBack, Split, Wallet};
 pub use workspace::{LowBalanceThresholds, PoolSizeChange, Workspace};

@@ -39,6 +39,9 @@ pub struct Workspace {
     pub monthly_pool: Credits,
     /// Credits in the top-up pool.
     pub top_up_pool: Credits,
+    /// Counts the monthly pool's renewals; a draw remembers it to know whether its monthly
+    /// credits would have expired.
+    pub monthly_cycle: i64,
     /// Low-balance thresholds.
     pub thresholds: LowBalanceThresholds,
     /// When created (unix ms).
@@ -65,6 +68,7 @@ impl Workspace {
             monthly_pool_funded: true,
             monthly_pool: Credits::ZERO,
             top_up_pool: Credits::ZERO,
+            monthly_cycle: 0,
             thresholds: LowBalanceThresholds::default(),
             created_at_ms: now_ms,
         }

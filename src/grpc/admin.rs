@@ -6,7 +6,8 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::convert;
-use super::status::not_yet;
+use super::status::{invalid_argument, not_yet};
+use crate::domain::ChargeScope;
 use crate::ledger::{
     AddAccountCredits, AddMember, CreateAccount, CreateWorkspace, Ledger, RemoveMember, SetAccountPlan,
     SetMemberAllowance, SetMemberRole, SetPoolSize, TopUpWorkspace,
@@ -237,9 +238,32 @@ impl<S: Store> AdminService for AdminApi<S> {
 
     async fn list_reservations(
         &self,
-        _request: Request<ListReservationsRequest>,
+        request: Request<ListReservationsRequest>,
     ) -> Result<Response<ListReservationsResponse>, Status> {
-        Err(not_yet("ListReservations"))
+        let request = request.into_inner();
+        let account_id = if request.account_id.is_empty() {
+            None
+        } else {
+            Some(convert::account_id("account_id", request.account_id)?)
+        };
+        let scope = match (convert::optional_workspace_id("workspace_id", request.workspace_id)?, &account_id) {
+            (Some(workspace_id), _) => ChargeScope::Workspace(workspace_id),
+            (None, Some(account_id)) => ChargeScope::Personal(account_id.clone()),
+            (None, None) => {
+                return Err(invalid_argument(
+                    "workspace_id",
+                    "set workspace_id, or account_id alone for personal holds",
+                ));
+            }
+        };
+        let page_size = convert::page_size("page_size", request.page_size)?;
+        let after = convert::hold_cursor("page_token", request.page_token)?;
+        let page = self.ledger.list_holds(&scope, account_id.as_ref(), page_size, after.as_ref()).await?;
+        let now_ms = self.ledger.now_ms();
+        Ok(Response::new(ListReservationsResponse {
+            reservations: page.holds.iter().map(|hold| convert::reservation(hold, now_ms)).collect(),
+            next_page_token: page.next.as_ref().map(convert::hold_page_token).unwrap_or_default(),
+        }))
     }
 
     async fn renew_account(

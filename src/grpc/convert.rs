@@ -4,11 +4,12 @@ use tonic::Status;
 
 use super::status::invalid_argument;
 use crate::domain::{
-    AccountDraw, AccountId, AllowanceState, BillingAnchor, Credits, IdempotencyKey, MAX_AMOUNT_CREDITS, Member, Role,
-    WorkspaceId,
+    AccountDraw, AccountId, AllowanceState, BillingAnchor, Charge, ChargeKey, ChargeScope, ChargeState, Credits,
+    GivenBack, IdempotencyKey, MAX_AMOUNT_CREDITS, Member, Role, Split, WorkspaceId,
 };
 use crate::ledger::{AccountView, MAX_PAGE_SIZE, MemberView, WorkspaceView};
 use crate::proto;
+use crate::store::HoldCursor;
 
 /// Checks an account id field.
 pub(super) fn account_id(field: &str, value: String) -> Result<AccountId, Status> {
@@ -137,7 +138,7 @@ pub(super) fn workspace(view: &WorkspaceView) -> proto::Workspace {
     }
 }
 
-fn allowance(state: AllowanceState) -> proto::Allowance {
+pub(super) fn allowance(state: AllowanceState) -> proto::Allowance {
     proto::Allowance {
         allowance_credits: state.allowance.get(),
         used_credits: state.used.get(),
@@ -181,4 +182,101 @@ pub(super) fn account_draw(draw: AccountDraw) -> Vec<proto::SplitPart> {
             overage_units: 0,
         })
         .collect()
+}
+
+/// Checks a charge key field (a Consume idempotency key, a hold or consumption key).
+pub(super) fn charge_key(field: &str, value: String) -> Result<ChargeKey, Status> {
+    ChargeKey::parse(value).map_err(|e| invalid_argument(field, e))
+}
+
+/// Checks an optional workspace id: empty means personal context.
+pub(super) fn optional_workspace_id(field: &str, value: String) -> Result<Option<WorkspaceId>, Status> {
+    if value.is_empty() { Ok(None) } else { workspace_id(field, value).map(Some) }
+}
+
+fn part(bucket: proto::Bucket, amount: Credits) -> Option<proto::SplitPart> {
+    (!amount.is_zero()).then(|| proto::SplitPart {
+        bucket: bucket.into(),
+        amount_credits: amount.get(),
+        overflow_units: 0,
+        overage_units: 0,
+    })
+}
+
+/// A split as parts in draw order (zero parts left out), named by the scope's buckets.
+pub(super) fn split(scope: &ChargeScope, split: Split) -> Vec<proto::SplitPart> {
+    let (monthly, top_up) = match scope {
+        ChargeScope::Workspace(_) => (proto::Bucket::WorkspaceMonthly, proto::Bucket::WorkspaceTopUp),
+        ChargeScope::Personal(_) => (proto::Bucket::AccountMonthly, proto::Bucket::AccountTopUp),
+    };
+    [part(monthly, split.monthly), part(top_up, split.top_up)].into_iter().flatten().collect()
+}
+
+/// What went back, last-drawn bucket first (the order it was returned in).
+pub(super) fn returned(scope: &ChargeScope, given_back: GivenBack) -> Vec<proto::SplitPart> {
+    let mut parts = split(scope, given_back.returned);
+    parts.reverse();
+    parts
+}
+
+fn workspace_of(scope: &ChargeScope) -> String {
+    match scope {
+        ChargeScope::Workspace(id) => id.to_string(),
+        ChargeScope::Personal(_) => String::new(),
+    }
+}
+
+pub(super) fn consumption(charge: &Charge) -> proto::Consumption {
+    proto::Consumption {
+        consumption_key: charge.key.to_string(),
+        account_id: charge.account_id.to_string(),
+        workspace_id: workspace_of(&charge.scope),
+        amount_credits: charge.split.total().get(),
+        split: split(&charge.scope, charge.split),
+        refunded_credits: charge.refunded.total().get(),
+        period: String::new(),
+        created_at: Some(timestamp(charge.created_at_ms)),
+    }
+}
+
+pub(super) fn reservation(charge: &Charge, now_ms: i64) -> proto::Reservation {
+    let state = match charge.state {
+        ChargeState::Held => proto::ReservationState::Open,
+        ChargeState::Captured => proto::ReservationState::Committed,
+        ChargeState::Released => proto::ReservationState::Released,
+        ChargeState::Expired => proto::ReservationState::Expired,
+    };
+    proto::Reservation {
+        reservation_key: charge.key.to_string(),
+        account_id: charge.account_id.to_string(),
+        workspace_id: workspace_of(&charge.scope),
+        amount_credits: charge.split.total().get(),
+        split: split(&charge.scope, charge.split),
+        state: state.into(),
+        created_at: Some(timestamp(charge.created_at_ms)),
+        expires_at: charge.expires_at_ms.map(timestamp),
+        age_seconds: now_ms.saturating_sub(charge.created_at_ms).max(0) / 1_000,
+        period: String::new(),
+    }
+}
+
+/// Encodes where a page of holds continues; `|` cannot appear in ids, so it separates.
+pub(super) fn hold_page_token(cursor: &HoldCursor) -> String {
+    format!("{}|{}|{}", cursor.account_id, cursor.created_at_ms, cursor.key)
+}
+
+/// Decodes a hold page token; empty for the first page.
+pub(super) fn hold_cursor(field: &str, value: String) -> Result<Option<HoldCursor>, Status> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let forged = || invalid_argument(field, "is not a token this service returned");
+    let mut parts = value.splitn(3, '|');
+    let (Some(account_id), Some(created_at_ms), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(forged());
+    };
+    let account_id = AccountId::parse(account_id).map_err(|_| forged())?;
+    let key = ChargeKey::parse(key).map_err(|_| forged())?;
+    let created_at_ms = created_at_ms.parse().map_err(|_| forged())?;
+    Ok(Some(HoldCursor { account_id: account_id.to_string(), created_at_ms, key: key.to_string() }))
 }

@@ -121,6 +121,33 @@ fn rule_status(rule: DomainError) -> Status {
             status(Code::FailedPrecondition, "OWNER_IS_PERMANENT", format!("account_id: {message}"), &[])
         }
         DomainError::OwnerRoleNotAssignable => invalid_argument("role", message),
+        DomainError::RoleCannotConsume { role } => status(
+            Code::PermissionDenied,
+            "ROLE_CANNOT_CONSUME",
+            format!("account_id: {message}"),
+            &[("role", role.to_string())],
+        ),
+        DomainError::HoldNotOpen { state } => status(
+            Code::FailedPrecondition,
+            "HOLD_NOT_OPEN",
+            format!("reservation_key: {message}"),
+            &[("state", state.to_string())],
+        ),
+        DomainError::TooManyOpenHolds { open } => status(
+            Code::FailedPrecondition,
+            "TOO_MANY_OPEN_HOLDS",
+            format!("account_id: {message}"),
+            &[("open_reservations", open.to_string())],
+        ),
+        DomainError::RefundExceedsConsumed { requested, refundable } => status(
+            Code::FailedPrecondition,
+            "REFUND_EXCEEDS_CONSUMED",
+            format!("amount_credits: {message}"),
+            &[("requested_credits", requested.to_string()), ("refundable_credits", refundable.to_string())],
+        ),
+        DomainError::RefundOfOpenHold => {
+            status(Code::FailedPrecondition, "REFUND_OF_OPEN_HOLD", format!("consumption_key: {message}"), &[])
+        }
         DomainError::BalanceOverflow => status(Code::FailedPrecondition, "BALANCE_OVERFLOW", message, &[]),
     }
 }

@@ -8,7 +8,8 @@ use super::views::{
 };
 use super::{DEFAULT_PAGE_SIZE, Ledger, LedgerError, MAX_PAGE_SIZE};
 use crate::domain::{
-    AccountId, AdminAction, Credits, IdempotencyKey, Member, PoolReservations, Role, Workspace, WorkspaceId, authorize,
+    AccountId, AdminAction, Credits, IdempotencyKey, Member, PoolReservations, Role, Wallet, Workspace, WorkspaceId,
+    authorize,
 };
 use crate::store::{IdempotencyScope, Lock, Store, StoreTx};
 
@@ -121,8 +122,13 @@ impl<S: Store> Ledger<S> {
             let workspace = self.lock_workspace_as(&mut tx, &command.workspace_id, &command.actor_account_id).await?;
             let member = existing_member(&mut tx, &workspace.id, &command.account_id, Lock::Update).await?;
             member.ensure_not_owner()?;
+            // C5b: its open holds go back to the pools before the member (and its reservations) go.
+            let mut wallet = Wallet::Workspace { workspace, member };
+            let released_reservations = self.release_holds_of(&mut tx, &mut wallet, &command.idempotency_key).await?;
+            let Wallet::Workspace { workspace, member } = wallet else { unreachable!("built as a workspace wallet") };
+            tx.update_workspace(&workspace).await?;
             tx.delete_member(&member).await?;
-            let result = MemberRemoved { member: MemberView { member }, released_reservations: 0 };
+            let result = MemberRemoved { member: MemberView { member }, released_reservations };
             self.finish(tx, scope, &command.idempotency_key, result).await
         })
         .await
@@ -202,7 +208,7 @@ impl<S: Store> Ledger<S> {
 }
 
 /// The page size to use for a requested one (0 means the default).
-fn page_limit(page_size: u32) -> u32 {
+pub(super) fn page_limit(page_size: u32) -> u32 {
     if page_size == 0 { DEFAULT_PAGE_SIZE } else { page_size.min(MAX_PAGE_SIZE) }
 }
 

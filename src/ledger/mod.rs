@@ -6,7 +6,9 @@
 #[macro_use]
 mod idempotency;
 mod accounts;
+mod charges;
 mod error;
+mod gate;
 mod members;
 mod views;
 mod workspaces;
@@ -18,6 +20,7 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 
 pub use accounts::{AddAccountCredits, CreateAccount, PlanSet, SetAccountPlan};
+pub use charges::{Balance, ChargeOutcome, Commit, Consume, HoldPage, Refund, Release, Reserve};
 pub use error::LedgerError;
 pub use members::{AddMember, AllowanceSet, MemberRemoved, RemoveMember, SetMemberAllowance, SetMemberRole};
 pub use views::{AccountView, MemberView, Page, WorkspaceView};
@@ -42,6 +45,31 @@ impl Clock for SystemClock {
     }
 }
 
+/// A clock tests move by hand.
+#[derive(Debug, Default)]
+pub struct ManualClock {
+    now_ms: std::sync::atomic::AtomicI64,
+}
+
+impl ManualClock {
+    /// A clock standing at `now_ms`.
+    pub fn starting_at(now_ms: i64) -> ManualClock {
+        ManualClock { now_ms: std::sync::atomic::AtomicI64::new(now_ms) }
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        let by_ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.now_ms.fetch_add(by_ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.now_ms.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// Most times one script is rerun after a conflict before the caller gets UNAVAILABLE.
 pub const MAX_CONFLICT_RETRIES: usize = 10;
 /// Largest page a list returns.
@@ -49,22 +77,59 @@ pub const MAX_PAGE_SIZE: u32 = 1_000;
 /// Page size when the caller asks for none.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 
+/// Limits and tuning of the use cases, validated from the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerSettings {
+    /// C5b: most open holds one member (or personal account) may have.
+    pub max_open_holds_per_member: u32,
+    /// TTL of a hold whose Reserve asks for none.
+    pub default_hold_ttl_seconds: u32,
+    /// Longest TTL a Reserve may ask for.
+    pub max_hold_ttl_seconds: u32,
+    /// Hot-path transactions in flight per workspace (or personal account) in this process.
+    pub transactions_per_scope: usize,
+}
+
+impl Default for LedgerSettings {
+    fn default() -> Self {
+        LedgerSettings {
+            max_open_holds_per_member: 100,
+            default_hold_ttl_seconds: 300,
+            max_hold_ttl_seconds: 86_400,
+            transactions_per_scope: 1,
+        }
+    }
+}
+
 /// The use cases over one store.
 pub struct Ledger<S> {
     store: S,
     clock: Arc<dyn Clock>,
+    settings: Arc<LedgerSettings>,
+    gate: Arc<gate::ScopeGate>,
 }
 
 impl<S: Clone> Clone for Ledger<S> {
     fn clone(&self) -> Self {
-        Ledger { store: self.store.clone(), clock: Arc::clone(&self.clock) }
+        Ledger {
+            store: self.store.clone(),
+            clock: Arc::clone(&self.clock),
+            settings: Arc::clone(&self.settings),
+            gate: Arc::clone(&self.gate),
+        }
     }
 }
 
 impl<S: Store> Ledger<S> {
     /// A ledger over `store` reading time from `clock`.
-    pub fn new(store: S, clock: Arc<dyn Clock>) -> Ledger<S> {
-        Ledger { store, clock }
+    pub fn new(store: S, clock: Arc<dyn Clock>, settings: LedgerSettings) -> Ledger<S> {
+        let gate = Arc::new(gate::ScopeGate::new(settings.transactions_per_scope));
+        Ledger { store, clock, settings: Arc::new(settings), gate }
+    }
+
+    /// The limits in force.
+    pub fn settings(&self) -> &LedgerSettings {
+        &self.settings
     }
 
     /// The store.
@@ -77,7 +142,8 @@ impl<S: Store> Ledger<S> {
         Ok(self.store.verify_ledger().await?)
     }
 
-    fn now_ms(&self) -> i64 {
+    /// The ledger's time (unix ms).
+    pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
     }
 

@@ -16,7 +16,9 @@ pub use error::StoreError;
 use serde_json::Value;
 
 pub use crate::domain::Account;
-use crate::domain::{AccountId, Credits, IdempotencyKey, Member, Movement, Workspace, WorkspaceId};
+use crate::domain::{
+    AccountId, Charge, ChargeKey, ChargeScope, Credits, IdempotencyKey, Member, Movement, Workspace, WorkspaceId,
+};
 
 /// Whether a read takes a row lock until commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +68,26 @@ pub struct ReservedTotals {
     pub monthly: Credits,
     /// Reserved out of the top-up pool.
     pub top_up: Credits,
+}
+
+/// A member's (or personal account's) open holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenHolds {
+    /// How many.
+    pub count: u32,
+    /// Credits they hold.
+    pub held: Credits,
+}
+
+/// Where a page of open holds continues: after this member, creation time and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldCursor {
+    /// Member account id.
+    pub account_id: String,
+    /// Creation time (unix ms).
+    pub created_at_ms: i64,
+    /// Charge key.
+    pub key: String,
 }
 
 /// A bucket whose stored balance differs from the sum of its journal entries.
@@ -181,6 +203,41 @@ pub trait StoreTx: Send {
         workspace: &WorkspaceId,
         except: Option<&AccountId>,
     ) -> impl Future<Output = Result<ReservedTotals, StoreError>> + Send;
+
+    /// Reads a charge.
+    fn charge(
+        &mut self,
+        scope: &ChargeScope,
+        key: &ChargeKey,
+        lock: Lock,
+    ) -> impl Future<Output = Result<Option<Charge>, StoreError>> + Send;
+    /// Inserts a charge; false when its key is taken in its scope.
+    fn insert_charge(&mut self, charge: &Charge) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Saves a charge's state, split and refunds.
+    fn update_charge(&mut self, charge: &Charge) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// How many holds `account` has open in `scope`, and what they hold.
+    fn open_holds_of(
+        &mut self,
+        scope: &ChargeScope,
+        account: &AccountId,
+    ) -> impl Future<Output = Result<OpenHolds, StoreError>> + Send;
+    /// Open holds of a scope (of one member when `account` is given), by member and age.
+    fn open_holds(
+        &mut self,
+        scope: &ChargeScope,
+        account: Option<&AccountId>,
+        after: Option<&HoldCursor>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Charge>, StoreError>> + Send;
+    /// Holds open past `now_ms`, soonest expired first.
+    fn expired_holds(
+        &mut self,
+        now_ms: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<(ChargeScope, ChargeKey)>, StoreError>> + Send;
+    /// Deletes up to `limit` idempotency records created before `before_ms`; returns how many.
+    fn prune_idempotency(&mut self, before_ms: i64, limit: u32)
+    -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Appends movements to the journal, each referencing the request that caused it.
     fn append_journal(

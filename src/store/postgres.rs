@@ -6,10 +6,18 @@ use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Row};
 
-use super::records::{AccountRecord, MemberRecord, WorkspaceRecord};
-use super::sql::{self, select_account, select_member, select_workspace};
-use super::{Claim, Discrepancy, IdempotencyScope, LedgerCheck, Lock, ReservedTotals, Store, StoreError, StoreTx};
-use crate::domain::{Account, AccountId, Credits, IdempotencyKey, Member, Movement, Workspace, WorkspaceId};
+use futures_util::TryStreamExt;
+
+use super::records::{AccountRecord, ChargeRecord, MemberRecord, WorkspaceRecord, scope_kind};
+use super::sql::{self, select_account, select_charge, select_member, select_workspace};
+use super::{
+    Claim, Discrepancy, HoldCursor, IdempotencyScope, LedgerCheck, Lock, OpenHolds, ReservedTotals, Store, StoreError,
+    StoreTx,
+};
+use crate::domain::{
+    Account, AccountId, Charge, ChargeKey, ChargeScope, Credits, IdempotencyKey, Member, Movement, Workspace,
+    WorkspaceId,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/postgres");
 
@@ -84,22 +92,25 @@ impl Store for PgStore {
         // difference between the balances and the journal.
         let mut tx = self.pool.begin().await?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
-        let rows = sqlx::query(sql::LEDGER_DISCREPANCIES).fetch_all(&mut *tx).await?;
-        let discrepancies = rows
-            .into_iter()
-            .map(|row| {
-                Ok(Discrepancy {
-                    bucket: row.try_get("bucket")?,
-                    owner_id: row.try_get("owner_id")?,
-                    recorded: row.try_get("recorded")?,
-                    journal: row.try_get("journal")?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        let entries_checked: i64 = sqlx::query_scalar(sql::COUNT_JOURNAL_ENTRIES).fetch_one(&mut *tx).await?;
-        let buckets_checked: i64 = sqlx::query_scalar(sql::COUNT_BUCKETS).fetch_one(&mut *tx).await?;
+        let mut check = LedgerCheck::default();
+        {
+            let mut rows = sqlx::query(sql::LEDGER_BALANCES).fetch(&mut *tx);
+            while let Some(row) = rows.try_next().await? {
+                check.buckets_checked += 1;
+                let (recorded, journal): (i64, i64) = (row.try_get("recorded")?, row.try_get("journal")?);
+                if recorded != journal {
+                    check.discrepancies.push(Discrepancy {
+                        bucket: row.try_get("bucket")?,
+                        owner_id: row.try_get("owner_id")?,
+                        recorded,
+                        journal,
+                    });
+                }
+            }
+        }
+        check.entries_checked = sqlx::query_scalar(sql::COUNT_JOURNAL_ENTRIES).fetch_one(&mut *tx).await?;
         tx.commit().await?;
-        Ok(LedgerCheck { discrepancies, entries_checked, buckets_checked })
+        Ok(check)
     }
 }
 
@@ -111,6 +122,7 @@ pub struct PgTx {
 const LOCK_ACCOUNT: &str = concat!(select_account!(), " FOR UPDATE");
 const LOCK_WORKSPACE: &str = concat!(select_workspace!(), " FOR UPDATE");
 const LOCK_MEMBER: &str = concat!(select_member!(), " FOR UPDATE");
+const LOCK_CHARGE: &str = concat!(select_charge!(), " FOR UPDATE");
 
 fn pick(lock: Lock, plain: &'static str, locking: &'static str) -> &'static str {
     match lock {
@@ -194,6 +206,7 @@ impl StoreTx for PgTx {
             .bind(r.anchor_minute_utc)
             .bind(r.current_period)
             .bind(r.period_started_at_ms)
+            .bind(r.monthly_cycle)
             .bind(r.created_at_ms)
             .execute(&mut *self.tx)
             .await?;
@@ -213,6 +226,7 @@ impl StoreTx for PgTx {
             .bind(r.anchor_minute_utc)
             .bind(r.current_period)
             .bind(r.period_started_at_ms)
+            .bind(r.monthly_cycle)
             .execute(&mut *self.tx)
             .await?;
         Ok(())
@@ -248,6 +262,7 @@ impl StoreTx for PgTx {
             .bind(r.monthly_pool_funded)
             .bind(r.monthly_pool_credits)
             .bind(r.top_up_pool_credits)
+            .bind(r.monthly_cycle)
             .bind(r.low_monthly_pool_credits)
             .bind(r.low_top_up_pool_credits)
             .bind(r.low_member_remaining_percent)
@@ -269,6 +284,7 @@ impl StoreTx for PgTx {
             .bind(r.low_monthly_pool_credits)
             .bind(r.low_top_up_pool_credits)
             .bind(r.low_member_remaining_percent)
+            .bind(r.monthly_cycle)
             .execute(&mut *self.tx)
             .await?;
         Ok(())
@@ -359,6 +375,111 @@ impl StoreTx for PgTx {
             monthly: Credits::new(monthly).ok_or_else(corrupt)?,
             top_up: Credits::new(top_up).ok_or_else(corrupt)?,
         })
+    }
+
+    async fn charge(&mut self, scope: &ChargeScope, key: &ChargeKey, lock: Lock) -> Result<Option<Charge>, StoreError> {
+        let statement = pick(lock, select_charge!(), LOCK_CHARGE);
+        let row: Option<ChargeRecord> = sqlx::query_as(statement)
+            .bind(scope.id())
+            .bind(scope_kind(scope))
+            .bind(key.as_str())
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.map(Charge::try_from).transpose()
+    }
+
+    async fn insert_charge(&mut self, charge: &Charge) -> Result<bool, StoreError> {
+        let r = ChargeRecord::from(charge);
+        let inserted = sqlx::query(sql::INSERT_CHARGE)
+            .bind(r.scope_id)
+            .bind(r.scope_kind)
+            .bind(r.charge_key)
+            .bind(r.account_id)
+            .bind(r.state)
+            .bind(r.monthly_credits)
+            .bind(r.top_up_credits)
+            .bind(r.refunded_monthly_credits)
+            .bind(r.refunded_top_up_credits)
+            .bind(r.forfeited_credits)
+            .bind(r.cycle)
+            .bind(r.created_at_ms)
+            .bind(r.expires_at_ms)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    async fn update_charge(&mut self, charge: &Charge) -> Result<(), StoreError> {
+        let r = ChargeRecord::from(charge);
+        sqlx::query(sql::UPDATE_CHARGE)
+            .bind(r.scope_id)
+            .bind(r.scope_kind)
+            .bind(r.charge_key)
+            .bind(r.state)
+            .bind(r.monthly_credits)
+            .bind(r.top_up_credits)
+            .bind(r.refunded_monthly_credits)
+            .bind(r.refunded_top_up_credits)
+            .bind(r.forfeited_credits)
+            .bind(r.expires_at_ms)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn open_holds_of(&mut self, scope: &ChargeScope, account: &AccountId) -> Result<OpenHolds, StoreError> {
+        let (count, held): (i64, i64) = sqlx::query_as(sql::OPEN_HOLDS_OF_MEMBER)
+            .bind(scope.id())
+            .bind(scope_kind(scope))
+            .bind(account.as_str())
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Ok(OpenHolds {
+            count: u32::try_from(count).map_err(|_| StoreError::Corrupt(format!("{count} open holds")))?,
+            held: Credits::new(held).ok_or_else(|| StoreError::Corrupt(format!("open holds hold {held}")))?,
+        })
+    }
+
+    async fn open_holds(
+        &mut self,
+        scope: &ChargeScope,
+        account: Option<&AccountId>,
+        after: Option<&HoldCursor>,
+        limit: u32,
+    ) -> Result<Vec<Charge>, StoreError> {
+        let rows: Vec<ChargeRecord> = sqlx::query_as(sql::LIST_OPEN_HOLDS)
+            .bind(scope.id())
+            .bind(scope_kind(scope))
+            .bind(account.map_or("", AccountId::as_str))
+            .bind(after.map_or("", |cursor| cursor.account_id.as_str()))
+            .bind(after.map_or(i64::MIN, |cursor| cursor.created_at_ms))
+            .bind(after.map_or("", |cursor| cursor.key.as_str()))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.into_iter().map(Charge::try_from).collect()
+    }
+
+    async fn expired_holds(&mut self, now_ms: i64, limit: u32) -> Result<Vec<(ChargeScope, ChargeKey)>, StoreError> {
+        let rows: Vec<(String, String, String)> =
+            sqlx::query_as(sql::EXPIRED_HOLDS).bind(now_ms).bind(i64::from(limit)).fetch_all(&mut *self.tx).await?;
+        rows.into_iter()
+            .map(|(scope_id, kind, key)| {
+                let corrupt =
+                    |e: crate::domain::IdError| StoreError::Corrupt(format!("expired hold {scope_id}/{key}: {e}"));
+                let scope = match kind.as_str() {
+                    "workspace" => ChargeScope::Workspace(WorkspaceId::parse(scope_id.clone()).map_err(corrupt)?),
+                    _ => ChargeScope::Personal(AccountId::parse(scope_id.clone()).map_err(corrupt)?),
+                };
+                Ok((scope, ChargeKey::parse(key.clone()).map_err(corrupt)?))
+            })
+            .collect()
+    }
+
+    async fn prune_idempotency(&mut self, before_ms: i64, limit: u32) -> Result<u64, StoreError> {
+        let deleted =
+            sqlx::query(sql::PRUNE_IDEMPOTENCY).bind(before_ms).bind(i64::from(limit)).execute(&mut *self.tx).await?;
+        Ok(deleted.rows_affected())
     }
 
     async fn append_journal(&mut self, reference: &str, movements: &[Movement], now_ms: i64) -> Result<(), StoreError> {

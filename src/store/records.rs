@@ -1,8 +1,8 @@
 //! Rows as stored, and their checked conversion into domain types.
 
 use crate::domain::{
-    Account, AccountId, AllowanceState, BillingAnchor, Credits, LowBalanceThresholds, Member, Period, Plan, Role,
-    Workspace, WorkspaceId,
+    Account, AccountId, AllowanceState, BillingAnchor, Charge, ChargeKey, ChargeScope, ChargeState, Credits,
+    LowBalanceThresholds, Member, Period, Plan, Role, Split, Workspace, WorkspaceId,
 };
 
 use super::StoreError;
@@ -36,6 +36,7 @@ pub(crate) struct AccountRecord {
     pub anchor_minute_utc: Option<i32>,
     pub current_period: Option<String>,
     pub period_started_at_ms: Option<i64>,
+    pub monthly_cycle: i64,
     pub created_at_ms: i64,
 }
 
@@ -76,6 +77,7 @@ impl TryFrom<AccountRecord> for Account {
             plan,
             period,
             period_started_at_ms: row.period_started_at_ms,
+            monthly_cycle: row.monthly_cycle,
             created_at_ms: row.created_at_ms,
         })
     }
@@ -96,6 +98,7 @@ impl From<&Account> for AccountRecord {
             anchor_minute_utc: anchor.map(|a| i32::from(a.minute_utc)),
             current_period: account.period.map(|period| period.to_string()),
             period_started_at_ms: account.period_started_at_ms,
+            monthly_cycle: account.monthly_cycle,
             created_at_ms: account.created_at_ms,
         }
     }
@@ -111,6 +114,7 @@ pub(crate) struct WorkspaceRecord {
     pub monthly_pool_funded: bool,
     pub monthly_pool_credits: i64,
     pub top_up_pool_credits: i64,
+    pub monthly_cycle: i64,
     pub low_monthly_pool_credits: i64,
     pub low_top_up_pool_credits: i64,
     pub low_member_remaining_percent: i32,
@@ -133,6 +137,7 @@ impl TryFrom<WorkspaceRecord> for Workspace {
             monthly_pool_funded: row.monthly_pool_funded,
             monthly_pool: credits("monthly_pool_credits", row.monthly_pool_credits)?,
             top_up_pool: credits("top_up_pool_credits", row.top_up_pool_credits)?,
+            monthly_cycle: row.monthly_cycle,
             thresholds: LowBalanceThresholds {
                 monthly_pool: credits("low_monthly_pool_credits", row.low_monthly_pool_credits)?,
                 top_up_pool: credits("low_top_up_pool_credits", row.low_top_up_pool_credits)?,
@@ -153,6 +158,7 @@ impl From<&Workspace> for WorkspaceRecord {
             monthly_pool_funded: workspace.monthly_pool_funded,
             monthly_pool_credits: workspace.monthly_pool.get(),
             top_up_pool_credits: workspace.top_up_pool.get(),
+            monthly_cycle: workspace.monthly_cycle,
             low_monthly_pool_credits: workspace.thresholds.monthly_pool.get(),
             low_top_up_pool_credits: workspace.thresholds.top_up_pool.get(),
             low_member_remaining_percent: i32::from(workspace.thresholds.member_remaining_percent),
@@ -206,6 +212,83 @@ impl From<&Member> for MemberRecord {
             top_up_allowance_credits: member.top_up.allowance.get(),
             top_up_used_credits: member.top_up.used.get(),
             created_at_ms: member.created_at_ms,
+        }
+    }
+}
+
+/// The stored kind of a charge scope.
+pub(crate) fn scope_kind(scope: &ChargeScope) -> &'static str {
+    match scope {
+        ChargeScope::Workspace(_) => "workspace",
+        ChargeScope::Personal(_) => "personal",
+    }
+}
+
+/// A row of `charges`.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ChargeRecord {
+    pub scope_id: String,
+    pub scope_kind: String,
+    pub charge_key: String,
+    pub account_id: String,
+    pub state: String,
+    pub monthly_credits: i64,
+    pub top_up_credits: i64,
+    pub refunded_monthly_credits: i64,
+    pub refunded_top_up_credits: i64,
+    pub forfeited_credits: i64,
+    pub cycle: i64,
+    pub created_at_ms: i64,
+    pub expires_at_ms: Option<i64>,
+}
+
+impl TryFrom<ChargeRecord> for Charge {
+    type Error = StoreError;
+
+    fn try_from(row: ChargeRecord) -> Result<Charge, StoreError> {
+        let scope = match row.scope_kind.as_str() {
+            "workspace" => ChargeScope::Workspace(workspace_id("scope_id", row.scope_id)?),
+            "personal" => ChargeScope::Personal(account_id("scope_id", row.scope_id)?),
+            other => return Err(StoreError::Corrupt(format!("scope_kind: {other}"))),
+        };
+        Ok(Charge {
+            key: ChargeKey::parse(row.charge_key).map_err(|e| StoreError::Corrupt(format!("charge_key: {e}")))?,
+            scope,
+            account_id: account_id("account_id", row.account_id)?,
+            state: ChargeState::from_stored(&row.state)
+                .ok_or_else(|| StoreError::Corrupt(format!("state: {}", row.state)))?,
+            split: Split {
+                monthly: credits("monthly_credits", row.monthly_credits)?,
+                top_up: credits("top_up_credits", row.top_up_credits)?,
+            },
+            refunded: Split {
+                monthly: credits("refunded_monthly_credits", row.refunded_monthly_credits)?,
+                top_up: credits("refunded_top_up_credits", row.refunded_top_up_credits)?,
+            },
+            forfeited: credits("forfeited_credits", row.forfeited_credits)?,
+            cycle: row.cycle,
+            created_at_ms: row.created_at_ms,
+            expires_at_ms: row.expires_at_ms,
+        })
+    }
+}
+
+impl From<&Charge> for ChargeRecord {
+    fn from(charge: &Charge) -> ChargeRecord {
+        ChargeRecord {
+            scope_id: charge.scope.id().to_owned(),
+            scope_kind: scope_kind(&charge.scope).to_owned(),
+            charge_key: charge.key.to_string(),
+            account_id: charge.account_id.to_string(),
+            state: charge.state.as_str().to_owned(),
+            monthly_credits: charge.split.monthly.get(),
+            top_up_credits: charge.split.top_up.get(),
+            refunded_monthly_credits: charge.refunded.monthly.get(),
+            refunded_top_up_credits: charge.refunded.top_up.get(),
+            forfeited_credits: charge.forfeited.get(),
+            cycle: charge.cycle,
+            created_at_ms: charge.created_at_ms,
+            expires_at_ms: charge.expires_at_ms,
         }
     }
 }

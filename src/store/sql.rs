@@ -4,14 +4,14 @@
 macro_rules! select_account {
     () => {
         "SELECT account_id, monthly_credits, top_up_credits, plan_monthly_credits, plan_next_monthly_credits, \
-         anchor_day_of_month, anchor_hour_utc, anchor_minute_utc, current_period, period_started_at_ms, created_at_ms \
-         FROM accounts WHERE account_id = $1"
+         anchor_day_of_month, anchor_hour_utc, anchor_minute_utc, current_period, period_started_at_ms, monthly_cycle, \
+         created_at_ms FROM accounts WHERE account_id = $1"
     };
 }
 macro_rules! select_workspace {
     () => {
         "SELECT workspace_id, owner_account_id, pool_size_credits, funded_pool_size_credits, monthly_pool_funded, \
-         monthly_pool_credits, top_up_pool_credits, low_monthly_pool_credits, low_top_up_pool_credits, \
+         monthly_pool_credits, top_up_pool_credits, monthly_cycle, low_monthly_pool_credits, low_top_up_pool_credits, \
          low_member_remaining_percent, created_at_ms \
          FROM workspaces WHERE workspace_id = $1"
     };
@@ -23,7 +23,34 @@ macro_rules! select_member {
          FROM members WHERE workspace_id = $1 AND account_id = $2"
     };
 }
-pub(crate) use {select_account, select_member, select_workspace};
+macro_rules! select_charge {
+    () => {
+        "SELECT scope_id, scope_kind, charge_key, account_id, state, monthly_credits, top_up_credits, \
+         refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, created_at_ms, expires_at_ms \
+         FROM charges WHERE scope_id = $1 AND scope_kind = $2 AND charge_key = $3"
+    };
+}
+pub(crate) use {select_account, select_charge, select_member, select_workspace};
+
+pub(crate) const INSERT_CHARGE: &str = "INSERT INTO charges (scope_id, scope_kind, charge_key, account_id, state, \
+     monthly_credits, top_up_credits, refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, \
+     created_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+     ON CONFLICT (scope_id, scope_kind, charge_key) DO NOTHING";
+pub(crate) const UPDATE_CHARGE: &str = "UPDATE charges SET state = $4, monthly_credits = $5, top_up_credits = $6, \
+     refunded_monthly_credits = $7, refunded_top_up_credits = $8, forfeited_credits = $9, expires_at_ms = $10 \
+     WHERE scope_id = $1 AND scope_kind = $2 AND charge_key = $3";
+pub(crate) const OPEN_HOLDS_OF_MEMBER: &str = "SELECT COUNT(*), CAST(COALESCE(SUM(monthly_credits + top_up_credits), 0) AS BIGINT) \
+     FROM charges WHERE scope_id = $1 AND scope_kind = $2 AND account_id = $3 AND state = 'held'";
+/// Open holds of a scope (optionally one member), by member, oldest first, after a cursor.
+pub(crate) const LIST_OPEN_HOLDS: &str = "SELECT scope_id, scope_kind, charge_key, account_id, state, monthly_credits, \
+     top_up_credits, refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, created_at_ms, expires_at_ms \
+     FROM charges WHERE scope_id = $1 AND scope_kind = $2 AND state = 'held' AND ($3 = '' OR account_id = $3) \
+     AND (account_id, created_at_ms, charge_key) > ($4, $5, $6) \
+     ORDER BY account_id, created_at_ms, charge_key LIMIT $7";
+pub(crate) const EXPIRED_HOLDS: &str = "SELECT scope_id, scope_kind, charge_key FROM charges \
+     WHERE state = 'held' AND expires_at_ms <= $1 ORDER BY expires_at_ms LIMIT $2";
+pub(crate) const PRUNE_IDEMPOTENCY: &str = "DELETE FROM idempotency_records WHERE (scope_id, scope_kind, idempotency_key) IN ( \
+     SELECT scope_id, scope_kind, idempotency_key FROM idempotency_records WHERE created_at_ms < $1 LIMIT $2)";
 
 pub(crate) const CLAIM_IDEMPOTENCY: &str = "INSERT INTO idempotency_records (scope_id, scope_kind, idempotency_key, request, created_at_ms) \
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
@@ -34,21 +61,21 @@ pub(crate) const RECORD_RESPONSE: &str = "UPDATE idempotency_records SET respons
 
 pub(crate) const INSERT_ACCOUNT: &str = "INSERT INTO accounts (account_id, monthly_credits, top_up_credits, plan_monthly_credits, \
      plan_next_monthly_credits, anchor_day_of_month, anchor_hour_utc, anchor_minute_utc, current_period, \
-     period_started_at_ms, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+     period_started_at_ms, monthly_cycle, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
      ON CONFLICT (account_id) DO NOTHING";
 pub(crate) const UPDATE_ACCOUNT: &str = "UPDATE accounts SET monthly_credits = $2, top_up_credits = $3, plan_monthly_credits = $4, \
      plan_next_monthly_credits = $5, anchor_day_of_month = $6, anchor_hour_utc = $7, anchor_minute_utc = $8, \
-     current_period = $9, period_started_at_ms = $10 WHERE account_id = $1";
+     current_period = $9, period_started_at_ms = $10, monthly_cycle = $11 WHERE account_id = $1";
 pub(crate) const POOL_SIZES_OWNED: &str = "SELECT CAST(COALESCE(SUM(pool_size_credits), 0) AS BIGINT) FROM workspaces \
      WHERE owner_account_id = $1 AND workspace_id <> $2";
 
 pub(crate) const INSERT_WORKSPACE: &str = "INSERT INTO workspaces (workspace_id, owner_account_id, pool_size_credits, \
-     funded_pool_size_credits, monthly_pool_funded, monthly_pool_credits, top_up_pool_credits, low_monthly_pool_credits, \
-     low_top_up_pool_credits, low_member_remaining_percent, created_at_ms) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (workspace_id) DO NOTHING";
+     funded_pool_size_credits, monthly_pool_funded, monthly_pool_credits, top_up_pool_credits, monthly_cycle, \
+     low_monthly_pool_credits, low_top_up_pool_credits, low_member_remaining_percent, created_at_ms) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (workspace_id) DO NOTHING";
 pub(crate) const UPDATE_WORKSPACE: &str = "UPDATE workspaces SET pool_size_credits = $2, funded_pool_size_credits = $3, \
      monthly_pool_funded = $4, monthly_pool_credits = $5, top_up_pool_credits = $6, low_monthly_pool_credits = $7, \
-     low_top_up_pool_credits = $8, low_member_remaining_percent = $9 WHERE workspace_id = $1";
+     low_top_up_pool_credits = $8, low_member_remaining_percent = $9, monthly_cycle = $10 WHERE workspace_id = $1";
 
 pub(crate) const INSERT_MEMBER: &str = "INSERT INTO members (workspace_id, account_id, role, monthly_allowance_credits, \
      monthly_used_credits, top_up_allowance_credits, top_up_used_credits, created_at_ms) \
@@ -70,8 +97,8 @@ pub(crate) const INSERT_JOURNAL_ENTRY: &str = "INSERT INTO journal_entries (ledg
      to_owner_id, amount_credits, cause, reference, member_account_id, created_at_ms) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
-/// Buckets whose stored balance differs from the sum of their journal entries.
-pub(crate) const LEDGER_DISCREPANCIES: &str = "WITH movements AS ( \
+/// Every bucket's stored balance beside the sum of its journal entries.
+pub(crate) const LEDGER_BALANCES: &str = "WITH movements AS ( \
          SELECT from_bucket AS bucket, from_owner_id AS owner_id, -amount_credits AS delta \
          FROM journal_entries WHERE from_owner_id IS NOT NULL \
          UNION ALL \
@@ -83,12 +110,12 @@ pub(crate) const LEDGER_DISCREPANCIES: &str = "WITH movements AS ( \
          UNION ALL SELECT 'account_top_up', account_id, top_up_credits FROM accounts \
          UNION ALL SELECT 'workspace_monthly', workspace_id, monthly_pool_credits FROM workspaces \
          UNION ALL SELECT 'workspace_top_up', workspace_id, top_up_pool_credits FROM workspaces \
+         UNION ALL SELECT CASE scope_kind WHEN 'workspace' THEN 'workspace_held' ELSE 'account_held' END, scope_id, \
+             CAST(SUM(monthly_credits + top_up_credits) AS BIGINT) FROM charges WHERE state = 'held' \
+             GROUP BY scope_kind, scope_id \
      ) \
      SELECT COALESCE(r.bucket, j.bucket) AS bucket, COALESCE(r.owner_id, j.owner_id) AS owner_id, \
             CAST(COALESCE(r.credits, 0) AS BIGINT) AS recorded, CAST(COALESCE(j.credits, 0) AS BIGINT) AS journal \
      FROM recorded r FULL OUTER JOIN journal j ON r.bucket = j.bucket AND r.owner_id = j.owner_id \
-     WHERE COALESCE(r.credits, 0) <> COALESCE(j.credits, 0) \
      ORDER BY 1, 2";
 pub(crate) const COUNT_JOURNAL_ENTRIES: &str = "SELECT COUNT(*) FROM journal_entries";
-pub(crate) const COUNT_BUCKETS: &str =
-    "SELECT (SELECT 2 * COUNT(*) FROM accounts) + (SELECT 2 * COUNT(*) FROM workspaces)";

@@ -411,19 +411,18 @@ async fn bad_input_is_refused_precisely_and_changes_nothing() {
 async fn rpcs_of_later_issues_answer_unimplemented_with_a_plain_message() {
     let app = spawn_app().await;
 
-    let consume = app
-        .credit
+    let renew = app
+        .admin
         .clone()
-        .consume(ConsumeRequest {
+        .renew_account(RenewAccountRequest {
             idempotency_key: "k".into(),
             account_id: "a".into(),
-            workspace_id: String::new(),
-            amount_credits: 1,
+            period: "2026-12".into(),
         })
         .await
         .expect_err("not yet");
 
-    assert_eq!(consume.code(), Code::Unimplemented);
-    assert_eq!(consume.message(), "Consume is not implemented yet");
+    assert_eq!(renew.code(), Code::Unimplemented);
+    assert_eq!(renew.message(), "RenewAccount is not implemented yet");
     app.assert_ledger_clean().await;
 }
