@@ -426,3 +426,212 @@ async fn rpcs_of_later_issues_answer_unimplemented_with_a_plain_message() {
     assert_eq!(renew.message(), "RenewAccount is not implemented yet");
     app.assert_ledger_clean().await;
 }
+
+fn consume(key: &str, account: &str, workspace: &str, amount: i64) -> ConsumeRequest {
+    ConsumeRequest {
+        idempotency_key: key.into(),
+        account_id: account.into(),
+        workspace_id: workspace.into(),
+        amount_credits: amount,
+    }
+}
+
+fn commit(key: &str, account: &str, amount: i64) -> CommitRequest {
+    CommitRequest {
+        reservation_key: key.into(),
+        account_id: account.into(),
+        workspace_id: "team".into(),
+        amount_credits: amount,
+    }
+}
+
+fn release(key: &str, account: &str) -> ReleaseRequest {
+    ReleaseRequest { reservation_key: key.into(), account_id: account.into(), workspace_id: "team".into() }
+}
+
+fn refund(consumption: &str, amount: Option<i64>) -> RefundRequest {
+    RefundRequest {
+        idempotency_key: "refund-key".into(),
+        account_id: "member-a".into(),
+        workspace_id: "team".into(),
+        consumption_key: consumption.into(),
+        amount_credits: amount,
+    }
+}
+
+#[tokio::test]
+async fn hot_path_bad_input_is_refused_precisely_and_changes_nothing() {
+    let app = spawn_app().await;
+    app.hot_path_example().await;
+    app.consume("gen-1", "member-a", "team", 50).await.expect("consumption");
+    app.reserve("open-hold", "member-a", "team", 10, 0).await.expect("open hold");
+    app.reserve("released-hold", "member-a", "team", 10, 0).await.expect("hold");
+    app.release("released-hold", "member-a", "team").await.expect("release");
+    app.reserve("committed-hold", "member-a", "team", 10, 0).await.expect("hold");
+    app.commit("committed-hold", "member-a", "team", 10).await.expect("commit");
+    let mut credit = app.credit.clone();
+    let mut admin = app.admin.clone();
+    let invalid = Code::InvalidArgument;
+
+    // Amounts.
+    refused(&app, "zero consume", credit.consume(consume("k", "member-a", "team", 0)), invalid, "amount_credits").await;
+    refused(&app, "negative consume", credit.consume(consume("k", "member-a", "team", -1)), invalid, "amount_credits")
+        .await;
+    refused(
+        &app,
+        "oversized consume",
+        credit.consume(consume("k", "member-a", "team", 1_000_000_000_001)),
+        invalid,
+        "amount_credits",
+    )
+    .await;
+    refused(&app, "zero commit", credit.commit(commit("open-hold", "member-a", 0)), invalid, "amount_credits").await;
+    refused(&app, "zero refund", credit.refund(refund("gen-1", Some(0))), invalid, "amount_credits").await;
+    // Ids and keys.
+    refused(&app, "empty consume key", credit.consume(consume("", "member-a", "team", 1)), invalid, "idempotency_key")
+        .await;
+    refused(
+        &app,
+        "ill-formed workspace",
+        credit.consume(consume("k", "member-a", "te am", 1)),
+        invalid,
+        "workspace_id",
+    )
+    .await;
+    refused(
+        &app,
+        "oversized hold key",
+        credit.commit(commit(&"h".repeat(129), "member-a", 1)),
+        invalid,
+        "reservation_key",
+    )
+    .await;
+    // TTL out of range.
+    refused(
+        &app,
+        "ttl beyond the maximum",
+        credit.reserve(ReserveRequest {
+            reservation_key: "k".into(),
+            account_id: "member-a".into(),
+            workspace_id: "team".into(),
+            amount_credits: 1,
+            ttl_seconds: 86_401,
+        }),
+        invalid,
+        "ttl_seconds",
+    )
+    .await;
+    // Unknown and foreign.
+    refused(
+        &app,
+        "unknown workspace",
+        credit.consume(consume("k", "member-a", "nowhere", 1)),
+        Code::NotFound,
+        "workspace_id",
+    )
+    .await;
+    refused(
+        &app,
+        "unknown personal account",
+        credit.consume(consume("k", "nobody", "", 1)),
+        Code::NotFound,
+        "account_id",
+    )
+    .await;
+    refused(
+        &app,
+        "unknown hold key",
+        credit.commit(commit("no-such-hold", "member-a", 1)),
+        Code::NotFound,
+        "reservation_key",
+    )
+    .await;
+    refused(
+        &app,
+        "someone else's hold",
+        credit.commit(commit("open-hold", "member-b", 1)),
+        Code::NotFound,
+        "reservation_key",
+    )
+    .await;
+    refused(
+        &app,
+        "someone else's release",
+        credit.release(release("open-hold", "member-b")),
+        Code::NotFound,
+        "reservation_key",
+    )
+    .await;
+    refused(&app, "unknown consumption", credit.refund(refund("no-such-gen", None)), Code::NotFound, "consumption_key")
+        .await;
+    // State forbids it.
+    refused(
+        &app,
+        "commit after release",
+        credit.commit(commit("released-hold", "member-a", 1)),
+        Code::FailedPrecondition,
+        "reservation_key",
+    )
+    .await;
+    refused(
+        &app,
+        "release after commit",
+        credit.release(release("committed-hold", "member-a")),
+        Code::FailedPrecondition,
+        "reservation_key",
+    )
+    .await;
+    refused(
+        &app,
+        "refund above the consumption",
+        credit.refund(refund("gen-1", Some(51))),
+        Code::FailedPrecondition,
+        "amount_credits",
+    )
+    .await;
+    refused(
+        &app,
+        "refund of an open hold",
+        credit.refund(refund("open-hold", None)),
+        Code::FailedPrecondition,
+        "consumption_key",
+    )
+    .await;
+    // Reads.
+    refused(
+        &app,
+        "balance in unknown workspace",
+        credit.get_balance(GetBalanceRequest { account_id: "member-a".into(), workspace_id: "nowhere".into() }),
+        Code::NotFound,
+        "workspace_id",
+    )
+    .await;
+    refused(
+        &app,
+        "holds of nothing",
+        admin.list_reservations(ListReservationsRequest {
+            workspace_id: String::new(),
+            account_id: String::new(),
+            page_size: 0,
+            page_token: String::new(),
+        }),
+        invalid,
+        "workspace_id",
+    )
+    .await;
+    refused(
+        &app,
+        "forged holds token",
+        admin.list_reservations(ListReservationsRequest {
+            workspace_id: "team".into(),
+            account_id: String::new(),
+            page_size: 0,
+            page_token: "a|b".into(),
+        }),
+        invalid,
+        "page_token",
+    )
+    .await;
+
+    app.assert_ledger_clean().await;
+}

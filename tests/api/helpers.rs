@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use creditpool::config::Config;
+use creditpool::ledger::{Clock, SystemClock};
 use creditpool::proto::admin_service_client::AdminServiceClient;
 use creditpool::proto::credit_service_client::CreditServiceClient;
 use creditpool::proto::*;
@@ -48,6 +49,11 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts a server on a fresh database; `configure` adjusts the config first.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_at(Arc::new(SystemClock), configure).await
+}
+
+/// Starts a server whose ledger reads time from `clock`.
+pub async fn spawn_app_at(clock: Arc<dyn Clock>, configure: impl FnOnce(&mut Config)) -> TestApp {
     init_test_log();
     let database_url = fresh_database().await;
     let mut config = Config {
@@ -56,13 +62,14 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         database_max_connections: 40,
         database_acquire_timeout_ms: 2_000,
         health_check_interval_ms: 100,
+        hold_sweep_interval_ms: 20,
         ..Config::default()
     };
     configure(&mut config);
     let listener = TcpListener::bind(config.listen_addr).await.expect("bind a free port");
     let address = listener.local_addr().expect("bound address");
     let shutdown = CancellationToken::new();
-    tokio::spawn(creditpool::server::serve(config, listener, shutdown.clone()));
+    tokio::spawn(creditpool::server::serve_with_clock(config, listener, shutdown.clone(), clock));
     // The listener is bound, so connecting cannot race the server's start.
     let channel = Channel::from_shared(format!("http://{address}")).expect("uri").connect().await.expect("connect");
     let db = PgPool::connect(&database_url).await.expect("connect to the test database");
@@ -273,7 +280,7 @@ impl TestApp {
 
     /// Everything the ledger holds, for asserting that a refused call changed nothing.
     pub async fn snapshot(&self) -> String {
-        let tables = ["accounts", "workspaces", "members", "journal_entries", "idempotency_records"];
+        let tables = ["accounts", "workspaces", "members", "charges", "journal_entries", "idempotency_records"];
         let mut text = String::new();
         for table in tables {
             let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
@@ -286,6 +293,159 @@ impl TestApp {
         }
         text
     }
+}
+
+impl TestApp {
+    /// The hot-path example: an owner on a 1,000 plan; workspace `team` with a monthly pool of
+    /// 500 and a top-up pool of 100; editors `member-a` and `member-b` with 150 monthly and 50
+    /// top-up each; the owner keeps 400 monthly credits.
+    pub async fn hot_path_example(&self) {
+        self.create_account_with_plan("owner", 1_000).await;
+        self.create_workspace("team", "owner").await;
+        self.set_pool_size("team", "owner", 500).await.expect("pool size 500");
+        self.admin
+            .clone()
+            .top_up_workspace(TopUpWorkspaceRequest {
+                idempotency_key: key(),
+                workspace_id: "team".into(),
+                actor_account_id: "owner".into(),
+                amount_credits: 100,
+            })
+            .await
+            .expect("top up 100");
+        for member in ["member-a", "member-b"] {
+            self.create_account(member).await;
+            self.add_member("team", "owner", member, Role::Editor).await.expect("add member");
+            self.set_allowance("team", "owner", member, 150, 50).await.expect("allowance");
+        }
+    }
+
+    /// Consumes in `workspace` ("" for personal context).
+    pub async fn consume(
+        &self,
+        key: &str,
+        account: &str,
+        workspace: &str,
+        amount: i64,
+    ) -> Result<Consumption, tonic::Status> {
+        self.credit
+            .clone()
+            .consume(ConsumeRequest {
+                idempotency_key: key.into(),
+                account_id: account.into(),
+                workspace_id: workspace.into(),
+                amount_credits: amount,
+            })
+            .await
+            .map(|r| r.into_inner().consumption.expect("consumption"))
+    }
+
+    /// Takes a hold in `workspace` ("" for personal context); TTL 0 is the default.
+    pub async fn reserve(
+        &self,
+        key: &str,
+        account: &str,
+        workspace: &str,
+        amount: i64,
+        ttl_seconds: u32,
+    ) -> Result<Reservation, tonic::Status> {
+        self.credit
+            .clone()
+            .reserve(ReserveRequest {
+                reservation_key: key.into(),
+                account_id: account.into(),
+                workspace_id: workspace.into(),
+                amount_credits: amount,
+                ttl_seconds,
+            })
+            .await
+            .map(|r| r.into_inner().reservation.expect("reservation"))
+    }
+
+    /// Captures a hold.
+    pub async fn commit(
+        &self,
+        key: &str,
+        account: &str,
+        workspace: &str,
+        amount: i64,
+    ) -> Result<CommitResponse, tonic::Status> {
+        self.credit
+            .clone()
+            .commit(CommitRequest {
+                reservation_key: key.into(),
+                account_id: account.into(),
+                workspace_id: workspace.into(),
+                amount_credits: amount,
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// Returns a hold.
+    pub async fn release(&self, key: &str, account: &str, workspace: &str) -> Result<ReleaseResponse, tonic::Status> {
+        self.credit
+            .clone()
+            .release(ReleaseRequest {
+                reservation_key: key.into(),
+                account_id: account.into(),
+                workspace_id: workspace.into(),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// Refunds `amount` (everything left when `None`) of a consumption.
+    pub async fn refund(
+        &self,
+        consumption: &str,
+        account: &str,
+        workspace: &str,
+        amount: Option<i64>,
+    ) -> Result<RefundResponse, tonic::Status> {
+        self.credit
+            .clone()
+            .refund(RefundRequest {
+                idempotency_key: key(),
+                account_id: account.into(),
+                workspace_id: workspace.into(),
+                consumption_key: consumption.into(),
+                amount_credits: amount,
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// A balance.
+    pub async fn balance(&self, account: &str, workspace: &str) -> GetBalanceResponse {
+        self.credit
+            .clone()
+            .get_balance(GetBalanceRequest { account_id: account.into(), workspace_id: workspace.into() })
+            .await
+            .expect("GetBalance")
+            .into_inner()
+    }
+
+    /// Open holds of a workspace, all pages.
+    pub async fn open_holds(&self, workspace: &str) -> Vec<Reservation> {
+        self.admin
+            .clone()
+            .list_reservations(ListReservationsRequest {
+                workspace_id: workspace.into(),
+                account_id: String::new(),
+                page_size: 0,
+                page_token: String::new(),
+            })
+            .await
+            .expect("ListReservations")
+            .into_inner()
+            .reservations
+    }
+}
+
+/// A split as (bucket, credits) pairs.
+pub fn parts(split: &[SplitPart]) -> Vec<(Bucket, i64)> {
+    split.iter().map(|part| (part.bucket(), part.amount_credits)).collect()
 }
 
 /// A TCP proxy in front of a server that can be cut (every connection closed, new ones refused)

@@ -9,6 +9,7 @@ mod bad_input;
 mod cli_clients;
 mod concurrency;
 mod health;
+mod hot_path;
 mod idempotency;
 mod ledger;
 mod members;
