@@ -43,8 +43,8 @@ pub struct Config {
     pub hold_sweep_interval_ms: u64,
     /// How long idempotency records are kept (a retry after that runs afresh).
     pub idempotency_retention_seconds: u64,
-    /// Hot-path transactions in flight per workspace in one replica; more queue in memory.
-    pub transactions_per_workspace: u32,
+    /// Most hot-path calls of one workspace applied in one transaction (group commit).
+    pub max_batch_calls: u32,
     /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
     pub log_filter: String,
     /// OTLP/gRPC endpoint to export traces to (e.g. `http://otel-collector:4317`); unset: none.
@@ -67,7 +67,7 @@ impl Default for Config {
             reservation_max_ttl_seconds: 86_400,
             hold_sweep_interval_ms: 1_000,
             idempotency_retention_seconds: 86_400,
-            transactions_per_workspace: 1,
+            max_batch_calls: 256,
             log_filter: "info".to_owned(),
             otlp_endpoint: None,
         }
@@ -145,7 +145,7 @@ impl Config {
             self.idempotency_retention_seconds >= 3_600,
             "idempotency_retention_seconds must be at least 3600 (retries must stay safe)",
         )?;
-        check((1..=64).contains(&self.transactions_per_workspace), "transactions_per_workspace must be 1..=64")?;
+        check((1..=10_000).contains(&self.max_batch_calls), "max_batch_calls must be 1..=10000")?;
         if let Some(url) = &self.database_url {
             check(
                 url.starts_with("postgres://") || url.starts_with("postgresql://"),
@@ -192,7 +192,7 @@ impl Config {
             max_open_holds_per_member: self.max_open_reservations_per_member,
             default_hold_ttl_seconds: self.reservation_default_ttl_seconds,
             max_hold_ttl_seconds: self.reservation_max_ttl_seconds,
-            transactions_per_scope: usize::try_from(self.transactions_per_workspace).unwrap_or(1),
+            max_batch_calls: usize::try_from(self.max_batch_calls).unwrap_or(1),
         }
     }
 

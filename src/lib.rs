@@ -9,6 +9,7 @@ pub mod proto {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("creditpool_descriptor");
 }
 
+pub mod bench;
 pub mod config;
 pub mod domain;
 pub mod grpc;

@@ -34,6 +34,22 @@ enum Command {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// Measures Consume over gRPC against the same transaction as direct SQL, on a scratch
+    /// database created on the configured Postgres server.
+    Bench {
+        /// Database URL (overrides CREDITPOOL_DATABASE_URL and DATABASE_URL).
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Client counts, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,4,16,64")]
+        clients: Vec<usize>,
+        /// Workspaces in the spread scenario.
+        #[arg(long, default_value_t = 64)]
+        spread_workspaces: usize,
+    },
     /// Prints the version.
     Version,
 }
@@ -45,7 +61,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve { listen_addr, database_url } => {
             Overrides { listen_addr: *listen_addr, database_url: database_url.clone() }
         }
-        Command::Migrate { database_url } => Overrides { listen_addr: None, database_url: database_url.clone() },
+        Command::Migrate { database_url } | Command::Bench { database_url, .. } => {
+            Overrides { listen_addr: None, database_url: database_url.clone() }
+        }
         Command::Version => {
             println!("creditpool {}", env!("CARGO_PKG_VERSION"));
             return Ok(());
@@ -59,6 +77,16 @@ async fn main() -> anyhow::Result<()> {
             creditpool::server::open_store(&config)?.migrate().await?;
             tracing::info!("migrations applied");
             Ok(())
+        }
+        Command::Bench { seconds, clients, spread_workspaces, .. } => {
+            creditpool::bench::run(creditpool::bench::BenchOptions {
+                database_url: config.require_database_url()?.to_owned(),
+                seconds,
+                clients,
+                spread_workspaces,
+                max_batch_calls: config.max_batch_calls,
+            })
+            .await
         }
         Command::Version => Ok(()),
     };

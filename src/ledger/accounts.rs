@@ -91,7 +91,7 @@ impl<S: Store> Ledger<S> {
             let (granted, movements) =
                 account.set_plan(command.monthly_credits, command.billing_anchor, self.now_ms())?;
             tx.update_account(&account).await?;
-            tx.append_journal(command.idempotency_key.as_str(), &movements, self.now_ms()).await?;
+            tx.append_journal(&super::journal(&command.idempotency_key, &movements), self.now_ms()).await?;
             let result = PlanSet { account: account_view(&mut tx, account).await?, granted };
             self.finish(tx, scope, &command.idempotency_key, result).await
         })
@@ -107,7 +107,7 @@ impl<S: Store> Ledger<S> {
             let mut account = existing_account(&mut tx, "account_id", &command.account_id, Lock::Update).await?;
             let movements = account.add_purchase(command.amount_credits)?;
             tx.update_account(&account).await?;
-            tx.append_journal(command.idempotency_key.as_str(), &movements, self.now_ms()).await?;
+            tx.append_journal(&super::journal(&command.idempotency_key, &movements), self.now_ms()).await?;
             let result = account_view(&mut tx, account).await?;
             self.finish(tx, scope, &command.idempotency_key, result).await
         })

@@ -1,19 +1,18 @@
 //! The hot path: Consume, Reserve, Commit, Release, Refund, GetBalance, and hold expiry.
 //!
-//! Each call is one transaction: claim the idempotency key, lock the wallet (the account in
-//! personal context; the workspace, then the member, in a workspace), lock the charge, let the
-//! domain decide, write wallet + charge + journal + idempotency record, commit. Calls for one
-//! scope pass the [`ScopeGate`](super::gate::ScopeGate) first.
+//! The five mutations are checked here and applied by the scope's batch leader (see
+//! [`batch`](super::batch)): one transaction per batch, each call deciding on its own.
 
 use serde::{Deserialize, Serialize};
 
+use super::batch::HotCall;
 use super::idempotency::fingerprint;
 use super::views::{existing_account, existing_member, existing_workspace};
 use super::{Ledger, LedgerError};
 use crate::domain::{
-    AccountId, Charge, ChargeKey, ChargeScope, Credits, GivenBack, IdempotencyKey, Movement, Wallet, WorkspaceId,
+    AccountId, Charge, ChargeKey, ChargeScope, Credits, GivenBack, IdempotencyKey, Wallet, WorkspaceId,
 };
-use crate::store::{HoldCursor, IdempotencyScope, Lock, Store, StoreTx};
+use crate::store::{HoldCursor, Lock, Store, StoreTx};
 
 /// Charge an amount at once.
 #[derive(Debug, Clone, Serialize)]
@@ -118,74 +117,13 @@ fn scope_of(account_id: &AccountId, workspace_id: Option<&WorkspaceId>) -> Charg
     }
 }
 
-fn idempotency_scope(scope: &ChargeScope) -> IdempotencyScope<'_> {
-    match scope {
-        ChargeScope::Workspace(id) => IdempotencyScope::Workspace(id),
-        ChargeScope::Personal(id) => IdempotencyScope::Account(id),
-    }
-}
-
-/// Locks the buckets a charge draws from, in the fixed order (account; or workspace, then member).
-async fn lock_wallet(
-    tx: &mut impl StoreTx,
-    scope: &ChargeScope,
-    account_id: &AccountId,
-) -> Result<Wallet, LedgerError> {
-    match scope {
-        ChargeScope::Personal(account) => {
-            Ok(Wallet::Personal { account: existing_account(tx, "account_id", account, Lock::Update).await? })
-        }
-        ChargeScope::Workspace(workspace) => {
-            let workspace = existing_workspace(tx, workspace, Lock::Update).await?;
-            let member = existing_member(tx, &workspace.id, account_id, Lock::Update).await?;
-            Ok(Wallet::Workspace { workspace, member })
-        }
-    }
-}
-
-async fn save_wallet(tx: &mut impl StoreTx, wallet: &Wallet) -> Result<(), LedgerError> {
-    match wallet {
-        Wallet::Personal { account } => tx.update_account(account).await?,
-        Wallet::Workspace { workspace, member } => {
-            tx.update_workspace(workspace).await?;
-            tx.update_member(member).await?;
-        }
-    }
-    Ok(())
-}
-
-/// Loads a charge of `account_id` for update; someone else's charge is reported as not found.
-async fn own_charge(
-    tx: &mut impl StoreTx,
-    scope: &ChargeScope,
-    key: &ChargeKey,
-    account_id: &AccountId,
-    field: &'static str,
-) -> Result<Charge, LedgerError> {
-    match tx.charge(scope, key, Lock::Update).await? {
-        Some(charge) if charge.account_id == *account_id => Ok(charge),
-        _ => {
-            Err(LedgerError::NotFound { field, what: "charge", id: format!("{key} of {account_id} in {}", scope.id()) })
-        }
-    }
-}
-
 impl<S: Store> Ledger<S> {
     /// C1–C3, A1: charges `amount` at once.
     pub async fn consume(&self, command: Consume) -> Result<Charge, LedgerError> {
         let request = fingerprint("Consume", &command)?;
         let scope = scope_of(&command.account_id, command.workspace_id.as_ref());
         let key = IdempotencyKey::for_operation("Consume", &command.idempotency_key);
-        let _pass = self.gate.enter(scope.id()).await;
-        self.retrying(|| async {
-            let mut tx = fresh_or_replay!(self.begin_idempotent(idempotency_scope(&scope), &key, &request).await?);
-            let mut wallet = self.drawing_wallet(&mut tx, &scope, &command.account_id).await?;
-            let (charge, movements) =
-                Charge::consume(command.idempotency_key.clone(), &mut wallet, command.amount_credits, self.now_ms())?;
-            self.write_charge(&mut tx, &wallet, &charge, true, &movements, &key).await?;
-            self.finish(tx, idempotency_scope(&scope), &key, charge).await
-        })
-        .await
+        Ok(self.submit(scope, HotCall::Consume(command), key, Some(request)).await?.charge)
     }
 
     /// C5: takes `amount` into a hold named by the caller's key.
@@ -193,27 +131,7 @@ impl<S: Store> Ledger<S> {
         let request = fingerprint("Reserve", &command)?;
         let scope = scope_of(&command.account_id, command.workspace_id.as_ref());
         let key = IdempotencyKey::for_operation("Reserve", &command.reservation_key);
-        let _pass = self.gate.enter(scope.id()).await;
-        self.retrying(|| async {
-            let mut tx = fresh_or_replay!(self.begin_idempotent(idempotency_scope(&scope), &key, &request).await?);
-            let mut wallet = self.drawing_wallet(&mut tx, &scope, &command.account_id).await?;
-            let open = tx.open_holds_of(&scope, &command.account_id).await?;
-            if open.count >= self.settings.max_open_holds_per_member {
-                return Err(crate::domain::DomainError::TooManyOpenHolds { open: open.count }.into());
-            }
-            let now_ms = self.now_ms();
-            let expires_at_ms = now_ms.saturating_add(i64::from(command.ttl_seconds) * 1_000);
-            let (charge, movements) = Charge::hold(
-                command.reservation_key.clone(),
-                &mut wallet,
-                command.amount_credits,
-                now_ms,
-                expires_at_ms,
-            )?;
-            self.write_charge(&mut tx, &wallet, &charge, true, &movements, &key).await?;
-            self.finish(tx, idempotency_scope(&scope), &key, charge).await
-        })
-        .await
+        Ok(self.submit(scope, HotCall::Reserve(command), key, Some(request)).await?.charge)
     }
 
     /// C5: captures all, part, or more of a hold.
@@ -221,18 +139,7 @@ impl<S: Store> Ledger<S> {
         let request = fingerprint("Commit", &command)?;
         let scope = scope_of(&command.account_id, command.workspace_id.as_ref());
         let key = IdempotencyKey::for_operation("Commit", &command.reservation_key);
-        let _pass = self.gate.enter(scope.id()).await;
-        self.retrying(|| async {
-            let mut tx = fresh_or_replay!(self.begin_idempotent(idempotency_scope(&scope), &key, &request).await?);
-            let mut wallet = lock_wallet(&mut tx, &scope, &command.account_id).await?;
-            let mut charge =
-                own_charge(&mut tx, &scope, &command.reservation_key, &command.account_id, "reservation_key").await?;
-            let (captured, movements) = charge.commit(&mut wallet, command.amount_credits)?;
-            self.write_charge(&mut tx, &wallet, &charge, false, &movements, &key).await?;
-            let outcome = ChargeOutcome { charge, given_back: captured.given_back };
-            self.finish(tx, idempotency_scope(&scope), &key, outcome).await
-        })
-        .await
+        self.submit(scope, HotCall::Commit(command), key, Some(request)).await
     }
 
     /// C5: returns everything a hold took.
@@ -240,17 +147,7 @@ impl<S: Store> Ledger<S> {
         let request = fingerprint("Release", &command)?;
         let scope = scope_of(&command.account_id, command.workspace_id.as_ref());
         let key = IdempotencyKey::for_operation("Release", &command.reservation_key);
-        let _pass = self.gate.enter(scope.id()).await;
-        self.retrying(|| async {
-            let mut tx = fresh_or_replay!(self.begin_idempotent(idempotency_scope(&scope), &key, &request).await?);
-            let mut wallet = lock_wallet(&mut tx, &scope, &command.account_id).await?;
-            let mut charge =
-                own_charge(&mut tx, &scope, &command.reservation_key, &command.account_id, "reservation_key").await?;
-            let (given_back, movements) = charge.release(&mut wallet, false)?;
-            self.write_charge(&mut tx, &wallet, &charge, false, &movements, &key).await?;
-            self.finish(tx, idempotency_scope(&scope), &key, ChargeOutcome { charge, given_back }).await
-        })
-        .await
+        self.submit(scope, HotCall::Release(command), key, Some(request)).await
     }
 
     /// C6: returns credits of a consumption to the buckets they came from, last-drawn first.
@@ -258,17 +155,7 @@ impl<S: Store> Ledger<S> {
         let request = fingerprint("Refund", &command)?;
         let scope = scope_of(&command.account_id, command.workspace_id.as_ref());
         let key = command.idempotency_key.clone();
-        let _pass = self.gate.enter(scope.id()).await;
-        self.retrying(|| async {
-            let mut tx = fresh_or_replay!(self.begin_idempotent(idempotency_scope(&scope), &key, &request).await?);
-            let mut wallet = lock_wallet(&mut tx, &scope, &command.account_id).await?;
-            let mut charge =
-                own_charge(&mut tx, &scope, &command.consumption_key, &command.account_id, "consumption_key").await?;
-            let (given_back, movements) = charge.refund(&mut wallet, command.amount_credits)?;
-            self.write_charge(&mut tx, &wallet, &charge, false, &movements, &key).await?;
-            self.finish(tx, idempotency_scope(&scope), &key, ChargeOutcome { charge, given_back }).await
-        })
-        .await
+        self.submit(scope, HotCall::Refund(command), key, Some(request)).await
     }
 
     /// What `account_id` can spend in `workspace_id` (or personally), without locking.
@@ -330,7 +217,7 @@ impl<S: Store> Ledger<S> {
 
     /// C5: releases holds whose TTL has run out, at most `batch` of them; returns how many.
     ///
-    /// Safe with several replicas: each hold is re-read under its wallet's locks and only an open,
+    /// Safe with several replicas: each hold is re-read under its scope's locks and only an open,
     /// expired one is released, so a hold that another replica (or a Commit) closed first is left.
     pub async fn expire_holds(&self, batch: u32) -> Result<u32, LedgerError> {
         let candidates = self
@@ -339,31 +226,16 @@ impl<S: Store> Ledger<S> {
                 Ok(tx.expired_holds(self.now_ms(), batch).await?)
             })
             .await?;
+        let expiries = candidates.into_iter().map(|(scope, key)| {
+            let reference = IdempotencyKey::for_operation("Expire", &key);
+            self.submit(scope, HotCall::Expire(key), reference, None)
+        });
         let mut expired = 0;
-        for (scope, key) in candidates {
-            let _pass = self.gate.enter(scope.id()).await;
-            let released = self
-                .retrying(|| async {
-                    let mut tx = self.store.begin().await?;
-                    let Some(found) = tx.charge(&scope, &key, Lock::None).await? else { return Ok(false) };
-                    let mut wallet = lock_wallet(&mut tx, &scope, &found.account_id).await?;
-                    let Some(mut charge) = tx.charge(&scope, &key, Lock::Update).await? else { return Ok(false) };
-                    let due = charge.expires_at_ms.is_some_and(|at| at <= self.now_ms());
-                    if charge.state != crate::domain::ChargeState::Held || !due {
-                        return Ok(false);
-                    }
-                    let (_, movements) = charge.release(&mut wallet, true)?;
-                    let reference = IdempotencyKey::for_operation("Expire", &key);
-                    self.write_charge(&mut tx, &wallet, &charge, false, &movements, &reference).await?;
-                    tx.commit().await?;
-                    Ok(true)
-                })
-                .await;
-            match released {
-                Ok(true) => expired += 1,
-                Ok(false) => {}
-                // A member removed meanwhile releases its holds itself; nothing left to expire.
-                Err(LedgerError::NotFound { .. }) => {}
+        for outcome in futures_util::future::join_all(expiries).await {
+            match outcome {
+                Ok(_) => expired += 1,
+                // Closed meanwhile (committed, released, or its member removed): nothing to do.
+                Err(LedgerError::Rule(_) | LedgerError::NotFound { .. }) => {}
                 Err(error) => return Err(error),
             }
         }
@@ -379,45 +251,6 @@ impl<S: Store> Ledger<S> {
             Ok(deleted)
         })
         .await
-    }
-
-    /// Locks the wallet a new draw takes from; M1: reviewers and clients cannot draw.
-    async fn drawing_wallet(
-        &self,
-        tx: &mut S::Tx,
-        scope: &ChargeScope,
-        account_id: &AccountId,
-    ) -> Result<Wallet, LedgerError> {
-        match lock_wallet(tx, scope, account_id).await? {
-            Wallet::Workspace { workspace, member } => Ok(Wallet::for_member(workspace, member)?),
-            personal @ Wallet::Personal { .. } => Ok(personal),
-        }
-    }
-
-    /// Writes the wallet, the charge (inserted when `new`) and the journal.
-    async fn write_charge(
-        &self,
-        tx: &mut S::Tx,
-        wallet: &Wallet,
-        charge: &Charge,
-        new: bool,
-        movements: &[Movement],
-        reference: &IdempotencyKey,
-    ) -> Result<(), LedgerError> {
-        if new {
-            if !tx.insert_charge(charge).await? {
-                return Err(LedgerError::AlreadyExists {
-                    field: "idempotency_key",
-                    what: "charge",
-                    id: format!("{} in {}", charge.key, charge.scope.id()),
-                });
-            }
-        } else {
-            tx.update_charge(charge).await?;
-        }
-        save_wallet(tx, wallet).await?;
-        tx.append_journal(reference.as_str(), movements, self.now_ms()).await?;
-        Ok(())
     }
 
     /// C5b: releases every open hold of a member being removed, inside the caller's transaction.
@@ -437,8 +270,8 @@ impl<S: Store> Ledger<S> {
             }
             for mut hold in holds {
                 let (_, movements) = hold.release(wallet, false)?;
-                tx.update_charge(&hold).await?;
-                tx.append_journal(reference.as_str(), &movements, self.now_ms()).await?;
+                tx.update_charges(std::slice::from_ref(&hold)).await?;
+                tx.append_journal(&super::journal(reference, &movements), self.now_ms()).await?;
                 released += 1;
             }
         }

@@ -1,10 +1,12 @@
 //! Ledger errors: what a use case reports to the gRPC boundary.
 
+use std::sync::Arc;
+
 use crate::domain::DomainError;
 use crate::store::StoreError;
 
 /// A use case failed; its transaction was rolled back and nothing changed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum LedgerError {
     /// A rule refused the change.
     #[error(transparent)]
@@ -39,10 +41,10 @@ pub enum LedgerError {
     },
     /// The database is unreachable, or conflicts outlasted the retries; safe to retry.
     #[error("database unavailable")]
-    Unavailable(#[source] StoreError),
+    Unavailable(#[source] Arc<StoreError>),
     /// A programmer error or corrupt data.
     #[error("internal error")]
-    Internal(#[source] StoreError),
+    Internal(#[source] Arc<StoreError>),
 }
 
 impl LedgerError {
@@ -55,8 +57,19 @@ impl LedgerError {
 impl From<StoreError> for LedgerError {
     fn from(error: StoreError) -> LedgerError {
         match error {
-            StoreError::Unavailable(_) | StoreError::Conflict(_) => LedgerError::Unavailable(error),
-            StoreError::Corrupt(_) | StoreError::Database(_) | StoreError::Migrate(_) => LedgerError::Internal(error),
+            StoreError::Unavailable(_) | StoreError::Conflict(_) | StoreError::Raced(_) => {
+                LedgerError::Unavailable(Arc::new(error))
+            }
+            StoreError::Corrupt(_) | StoreError::Database(_) | StoreError::Migrate(_) => {
+                LedgerError::Internal(Arc::new(error))
+            }
         }
+    }
+}
+
+impl LedgerError {
+    /// An internal error for a broken invariant of this service (never the caller's doing).
+    pub fn internal(what: impl Into<String>) -> LedgerError {
+        LedgerError::Internal(Arc::new(StoreError::Corrupt(what.into())))
     }
 }

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use super::{Ledger, LedgerError};
 use crate::domain::IdempotencyKey;
-use crate::store::{Claim, IdempotencyScope, Store, StoreError, StoreTx};
+use crate::store::{Claim, IdempotencyScope, Store, StoreTx};
 
 /// Unwraps a [`Begun`]: the fresh transaction, or returns the replayed result from the caller.
 macro_rules! fresh_or_replay {
@@ -31,14 +31,14 @@ pub(super) fn fingerprint<R: Serialize>(operation: &str, request: &R) -> Result<
     let mut fields = match serde_json::to_value(request) {
         Ok(Value::Object(fields)) => fields,
         Ok(other) => Map::from_iter([("request".to_owned(), other)]),
-        Err(e) => return Err(LedgerError::Internal(StoreError::Corrupt(format!("request not serialisable: {e}")))),
+        Err(e) => return Err(LedgerError::internal(format!("request not serialisable: {e}"))),
     };
     fields.insert("operation".to_owned(), Value::String(operation.to_owned()));
     Ok(Value::Object(fields))
 }
 
 /// The first field (in name order, `operation` first) whose value differs.
-fn first_difference(stored: &Value, request: &Value) -> String {
+pub(super) fn first_difference(stored: &Value, request: &Value) -> String {
     let (Value::Object(stored), Value::Object(request)) = (stored, request) else {
         return "request".to_owned();
     };
@@ -72,7 +72,7 @@ impl<S: Store> Ledger<S> {
                     });
                 }
                 let result = serde_json::from_value(response)
-                    .map_err(|e| LedgerError::Internal(StoreError::Corrupt(format!("stored result of {key}: {e}"))))?;
+                    .map_err(|e| LedgerError::internal(format!("stored result of {key}: {e}")))?;
                 Ok(Begun::Replayed(result))
             }
         }
@@ -87,7 +87,7 @@ impl<S: Store> Ledger<S> {
         result: T,
     ) -> Result<T, LedgerError> {
         let response = serde_json::to_value(&result)
-            .map_err(|e| LedgerError::Internal(StoreError::Corrupt(format!("result not serialisable: {e}"))))?;
+            .map_err(|e| LedgerError::internal(format!("result not serialisable: {e}")))?;
         tx.record_response(scope, key, &response).await?;
         tx.commit().await?;
         Ok(result)

@@ -143,7 +143,7 @@ impl<S: Store> Ledger<S> {
             let workspace = self.lock_workspace_as(&mut tx, &command.workspace_id, &command.actor_account_id).await?;
             let mut member = existing_member(&mut tx, &workspace.id, &command.account_id, Lock::Update).await?;
             member.set_role(command.role)?;
-            tx.update_member(&member).await?;
+            tx.update_members(std::slice::from_ref(&member)).await?;
             self.finish(tx, scope, &command.idempotency_key, MemberView { member }).await
         })
         .await
@@ -166,7 +166,7 @@ impl<S: Store> Ledger<S> {
                 PoolReservations { pool: workspace.monthly_pool, reserved_by_others: others.monthly },
                 PoolReservations { pool: workspace.top_up_pool, reserved_by_others: others.top_up },
             )?;
-            tx.update_member(&member).await?;
+            tx.update_members(std::slice::from_ref(&member)).await?;
             let result =
                 AllowanceSet { member: MemberView { member }, workspace: workspace_view(&mut tx, workspace).await? };
             self.finish(tx, scope, &command.idempotency_key, result).await

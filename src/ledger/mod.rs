@@ -6,9 +6,9 @@
 #[macro_use]
 mod idempotency;
 mod accounts;
+mod batch;
 mod charges;
 mod error;
-mod gate;
 mod members;
 mod views;
 mod workspaces;
@@ -27,6 +27,14 @@ pub use views::{AccountView, MemberView, Page, WorkspaceView};
 pub use workspaces::{CreateWorkspace, PoolSizeSet, SetPoolSize, TopUpWorkspace, ToppedUp};
 
 use crate::store::{LedgerCheck, Store};
+
+/// Journal entries for `movements`, all caused by the request keyed `reference`.
+fn journal<'a>(
+    reference: &'a crate::domain::IdempotencyKey,
+    movements: &'a [crate::domain::Movement],
+) -> Vec<(&'a crate::domain::IdempotencyKey, &'a crate::domain::Movement)> {
+    movements.iter().map(|movement| (reference, movement)).collect()
+}
 
 /// Where the ledger reads the time.
 pub trait Clock: Send + Sync + 'static {
@@ -86,8 +94,8 @@ pub struct LedgerSettings {
     pub default_hold_ttl_seconds: u32,
     /// Longest TTL a Reserve may ask for.
     pub max_hold_ttl_seconds: u32,
-    /// Hot-path transactions in flight per workspace (or personal account) in this process.
-    pub transactions_per_scope: usize,
+    /// Most hot-path calls of one workspace (or personal account) applied in one transaction.
+    pub max_batch_calls: usize,
 }
 
 impl Default for LedgerSettings {
@@ -96,7 +104,7 @@ impl Default for LedgerSettings {
             max_open_holds_per_member: 100,
             default_hold_ttl_seconds: 300,
             max_hold_ttl_seconds: 86_400,
-            transactions_per_scope: 1,
+            max_batch_calls: 256,
         }
     }
 }
@@ -106,7 +114,7 @@ pub struct Ledger<S> {
     store: S,
     clock: Arc<dyn Clock>,
     settings: Arc<LedgerSettings>,
-    gate: Arc<gate::ScopeGate>,
+    batcher: Arc<batch::Batcher>,
 }
 
 impl<S: Clone> Clone for Ledger<S> {
@@ -115,7 +123,7 @@ impl<S: Clone> Clone for Ledger<S> {
             store: self.store.clone(),
             clock: Arc::clone(&self.clock),
             settings: Arc::clone(&self.settings),
-            gate: Arc::clone(&self.gate),
+            batcher: Arc::clone(&self.batcher),
         }
     }
 }
@@ -123,8 +131,8 @@ impl<S: Clone> Clone for Ledger<S> {
 impl<S: Store> Ledger<S> {
     /// A ledger over `store` reading time from `clock`.
     pub fn new(store: S, clock: Arc<dyn Clock>, settings: LedgerSettings) -> Ledger<S> {
-        let gate = Arc::new(gate::ScopeGate::new(settings.transactions_per_scope));
-        Ledger { store, clock, settings: Arc::new(settings), gate }
+        let batcher = Arc::new(batch::Batcher::new(settings.max_batch_calls));
+        Ledger { store, clock, settings: Arc::new(settings), batcher }
     }
 
     /// The limits in force.

@@ -117,7 +117,7 @@ impl<S: Store> Ledger<S> {
                 workspace.set_pool_size(&mut owner, command.pool_size_credits, other_pool_sizes)?;
             tx.update_account(&owner).await?;
             tx.update_workspace(&workspace).await?;
-            tx.append_journal(command.idempotency_key.as_str(), &movements, self.now_ms()).await?;
+            tx.append_journal(&super::journal(&command.idempotency_key, &movements), self.now_ms()).await?;
             let result = PoolSizeSet { workspace: workspace_view(&mut tx, workspace).await?, change };
             self.finish(tx, scope, &command.idempotency_key, result).await
         })
@@ -136,7 +136,7 @@ impl<S: Store> Ledger<S> {
             let (draw, movements) = workspace.top_up(&mut owner, command.amount_credits)?;
             tx.update_account(&owner).await?;
             tx.update_workspace(&workspace).await?;
-            tx.append_journal(command.idempotency_key.as_str(), &movements, self.now_ms()).await?;
+            tx.append_journal(&super::journal(&command.idempotency_key, &movements), self.now_ms()).await?;
             let result = ToppedUp { workspace: workspace_view(&mut tx, workspace).await?, draw };
             self.finish(tx, scope, &command.idempotency_key, result).await
         })

@@ -9,6 +9,9 @@ pub enum StoreError {
     /// A serialization failure or deadlock; the transaction may be retried at once.
     #[error("transaction conflict")]
     Conflict(#[source] sqlx::Error),
+    /// A concurrent transaction took a key this one meant to write; rerun to see its result.
+    #[error("raced: {0}")]
+    Raced(&'static str),
     /// A row does not satisfy the domain's invariants.
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
@@ -23,7 +26,7 @@ pub enum StoreError {
 impl StoreError {
     /// Whether the whole transaction may be retried at once.
     pub fn is_conflict(&self) -> bool {
-        matches!(self, StoreError::Conflict(_))
+        matches!(self, StoreError::Conflict(_) | StoreError::Raced(_))
     }
 }
 

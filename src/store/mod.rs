@@ -149,6 +149,22 @@ pub trait StoreTx: Send {
         response: &Value,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// The committed records of `keys` in `scope`: (key, request, response).
+    fn idempotency_records(
+        &mut self,
+        scope: IdempotencyScope<'_>,
+        keys: &[IdempotencyKey],
+    ) -> impl Future<Output = Result<Vec<(String, Value, Value)>, StoreError>> + Send;
+
+    /// Records finished requests (key, request, response) in one statement; returns how many
+    /// were new (a key taken meanwhile is not overwritten).
+    fn insert_idempotency_records(
+        &mut self,
+        scope: IdempotencyScope<'_>,
+        records: &[(IdempotencyKey, Value, Value)],
+        now_ms: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
     /// Reads an account.
     fn account(
         &mut self,
@@ -184,10 +200,16 @@ pub trait StoreTx: Send {
         account: &AccountId,
         lock: Lock,
     ) -> impl Future<Output = Result<Option<Member>, StoreError>> + Send;
+    /// Locks the memberships of `accounts` (those that exist), in account order.
+    fn lock_members(
+        &mut self,
+        workspace: &WorkspaceId,
+        accounts: &[AccountId],
+    ) -> impl Future<Output = Result<Vec<Member>, StoreError>> + Send;
     /// Inserts a membership; false when the account is already a member.
     fn insert_member(&mut self, member: &Member) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Saves a membership's role, allowances and usage.
-    fn update_member(&mut self, member: &Member) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Saves memberships' roles, allowances and usage, in one statement.
+    fn update_members(&mut self, members: &[Member]) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Deletes a membership.
     fn delete_member(&mut self, member: &Member) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Members ordered by account id, after `after`, at most `limit`.
@@ -211,10 +233,17 @@ pub trait StoreTx: Send {
         key: &ChargeKey,
         lock: Lock,
     ) -> impl Future<Output = Result<Option<Charge>, StoreError>> + Send;
-    /// Inserts a charge; false when its key is taken in its scope.
-    fn insert_charge(&mut self, charge: &Charge) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Saves a charge's state, split and refunds.
-    fn update_charge(&mut self, charge: &Charge) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Reads the charges of `keys` in `scope` (those that exist), in key order.
+    fn charges(
+        &mut self,
+        scope: &ChargeScope,
+        keys: &[ChargeKey],
+        lock: Lock,
+    ) -> impl Future<Output = Result<Vec<Charge>, StoreError>> + Send;
+    /// Inserts charges in one statement; returns how many were new (a taken key is skipped).
+    fn insert_charges(&mut self, charges: &[Charge]) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Saves charges' states, splits and refunds, in one statement.
+    fn update_charges(&mut self, charges: &[Charge]) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// How many holds `account` has open in `scope`, and what they hold.
     fn open_holds_of(
         &mut self,
@@ -239,11 +268,11 @@ pub trait StoreTx: Send {
     fn prune_idempotency(&mut self, before_ms: i64, limit: u32)
     -> impl Future<Output = Result<u64, StoreError>> + Send;
 
-    /// Appends movements to the journal, each referencing the request that caused it.
+    /// Appends movements to the journal in one statement, each with the key of the request
+    /// that caused it.
     fn append_journal(
         &mut self,
-        reference: &str,
-        movements: &[Movement],
+        entries: &[(&IdempotencyKey, &Movement)],
         now_ms: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 

@@ -47,7 +47,10 @@ impl PgStore {
             .parse::<PgConnectOptions>()
             .map_err(StoreError::Database)?
             .application_name("creditpool")
-            .options([("statement_timeout", statement_timeout.as_str())]);
+            // Every statement here is a short keyed lookup or write; a generic plan made once per
+            // connection serves them, where custom planning on each execution cost more than the
+            // statement itself (measured with `creditpool bench`).
+            .options([("statement_timeout", statement_timeout.as_str()), ("plan_cache_mode", "force_generic_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
@@ -186,6 +189,63 @@ impl StoreTx for PgTx {
         Ok(())
     }
 
+    async fn idempotency_records(
+        &mut self,
+        scope: IdempotencyScope<'_>,
+        keys: &[IdempotencyKey],
+    ) -> Result<Vec<(String, Value, Value)>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (scope_id, scope_kind) = scope.parts();
+        let keys: Vec<&str> = keys.iter().map(IdempotencyKey::as_str).collect();
+        let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT idempotency_key, request, response FROM idempotency_records \
+             WHERE scope_id = $1 AND scope_kind = $2 AND idempotency_key = ANY($3)",
+        )
+        .bind(scope_id)
+        .bind(scope_kind)
+        .bind(keys)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.into_iter()
+            .map(|(key, request, response)| {
+                let parse = |text: &str| {
+                    serde_json::from_str(text)
+                        .map_err(|e| StoreError::Corrupt(format!("idempotency record {key}: {e}")))
+                };
+                let response =
+                    response.ok_or_else(|| StoreError::Corrupt(format!("idempotency record {key} has no response")))?;
+                Ok((key.clone(), parse(&request)?, parse(&response)?))
+            })
+            .collect()
+    }
+
+    async fn insert_idempotency_records(
+        &mut self,
+        scope: IdempotencyScope<'_>,
+        records: &[(IdempotencyKey, Value, Value)],
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let (scope_id, scope_kind) = scope.parts();
+        let keys: Vec<&str> = records.iter().map(|(key, _, _)| key.as_str()).collect();
+        let requests: Vec<String> = records.iter().map(|(_, request, _)| request.to_string()).collect();
+        let responses: Vec<String> = records.iter().map(|(_, _, response)| response.to_string()).collect();
+        let inserted = sqlx::query(sql::INSERT_IDEMPOTENCY_RECORDS)
+            .bind(scope_id)
+            .bind(scope_kind)
+            .bind(keys)
+            .bind(requests)
+            .bind(responses)
+            .bind(now_ms)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(inserted.rows_affected())
+    }
+
     async fn account(&mut self, id: &AccountId, lock: Lock) -> Result<Option<Account>, StoreError> {
         let statement = pick(lock, select_account!(), LOCK_ACCOUNT);
         let row: Option<AccountRecord> =
@@ -305,6 +365,27 @@ impl StoreTx for PgTx {
         row.map(Member::try_from).transpose()
     }
 
+    async fn lock_members(
+        &mut self,
+        workspace: &WorkspaceId,
+        accounts: &[AccountId],
+    ) -> Result<Vec<Member>, StoreError> {
+        if accounts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let accounts: Vec<&str> = accounts.iter().map(AccountId::as_str).collect();
+        let rows: Vec<MemberRecord> = sqlx::query_as(
+            "SELECT workspace_id, account_id, role, monthly_allowance_credits, monthly_used_credits, \
+             top_up_allowance_credits, top_up_used_credits, created_at_ms \
+             FROM members WHERE workspace_id = $1 AND account_id = ANY($2) ORDER BY account_id FOR UPDATE",
+        )
+        .bind(workspace.as_str())
+        .bind(accounts)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.into_iter().map(Member::try_from).collect()
+    }
+
     async fn insert_member(&mut self, member: &Member) -> Result<bool, StoreError> {
         let r = MemberRecord::from(member);
         let inserted = sqlx::query(sql::INSERT_MEMBER)
@@ -321,16 +402,19 @@ impl StoreTx for PgTx {
         Ok(inserted.rows_affected() == 1)
     }
 
-    async fn update_member(&mut self, member: &Member) -> Result<(), StoreError> {
-        let r = MemberRecord::from(member);
-        sqlx::query(sql::UPDATE_MEMBER)
-            .bind(r.workspace_id)
-            .bind(r.account_id)
-            .bind(r.role)
-            .bind(r.monthly_allowance_credits)
-            .bind(r.monthly_used_credits)
-            .bind(r.top_up_allowance_credits)
-            .bind(r.top_up_used_credits)
+    async fn update_members(&mut self, members: &[Member]) -> Result<(), StoreError> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<MemberRecord> = members.iter().map(MemberRecord::from).collect();
+        sqlx::query(sql::UPDATE_MEMBERS)
+            .bind(rows.iter().map(|r| r.workspace_id.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.account_id.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.role.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.monthly_allowance_credits).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.monthly_used_credits).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.top_up_allowance_credits).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.top_up_used_credits).collect::<Vec<_>>())
             .execute(&mut *self.tx)
             .await?;
         Ok(())
@@ -388,40 +472,77 @@ impl StoreTx for PgTx {
         row.map(Charge::try_from).transpose()
     }
 
-    async fn insert_charge(&mut self, charge: &Charge) -> Result<bool, StoreError> {
-        let r = ChargeRecord::from(charge);
-        let inserted = sqlx::query(sql::INSERT_CHARGE)
-            .bind(r.scope_id)
-            .bind(r.scope_kind)
-            .bind(r.charge_key)
-            .bind(r.account_id)
-            .bind(r.state)
-            .bind(r.monthly_credits)
-            .bind(r.top_up_credits)
-            .bind(r.refunded_monthly_credits)
-            .bind(r.refunded_top_up_credits)
-            .bind(r.forfeited_credits)
-            .bind(r.cycle)
-            .bind(r.created_at_ms)
-            .bind(r.expires_at_ms)
-            .execute(&mut *self.tx)
+    async fn charges(
+        &mut self,
+        scope: &ChargeScope,
+        keys: &[ChargeKey],
+        lock: Lock,
+    ) -> Result<Vec<Charge>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        const SELECT: &str = "SELECT scope_id, scope_kind, charge_key, account_id, state, monthly_credits, top_up_credits, \
+             refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, created_at_ms, expires_at_ms \
+             FROM charges WHERE scope_id = $1 AND scope_kind = $2 AND charge_key = ANY($3) ORDER BY charge_key";
+        let statement = pick(
+            lock,
+            SELECT,
+            concat!(
+                "SELECT scope_id, scope_kind, charge_key, account_id, state, monthly_credits, top_up_credits, ",
+                "refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, created_at_ms, expires_at_ms ",
+                "FROM charges WHERE scope_id = $1 AND scope_kind = $2 AND charge_key = ANY($3) ORDER BY charge_key FOR UPDATE"
+            ),
+        );
+        let keys: Vec<&str> = keys.iter().map(ChargeKey::as_str).collect();
+        let rows: Vec<ChargeRecord> = sqlx::query_as(statement)
+            .bind(scope.id())
+            .bind(scope_kind(scope))
+            .bind(keys)
+            .fetch_all(&mut *self.tx)
             .await?;
-        Ok(inserted.rows_affected() == 1)
+        rows.into_iter().map(Charge::try_from).collect()
     }
 
-    async fn update_charge(&mut self, charge: &Charge) -> Result<(), StoreError> {
-        let r = ChargeRecord::from(charge);
-        sqlx::query(sql::UPDATE_CHARGE)
-            .bind(r.scope_id)
-            .bind(r.scope_kind)
-            .bind(r.charge_key)
-            .bind(r.state)
-            .bind(r.monthly_credits)
-            .bind(r.top_up_credits)
-            .bind(r.refunded_monthly_credits)
-            .bind(r.refunded_top_up_credits)
-            .bind(r.forfeited_credits)
-            .bind(r.expires_at_ms)
+    async fn insert_charges(&mut self, charges: &[Charge]) -> Result<u64, StoreError> {
+        if charges.is_empty() {
+            return Ok(0);
+        }
+        let rows: Vec<ChargeRecord> = charges.iter().map(ChargeRecord::from).collect();
+        let inserted = sqlx::query(sql::INSERT_CHARGES)
+            .bind(rows.iter().map(|r| r.scope_id.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.scope_kind.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.charge_key.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.account_id.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.state.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.monthly_credits).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.top_up_credits).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.refunded_monthly_credits).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.refunded_top_up_credits).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.forfeited_credits).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.cycle).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.created_at_ms).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.expires_at_ms).collect::<Vec<_>>())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(inserted.rows_affected())
+    }
+
+    async fn update_charges(&mut self, charges: &[Charge]) -> Result<(), StoreError> {
+        if charges.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<ChargeRecord> = charges.iter().map(ChargeRecord::from).collect();
+        sqlx::query(sql::UPDATE_CHARGES)
+            .bind(rows.iter().map(|r| r.scope_id.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.scope_kind.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.charge_key.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.state.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.monthly_credits).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.top_up_credits).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.refunded_monthly_credits).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.refunded_top_up_credits).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.forfeited_credits).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.expires_at_ms).collect::<Vec<_>>())
             .execute(&mut *self.tx)
             .await?;
         Ok(())
@@ -482,27 +603,184 @@ impl StoreTx for PgTx {
         Ok(deleted.rows_affected())
     }
 
-    async fn append_journal(&mut self, reference: &str, movements: &[Movement], now_ms: i64) -> Result<(), StoreError> {
-        for movement in movements {
-            sqlx::query(sql::INSERT_JOURNAL_ENTRY)
-                .bind(movement.ledger_scope_id())
-                .bind(movement.from.kind())
-                .bind(movement.from.owner_id())
-                .bind(movement.to.kind())
-                .bind(movement.to.owner_id())
-                .bind(movement.amount.get())
-                .bind(movement.cause.as_str())
-                .bind(reference)
-                .bind(movement.member.as_ref().map(AccountId::as_str))
-                .bind(now_ms)
-                .execute(&mut *self.tx)
-                .await?;
+    async fn append_journal(
+        &mut self,
+        entries: &[(&IdempotencyKey, &Movement)],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
         }
+        sqlx::query(sql::INSERT_JOURNAL_ENTRIES)
+            .bind(entries.iter().map(|(_, m)| m.ledger_scope_id()).collect::<Vec<_>>())
+            .bind(entries.iter().map(|(_, m)| m.from.kind()).collect::<Vec<_>>())
+            .bind(entries.iter().map(|(_, m)| m.from.owner_id()).collect::<Vec<_>>())
+            .bind(entries.iter().map(|(_, m)| m.to.kind()).collect::<Vec<_>>())
+            .bind(entries.iter().map(|(_, m)| m.to.owner_id()).collect::<Vec<_>>())
+            .bind(entries.iter().map(|(_, m)| m.amount.get()).collect::<Vec<_>>())
+            .bind(entries.iter().map(|(_, m)| m.cause.as_str()).collect::<Vec<_>>())
+            .bind(entries.iter().map(|(reference, _)| reference.as_str()).collect::<Vec<_>>())
+            .bind(entries.iter().map(|(_, m)| m.member.as_ref().map(AccountId::as_str)).collect::<Vec<_>>())
+            .bind(now_ms)
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 
     async fn commit(self) -> Result<(), StoreError> {
         self.tx.commit().await?;
         Ok(())
+    }
+}
+
+/// `url` with its database name replaced by `database` (query parameters kept).
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let authority_end = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[authority_end..].find('/').map_or(base.len(), |i| authority_end + i);
+    let mut result = format!("{}/{database}", &base[..path_start]);
+    if let Some(query) = query {
+        result.push('?');
+        result.push_str(query);
+    }
+    result
+}
+
+/// Creates database `name` on the server `server_url` points at (for the benchmark's scratch
+/// database); `name` must be a plain identifier.
+pub async fn create_database(server_url: &str, name: &str) -> Result<(), StoreError> {
+    use sqlx::Connection;
+    debug_assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+    let mut connection = sqlx::PgConnection::connect(server_url).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut connection).await?;
+    Ok(())
+}
+
+/// The server's `max_connections`.
+pub async fn max_connections(server_url: &str) -> Result<u32, StoreError> {
+    use sqlx::Connection;
+    let mut connection = sqlx::PgConnection::connect(server_url).await?;
+    let setting: String = sqlx::query_scalar("SELECT setting FROM pg_settings WHERE name = 'max_connections'")
+        .fetch_one(&mut connection)
+        .await?;
+    setting.parse().map_err(|_| StoreError::Corrupt(format!("max_connections is {setting}")))
+}
+
+/// Drops database `name` on the server `server_url` points at.
+pub async fn drop_database(server_url: &str, name: &str) -> Result<(), StoreError> {
+    use sqlx::Connection;
+    let mut connection = sqlx::PgConnection::connect(server_url).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+        .execute(&mut connection)
+        .await?;
+    Ok(())
+}
+
+impl PgStore {
+    /// The benchmark's baseline: a workspace Consume of monthly credits written as plain SQL,
+    /// taking the same locks and making the same writes as the service's transaction script
+    /// (idempotency claim and response, workspace and member rows, charge, journal entry).
+    pub async fn direct_consume(
+        &self,
+        workspace: &str,
+        member: &str,
+        key: &str,
+        amount: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let record_key = format!("Consume/{key}");
+        sqlx::query(sql::CLAIM_IDEMPOTENCY)
+            .bind(workspace)
+            .bind("workspace")
+            .bind(&record_key)
+            .bind("{}")
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        let (pool,): (i64,) =
+            sqlx::query_as("SELECT monthly_pool_credits FROM workspaces WHERE workspace_id = $1 FOR UPDATE")
+                .bind(workspace)
+                .fetch_one(&mut *tx)
+                .await?;
+        let (allowance, used): (i64, i64) = sqlx::query_as(
+            "SELECT monthly_allowance_credits, monthly_used_credits FROM members \
+             WHERE workspace_id = $1 AND account_id = $2 FOR UPDATE",
+        )
+        .bind(workspace)
+        .bind(member)
+        .fetch_one(&mut *tx)
+        .await?;
+        if (allowance - used).min(pool) < amount {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE workspaces SET monthly_pool_credits = $2 WHERE workspace_id = $1")
+            .bind(workspace)
+            .bind(pool - amount)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE members SET monthly_used_credits = $3 WHERE workspace_id = $1 AND account_id = $2")
+            .bind(workspace)
+            .bind(member)
+            .bind(used + amount)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO charges (scope_id, scope_kind, charge_key, account_id, state, monthly_credits, top_up_credits, \
+             refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, created_at_ms, expires_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(workspace)
+            .bind("workspace")
+            .bind(key)
+            .bind(member)
+            .bind("captured")
+            .bind(amount)
+            .bind(0_i64)
+            .bind(0_i64)
+            .bind(0_i64)
+            .bind(0_i64)
+            .bind(0_i64)
+            .bind(now_ms)
+            .bind(None::<i64>)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO journal_entries (ledger_scope_id, from_bucket, from_owner_id, to_bucket, to_owner_id, \
+             amount_credits, cause, reference, member_account_id, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(workspace)
+        .bind("workspace_monthly")
+        .bind(workspace)
+        .bind("consumed")
+        .bind(None::<&str>)
+        .bind(amount)
+        .bind("consume")
+        .bind(&record_key)
+        .bind(member)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(sql::RECORD_RESPONSE)
+            .bind(workspace)
+            .bind("workspace")
+            .bind(&record_key)
+            .bind("{}")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn database_names_are_replaced_in_urls() {
+        assert_eq!(with_database("postgres://u@h:1/db?sslmode=disable", "x"), "postgres://u@h:1/x?sslmode=disable");
+        assert_eq!(with_database("postgres://u@h:1", "x"), "postgres://u@h:1/x");
     }
 }

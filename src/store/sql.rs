@@ -32,13 +32,6 @@ macro_rules! select_charge {
 }
 pub(crate) use {select_account, select_charge, select_member, select_workspace};
 
-pub(crate) const INSERT_CHARGE: &str = "INSERT INTO charges (scope_id, scope_kind, charge_key, account_id, state, \
-     monthly_credits, top_up_credits, refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, \
-     created_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-     ON CONFLICT (scope_id, scope_kind, charge_key) DO NOTHING";
-pub(crate) const UPDATE_CHARGE: &str = "UPDATE charges SET state = $4, monthly_credits = $5, top_up_credits = $6, \
-     refunded_monthly_credits = $7, refunded_top_up_credits = $8, forfeited_credits = $9, expires_at_ms = $10 \
-     WHERE scope_id = $1 AND scope_kind = $2 AND charge_key = $3";
 pub(crate) const OPEN_HOLDS_OF_MEMBER: &str = "SELECT COUNT(*), CAST(COALESCE(SUM(monthly_credits + top_up_credits), 0) AS BIGINT) \
      FROM charges WHERE scope_id = $1 AND scope_kind = $2 AND account_id = $3 AND state = 'held'";
 /// Open holds of a scope (optionally one member), by member, oldest first, after a cursor.
@@ -80,8 +73,6 @@ pub(crate) const UPDATE_WORKSPACE: &str = "UPDATE workspaces SET pool_size_credi
 pub(crate) const INSERT_MEMBER: &str = "INSERT INTO members (workspace_id, account_id, role, monthly_allowance_credits, \
      monthly_used_credits, top_up_allowance_credits, top_up_used_credits, created_at_ms) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (workspace_id, account_id) DO NOTHING";
-pub(crate) const UPDATE_MEMBER: &str = "UPDATE members SET role = $3, monthly_allowance_credits = $4, monthly_used_credits = $5, \
-     top_up_allowance_credits = $6, top_up_used_credits = $7 WHERE workspace_id = $1 AND account_id = $2";
 pub(crate) const DELETE_MEMBER: &str = "DELETE FROM members WHERE workspace_id = $1 AND account_id = $2";
 pub(crate) const LIST_MEMBERS: &str = "SELECT workspace_id, account_id, role, monthly_allowance_credits, monthly_used_credits, \
      top_up_allowance_credits, top_up_used_credits, created_at_ms \
@@ -92,10 +83,6 @@ pub(crate) const RESERVED_TOTALS: &str = "SELECT \
      CAST(COALESCE(SUM(CASE WHEN top_up_allowance_credits > top_up_used_credits \
          THEN top_up_allowance_credits - top_up_used_credits ELSE 0 END), 0) AS BIGINT) \
      FROM members WHERE workspace_id = $1 AND account_id <> $2";
-
-pub(crate) const INSERT_JOURNAL_ENTRY: &str = "INSERT INTO journal_entries (ledger_scope_id, from_bucket, from_owner_id, to_bucket, \
-     to_owner_id, amount_credits, cause, reference, member_account_id, created_at_ms) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 /// Every bucket's stored balance beside the sum of its journal entries.
 pub(crate) const LEDGER_BALANCES: &str = "WITH movements AS ( \
@@ -119,3 +106,32 @@ pub(crate) const LEDGER_BALANCES: &str = "WITH movements AS ( \
      FROM recorded r FULL OUTER JOIN journal j ON r.bucket = j.bucket AND r.owner_id = j.owner_id \
      ORDER BY 1, 2";
 pub(crate) const COUNT_JOURNAL_ENTRIES: &str = "SELECT COUNT(*) FROM journal_entries";
+
+// Bulk writes: one statement per kind of row for a whole batch (Postgres arrays, `UNNEST`).
+pub(crate) const INSERT_IDEMPOTENCY_RECORDS: &str = "INSERT INTO idempotency_records \
+     (scope_id, scope_kind, idempotency_key, request, response, created_at_ms) \
+     SELECT $1, $2, k, q, r, $6 FROM UNNEST($3::text[], $4::text[], $5::text[]) AS u(k, q, r) \
+     ON CONFLICT DO NOTHING";
+pub(crate) const UPDATE_MEMBERS: &str = "UPDATE members AS m SET role = u.role, \
+     monthly_allowance_credits = u.monthly_allowance, monthly_used_credits = u.monthly_used, \
+     top_up_allowance_credits = u.top_up_allowance, top_up_used_credits = u.top_up_used \
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[]) \
+         AS u(workspace_id, account_id, role, monthly_allowance, monthly_used, top_up_allowance, top_up_used) \
+     WHERE m.workspace_id = u.workspace_id AND m.account_id = u.account_id";
+pub(crate) const INSERT_CHARGES: &str = "INSERT INTO charges (scope_id, scope_kind, charge_key, account_id, state, \
+     monthly_credits, top_up_credits, refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, \
+     created_at_ms, expires_at_ms) \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], \
+         $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[]) \
+     ON CONFLICT (scope_id, scope_kind, charge_key) DO NOTHING";
+pub(crate) const UPDATE_CHARGES: &str = "UPDATE charges AS c SET state = u.state, monthly_credits = u.monthly, \
+     top_up_credits = u.top_up, refunded_monthly_credits = u.refunded_monthly, \
+     refunded_top_up_credits = u.refunded_top_up, forfeited_credits = u.forfeited, expires_at_ms = u.expires_at_ms \
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], \
+         $8::bigint[], $9::bigint[], $10::bigint[]) \
+         AS u(scope_id, scope_kind, charge_key, state, monthly, top_up, refunded_monthly, refunded_top_up, forfeited, expires_at_ms) \
+     WHERE c.scope_id = u.scope_id AND c.scope_kind = u.scope_kind AND c.charge_key = u.charge_key";
+pub(crate) const INSERT_JOURNAL_ENTRIES: &str = "INSERT INTO journal_entries (ledger_scope_id, from_bucket, from_owner_id, \
+     to_bucket, to_owner_id, amount_credits, cause, reference, member_account_id, created_at_ms) \
+     SELECT s, fb, fo, tb, t, a, c, r, m, $10 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+         $6::bigint[], $7::text[], $8::text[], $9::text[]) AS u(s, fb, fo, tb, t, a, c, r, m)";

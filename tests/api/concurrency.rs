@@ -2,7 +2,7 @@
 
 use tonic::Code;
 
-use crate::helpers::{join_all, spawn_app, spawn_app_with};
+use crate::helpers::{join_all, spawn_app};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn m2_holds_when_32_allowance_changes_race_on_one_workspace() {
@@ -44,12 +44,13 @@ struct Tally {
     refunded: i64,
 }
 
-/// 64 clients run random consumes, holds, commits, releases and refunds on one workspace.
-async fn random_hot_path_traffic_on_one_workspace(transactions_per_workspace: u32) {
+/// 64 clients run random consumes, holds, commits, releases and refunds on one workspace,
+/// spread over `replicas` servers sharing its database.
+async fn random_hot_path_traffic_on_one_workspace(replicas: usize) {
     use rand::{Rng, SeedableRng};
     use tonic::Code;
 
-    let app = spawn_app_with(|config| config.transactions_per_workspace = transactions_per_workspace).await;
+    let app = spawn_app().await;
     app.create_account_with_plan("owner", 10_000).await;
     app.create_workspace("team", "owner").await;
     app.set_pool_size("team", "owner", 5_000).await.expect("pool");
@@ -69,10 +70,14 @@ async fn random_hot_path_traffic_on_one_workspace(transactions_per_workspace: u3
         app.add_member("team", "owner", &member, creditpool::proto::Role::Editor).await.expect("add");
         app.set_allowance("team", "owner", &member, 600, 100).await.expect("allowance");
     }
-    let app = std::sync::Arc::new(app);
+    let mut servers = vec![std::sync::Arc::new(app)];
+    for _ in 1..replicas {
+        servers.push(std::sync::Arc::new(servers[0].spawn_replica().await));
+    }
+    let app = std::sync::Arc::clone(&servers[0]);
 
     let clients = (0..64u64).map(|client| {
-        let app = std::sync::Arc::clone(&app);
+        let app = std::sync::Arc::clone(&servers[usize::try_from(client).unwrap_or(0) % replicas]);
         tokio::spawn(async move {
             let mut rng = rand::rngs::StdRng::seed_from_u64(client);
             let member = format!("m{}", client % 8);
@@ -144,6 +149,6 @@ async fn sixty_four_racing_clients_never_overdraw_lose_or_double_count_a_credit(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sixty_four_racing_clients_stay_correct_when_the_database_row_locks_arbitrate() {
-    random_hot_path_traffic_on_one_workspace(8).await;
+async fn two_replicas_racing_on_one_workspace_keep_every_credit_where_it_belongs() {
+    random_hot_path_traffic_on_one_workspace(2).await;
 }

@@ -30,6 +30,8 @@ pub struct TestApp {
     pub health: HealthClient<Channel>,
     /// Direct access to the test's database, for assertions only.
     pub db: PgPool,
+    /// The test's database.
+    pub database_url: String,
     shutdown: CancellationToken,
 }
 
@@ -55,7 +57,17 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
 /// Starts a server whose ledger reads time from `clock`.
 pub async fn spawn_app_at(clock: Arc<dyn Clock>, configure: impl FnOnce(&mut Config)) -> TestApp {
     init_test_log();
-    let database_url = fresh_database().await;
+    spawn_server(fresh_database().await, clock, configure).await
+}
+
+impl TestApp {
+    /// A second server (replica) on this app's database.
+    pub async fn spawn_replica(&self) -> TestApp {
+        spawn_server(self.database_url.clone(), Arc::new(SystemClock), |_| {}).await
+    }
+}
+
+async fn spawn_server(database_url: String, clock: Arc<dyn Clock>, configure: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config {
         listen_addr: "127.0.0.1:0".parse().expect("literal"),
         database_url: Some(database_url.clone()),
@@ -79,6 +91,7 @@ pub async fn spawn_app_at(clock: Arc<dyn Clock>, configure: impl FnOnce(&mut Con
         credit: CreditServiceClient::new(channel.clone()),
         health: HealthClient::new(channel),
         db,
+        database_url,
         shutdown,
     }
 }

@@ -441,3 +441,35 @@ async fn get_balance_gives_what_a_usage_bar_needs() {
     assert_eq!((balance.spendable_credits, balance.held_credits), (80, 20));
     app.assert_ledger_clean().await;
 }
+
+#[tokio::test]
+async fn c7_a_retried_partial_refund_replays_instead_of_refunding_twice() {
+    let app = spawn_app().await;
+    app.hot_path_example().await;
+    app.consume("gen-1", "member-a", "team", 100).await.expect("consume");
+    let refund = |amount| {
+        let mut credit = app.credit.clone();
+        async move {
+            credit
+                .refund(RefundRequest {
+                    idempotency_key: "refund-1".into(),
+                    account_id: "member-a".into(),
+                    workspace_id: "team".into(),
+                    consumption_key: "gen-1".into(),
+                    amount_credits: Some(amount),
+                })
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    };
+
+    let first = refund(10).await.expect("refund 10");
+    let retry = refund(10).await.expect("retried refund");
+    let changed = refund(11).await;
+
+    assert_eq!(retry, first);
+    assert_eq!(first.consumption.expect("consumption").refunded_credits, 10);
+    assert_error(changed, Code::AlreadyExists, "idempotency_key");
+    assert_eq!(pools_and_usage(&app).await, (410, 100, 90, 0), "refunded once");
+    app.assert_ledger_clean().await;
+}

@@ -44,18 +44,7 @@ fn server_url() -> &'static str {
     })
 }
 
-/// Replaces the database name in `url`.
-fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
-    let authority_end = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[authority_end..].find('/').map_or(base.len(), |i| authority_end + i);
-    let mut result = format!("{}/{database}", &base[..path_start]);
-    if let Some(query) = query {
-        result.push('?');
-        result.push_str(query);
-    }
-    result
-}
+use creditpool::store::postgres::with_database;
 
 /// A URL for the maintenance database on the test server.
 pub fn maintenance_url() -> String {
@@ -177,10 +166,4 @@ fn start_throwaway_cluster() -> Result<String, String> {
         .map_err(|e| format!("cannot start the cluster's watchdog: {e}"))?;
     eprintln!("started a throwaway Postgres on 127.0.0.1:{port} in {dir_str}");
     Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
-}
-
-#[test]
-fn database_names_are_replaced_in_urls() {
-    assert_eq!(with_database("postgres://u@h:1/db?sslmode=disable", "x"), "postgres://u@h:1/x?sslmode=disable");
-    assert_eq!(with_database("postgres://u@h:1", "x"), "postgres://u@h:1/x");
 }

@@ -1,0 +1,336 @@
+//! `creditpool bench`: Consume throughput and latency over gRPC, beside the same transaction as
+//! direct SQL on the same database in the same run.
+//!
+//! The server runs in this process on a scratch database (created on the server the URL points
+//! at, dropped afterwards). Two scenarios: *spread* (each client on its own workspace) and *hot*
+//! (every client on one workspace, each as its own member). For each client count the service is
+//! driven for the given seconds, then the direct-SQL baseline (`PgStore::direct_consume`: same
+//! locks, same writes) from the same number of clients.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use crate::config::Config;
+use crate::ledger::{Clock, SystemClock};
+use crate::proto::admin_service_client::AdminServiceClient;
+use crate::proto::credit_service_client::CreditServiceClient;
+use crate::proto::*;
+use crate::store::postgres::{self, PgStore, PoolSettings};
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// A Postgres URL; the scratch database is created on the same server.
+    pub database_url: String,
+    /// Seconds each measurement runs.
+    pub seconds: u64,
+    /// Client counts to measure.
+    pub clients: Vec<usize>,
+    /// Workspaces in the spread scenario.
+    pub spread_workspaces: usize,
+    /// Most calls of one workspace per transaction inside the service.
+    pub max_batch_calls: u32,
+}
+
+/// One measurement.
+#[derive(Debug)]
+struct Run {
+    ok: u64,
+    failed: u64,
+    elapsed: Duration,
+    latency_us: Histogram<u64>,
+}
+
+impl Run {
+    fn per_second(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn ms(&self, quantile: f64) -> f64 {
+        self.latency_us.value_at_quantile(quantile) as f64 / 1_000.0
+    }
+}
+
+type Call = Arc<dyn Fn(usize, u64) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+
+/// Runs `clients` loops of `call` for `duration`; each loop is one client.
+async fn drive(clients: usize, duration: Duration, call: Call) -> anyhow::Result<Run> {
+    let start = Instant::now();
+    let deadline = start + duration;
+    let tasks: Vec<_> = (0..clients)
+        .map(|client| {
+            let call = Arc::clone(&call);
+            tokio::spawn(async move {
+                let mut latency_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+                let (mut ok, mut failed) = (0, 0);
+                let mut n = 0;
+                while Instant::now() < deadline {
+                    let began = Instant::now();
+                    if call(client, n).await {
+                        ok += 1;
+                        latency_us.saturating_record(u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX));
+                    } else {
+                        failed += 1;
+                    }
+                    n += 1;
+                }
+                anyhow::Ok((ok, failed, latency_us))
+            })
+        })
+        .collect();
+    let mut run =
+        Run { ok: 0, failed: 0, elapsed: Duration::ZERO, latency_us: Histogram::new_with_bounds(1, 60_000_000, 3)? };
+    for task in tasks {
+        let (ok, failed, latency_us) = task.await??;
+        run.ok += ok;
+        run.failed += failed;
+        run.latency_us.add(latency_us)?;
+    }
+    run.elapsed = start.elapsed();
+    Ok(run)
+}
+
+/// Where client `client` consumes in a scenario: (workspace, member).
+fn seat(scenario: &str, client: usize, spread_workspaces: usize) -> (String, String) {
+    match scenario {
+        "spread" => (format!("bench-spread-{}", client % spread_workspaces), format!("bench-member-{client}")),
+        _ => ("bench-hot".to_owned(), format!("bench-member-{client}")),
+    }
+}
+
+async fn call_ok<T>(result: Result<T, tonic::Status>) -> anyhow::Result<T> {
+    result.map_err(|status| anyhow::anyhow!("set-up call failed: {status}"))
+}
+
+/// Creates the owner, the workspaces and a member per client seat.
+async fn set_up(
+    admin: &mut AdminServiceClient<Channel>,
+    max_clients: usize,
+    spread_workspaces: usize,
+) -> anyhow::Result<()> {
+    let key = |what: &str| format!("bench-setup-{what}");
+    call_ok(
+        admin
+            .create_account(CreateAccountRequest { idempotency_key: key("owner"), account_id: "bench-owner".into() })
+            .await,
+    )
+    .await?;
+    call_ok(
+        admin
+            .set_account_plan(SetAccountPlanRequest {
+                idempotency_key: key("plan"),
+                account_id: "bench-owner".into(),
+                monthly_credits: 1_000_000_000_000,
+                billing_anchor: None,
+            })
+            .await,
+    )
+    .await?;
+    let mut workspaces: Vec<String> = (0..spread_workspaces).map(|i| format!("bench-spread-{i}")).collect();
+    workspaces.push("bench-hot".into());
+    for workspace in &workspaces {
+        call_ok(
+            admin
+                .create_workspace(CreateWorkspaceRequest {
+                    idempotency_key: key(workspace),
+                    workspace_id: workspace.clone(),
+                    owner_account_id: "bench-owner".into(),
+                })
+                .await,
+        )
+        .await?;
+        call_ok(
+            admin
+                .set_pool_size(SetPoolSizeRequest {
+                    idempotency_key: key(&format!("pool-{workspace}")),
+                    workspace_id: workspace.clone(),
+                    actor_account_id: "bench-owner".into(),
+                    pool_size_credits: 10_000_000_000,
+                })
+                .await,
+        )
+        .await?;
+    }
+    for client in 0..max_clients {
+        let member = format!("bench-member-{client}");
+        call_ok(
+            admin
+                .create_account(CreateAccountRequest { idempotency_key: key(&member), account_id: member.clone() })
+                .await,
+        )
+        .await?;
+        for scenario in ["spread", "hot"] {
+            let (workspace, _) = seat(scenario, client, spread_workspaces);
+            call_ok(
+                admin
+                    .add_member(AddMemberRequest {
+                        idempotency_key: key(&format!("add-{scenario}-{member}")),
+                        workspace_id: workspace.clone(),
+                        actor_account_id: "bench-owner".into(),
+                        account_id: member.clone(),
+                        role: Role::Editor.into(),
+                    })
+                    .await,
+            )
+            .await?;
+            call_ok(
+                admin
+                    .set_member_allowance(SetMemberAllowanceRequest {
+                        idempotency_key: key(&format!("allow-{scenario}-{member}")),
+                        workspace_id: workspace,
+                        actor_account_id: "bench-owner".into(),
+                        account_id: member.clone(),
+                        monthly_allowance_credits: 100_000_000,
+                        top_up_allowance_credits: 0,
+                    })
+                    .await,
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs the benchmark and prints its table.
+pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
+    let max_clients = options.clients.iter().copied().max().unwrap_or(1);
+    anyhow::ensure!(options.spread_workspaces >= 1, "--spread-workspaces must be at least 1");
+    let scratch = format!("creditpool_bench_{}", std::process::id());
+    postgres::create_database(&options.database_url, &scratch).await?;
+    let scratch_url = postgres::with_database(&options.database_url, &scratch);
+    // The service's pool and the baseline's pool are open at once; both must fit the server.
+    let server_limit = postgres::max_connections(&options.database_url).await?;
+    let connections = u32::try_from(max_clients).unwrap_or(u32::MAX).min(server_limit.saturating_sub(10) / 2).max(2);
+    let result = measure(&options, &scratch_url, max_clients, connections).await;
+    postgres::drop_database(&options.database_url, &scratch).await?;
+    result
+}
+
+async fn measure(
+    options: &BenchOptions,
+    scratch_url: &str,
+    max_clients: usize,
+    connections: u32,
+) -> anyhow::Result<()> {
+    let config = Config {
+        listen_addr: "127.0.0.1:0".parse()?,
+        database_url: Some(scratch_url.to_owned()),
+        database_max_connections: connections,
+        max_batch_calls: options.max_batch_calls,
+        log_filter: "warn".into(),
+        ..Config::default()
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
+    let address = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(crate::server::serve(config.clone(), listener, shutdown.clone()));
+    let channel = Channel::from_shared(format!("http://{address}"))?.connect().await?;
+    let mut admin = AdminServiceClient::new(channel.clone());
+    set_up(&mut admin, max_clients, options.spread_workspaces).await?;
+    let direct = PgStore::connect_lazy(
+        scratch_url,
+        &PoolSettings {
+            max_connections: connections,
+            acquire_timeout: Duration::from_secs(30),
+            statement_timeout: Duration::from_secs(30),
+        },
+    )?;
+    // One HTTP/2 connection per client, as separate backends would have.
+    let mut clients = Vec::new();
+    for _ in 0..max_clients {
+        clients.push(CreditServiceClient::new(Channel::from_shared(format!("http://{address}"))?.connect().await?));
+    }
+    let clients = Arc::new(clients);
+
+    println!(
+        "creditpool bench: {} s per run, {} spread workspaces, batches of up to {} calls, pools of {} connections",
+        options.seconds, options.spread_workspaces, options.max_batch_calls, connections
+    );
+    println!(
+        "{:<8} {:>7} | {:>10} {:>8} {:>8} {:>8} | {:>10} {:>8} {:>8} {:>8} | {:>7}",
+        "scenario",
+        "clients",
+        "service/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "direct/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "ratio"
+    );
+    let duration = Duration::from_secs(options.seconds);
+    for scenario in ["spread", "hot"] {
+        for &count in &options.clients {
+            let run_id = format!("{scenario}-{count}");
+            let spread = options.spread_workspaces;
+            let service_calls = Arc::clone(&clients);
+            let service_run_id = run_id.clone();
+            let service: Call = Arc::new(move |client, n| {
+                let mut credit = service_calls[client].clone();
+                let (workspace, member) = seat(scenario, client, spread);
+                let key = format!("svc-{service_run_id}-{client}-{n}");
+                Box::pin(async move {
+                    credit
+                        .consume(ConsumeRequest {
+                            idempotency_key: key,
+                            account_id: member,
+                            workspace_id: workspace,
+                            amount_credits: 1,
+                        })
+                        .await
+                        .is_ok()
+                })
+            });
+            let service_run = drive(count, duration, service).await?;
+            let store = direct.clone();
+            let direct_call: Call = Arc::new(move |client, n| {
+                let store = store.clone();
+                let (workspace, member) = seat(scenario, client, spread);
+                let key = format!("sql-{run_id}-{client}-{n}");
+                Box::pin(async move {
+                    matches!(store.direct_consume(&workspace, &member, &key, 1, SystemClock.now_ms()).await, Ok(true))
+                })
+            });
+            let direct_run = drive(count, duration, direct_call).await?;
+            println!(
+                "{:<8} {:>7} | {:>10.0} {:>8.2} {:>8.2} {:>8.2} | {:>10.0} {:>8.2} {:>8.2} {:>8.2} | {:>6.2}x{}",
+                scenario,
+                count,
+                service_run.per_second(),
+                service_run.ms(0.50),
+                service_run.ms(0.95),
+                service_run.ms(0.99),
+                direct_run.per_second(),
+                direct_run.ms(0.50),
+                direct_run.ms(0.95),
+                direct_run.ms(0.99),
+                service_run.per_second() / direct_run.per_second().max(f64::MIN_POSITIVE),
+                if service_run.failed + direct_run.failed > 0 {
+                    format!("  ({} service / {} direct calls failed)", service_run.failed, direct_run.failed)
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+    let check = admin.verify_ledger(VerifyLedgerRequest {}).await?.into_inner();
+    println!(
+        "VerifyLedger after the runs: {} ({} journal entries, {} buckets)",
+        if check.clean { "clean" } else { "DISCREPANCIES" },
+        check.entries_checked,
+        check.buckets_checked
+    );
+    shutdown.cancel();
+    server.await??;
+    direct.close().await;
+    anyhow::ensure!(check.clean, "the ledger does not verify: {:?}", check.discrepancies);
+    Ok(())
+}

@@ -1,0 +1,553 @@
+//! Group commit for the hot path.
+//!
+//! Every hot-path call for one scope (a workspace, or an account's personal credits) joins that
+//! scope's queue. One leader task per scope drains it in batches: each batch is one transaction
+//! that locks the scope's rows once (account; or workspace, then members in account order), lets
+//! the domain apply the calls one after another to the loaded state, and writes wallet, charges,
+//! journal and idempotency records together. Each call still succeeds or fails on its own: it is
+//! applied to a copy of the state that is kept only if the call succeeds.
+//!
+//! Within a process a scope has one leader, so its calls never wait on each other's row locks in
+//! the database; replicas still serialise on those locks. Calls that share an idempotency or
+//! charge key never share a batch, so the later one sees the earlier one committed.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Mutex, PoisonError};
+
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use super::charges::{ChargeOutcome, Commit, Consume, Refund, Release, Reserve};
+use super::idempotency::first_difference;
+use super::{Ledger, LedgerError};
+use crate::domain::{
+    Account, AccountId, Charge, ChargeKey, ChargeScope, ChargeState, DomainError, IdempotencyKey, Member, Movement,
+    Wallet, Workspace,
+};
+use crate::store::{IdempotencyScope, Lock, Store, StoreTx};
+
+/// A hot-path call waiting for its batch.
+#[derive(Debug)]
+pub(super) enum HotCall {
+    /// C1–C3.
+    Consume(Consume),
+    /// C5.
+    Reserve(Reserve),
+    /// C5.
+    Commit(Commit),
+    /// C5.
+    Release(Release),
+    /// C6.
+    Refund(Refund),
+    /// The sweeper releasing a hold past its TTL.
+    Expire(ChargeKey),
+}
+
+impl HotCall {
+    fn charge_key(&self) -> &ChargeKey {
+        match self {
+            HotCall::Consume(call) => &call.idempotency_key,
+            HotCall::Reserve(call) => &call.reservation_key,
+            HotCall::Commit(call) => &call.reservation_key,
+            HotCall::Release(call) => &call.reservation_key,
+            HotCall::Refund(call) => &call.consumption_key,
+            HotCall::Expire(key) => key,
+        }
+    }
+
+    /// The account the call is made for; an expiry learns it from the charge.
+    fn account_id(&self) -> Option<&AccountId> {
+        match self {
+            HotCall::Consume(call) => Some(&call.account_id),
+            HotCall::Reserve(call) => Some(&call.account_id),
+            HotCall::Commit(call) => Some(&call.account_id),
+            HotCall::Release(call) => Some(&call.account_id),
+            HotCall::Refund(call) => Some(&call.account_id),
+            HotCall::Expire(_) => None,
+        }
+    }
+}
+
+/// A call, its request as stored for idempotency, and where its answer goes.
+#[derive(Debug)]
+pub(super) struct Pending {
+    call: HotCall,
+    key: IdempotencyKey,
+    /// `None` for calls that keep no idempotency record (expiry).
+    request: Option<Value>,
+    reply: oneshot::Sender<Result<ChargeOutcome, LedgerError>>,
+}
+
+/// The per-scope queues; a scope has an entry exactly while its leader runs.
+#[derive(Debug)]
+pub(super) struct Batcher {
+    max_batch: usize,
+    queues: Mutex<HashMap<ChargeScope, VecDeque<Pending>>>,
+}
+
+impl Batcher {
+    /// Batches of at most `max_batch` calls.
+    pub(super) fn new(max_batch: usize) -> Batcher {
+        Batcher { max_batch: max_batch.max(1), queues: Mutex::default() }
+    }
+
+    /// Queues `pending`; true when the caller must start the scope's leader.
+    fn enqueue(&self, scope: &ChargeScope, pending: Pending) -> bool {
+        let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+        match queues.get_mut(scope) {
+            Some(queue) => {
+                queue.push_back(pending);
+                false
+            }
+            None => {
+                queues.insert(scope.clone(), VecDeque::from([pending]));
+                true
+            }
+        }
+    }
+
+    /// The next batch, in arrival order, leaving calls that share a key with an earlier call of
+    /// the batch for a later one; `None` (and the scope forgotten) when the queue is empty.
+    fn next_batch(&self, scope: &ChargeScope) -> Option<Vec<Pending>> {
+        let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+        let queue = queues.get_mut(scope)?;
+        if queue.is_empty() {
+            queues.remove(scope);
+            return None;
+        }
+        let mut batch = Vec::new();
+        let mut left = VecDeque::new();
+        let (mut keys, mut charges) = (HashSet::new(), HashSet::new());
+        while let Some(pending) = queue.pop_front() {
+            let clashes = keys.contains(&pending.key) || charges.contains(pending.call.charge_key());
+            if batch.len() >= self.max_batch || clashes {
+                left.push_back(pending);
+                continue;
+            }
+            keys.insert(pending.key.clone());
+            charges.insert(pending.call.charge_key().clone());
+            batch.push(pending);
+        }
+        *queue = left;
+        Some(batch)
+    }
+
+    /// Forgets a scope whose leader died, failing what waits (their senders drop).
+    fn abandon(&self, scope: &ChargeScope) {
+        self.queues.lock().unwrap_or_else(PoisonError::into_inner).remove(scope);
+    }
+}
+
+/// Removes the scope's queue if its leader task unwinds, so later calls start a new leader.
+struct LeaderGuard<'a> {
+    batcher: &'a Batcher,
+    scope: &'a ChargeScope,
+}
+
+impl Drop for LeaderGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.batcher.abandon(self.scope);
+        }
+    }
+}
+
+/// The scope's rows, locked and loaded once per batch.
+enum Wallets {
+    Personal(Account),
+    Workspace { workspace: Workspace, members: HashMap<AccountId, Member> },
+}
+
+impl Wallets {
+    /// The wallet `account_id` draws from, as a copy.
+    fn wallet(&self, account_id: &AccountId, scope: &ChargeScope) -> Result<Wallet, LedgerError> {
+        match self {
+            Wallets::Personal(account) => Ok(Wallet::Personal { account: account.clone() }),
+            Wallets::Workspace { workspace, members } => match members.get(account_id) {
+                Some(member) => Ok(Wallet::Workspace { workspace: workspace.clone(), member: member.clone() }),
+                None => Err(LedgerError::NotFound {
+                    field: "account_id",
+                    what: "member",
+                    id: format!("{account_id} of workspace {}", scope.id()),
+                }),
+            },
+        }
+    }
+
+    /// Keeps a wallet a call changed.
+    fn keep(&mut self, wallet: Wallet) {
+        match (self, wallet) {
+            (Wallets::Personal(account), Wallet::Personal { account: changed }) => *account = changed,
+            (Wallets::Workspace { workspace, members }, Wallet::Workspace { workspace: changed, member }) => {
+                *workspace = changed;
+                members.insert(member.account_id.clone(), member);
+            }
+            // A scope's wallets are all of its kind.
+            _ => {}
+        }
+    }
+}
+
+/// A charge as loaded or made in this batch, and whether it must be written.
+struct Tracked {
+    charge: Charge,
+    new: bool,
+    changed: bool,
+}
+
+/// What a batch will write.
+#[derive(Default)]
+struct Writes {
+    journal: Vec<(IdempotencyKey, Vec<Movement>)>,
+    records: Vec<(IdempotencyKey, Value, Value)>,
+}
+
+impl<S: Store> Ledger<S> {
+    /// Queues a hot-path call for its scope and waits for its batch to commit.
+    pub(super) async fn submit(
+        &self,
+        scope: ChargeScope,
+        call: HotCall,
+        key: IdempotencyKey,
+        request: Option<Value>,
+    ) -> Result<ChargeOutcome, LedgerError> {
+        let (reply, answer) = oneshot::channel();
+        if self.batcher.enqueue(&scope, Pending { call, key, request, reply }) {
+            // The leader is its own task: a caller that goes away must not strand the queue.
+            let ledger = self.clone();
+            tokio::spawn(async move { ledger.lead(scope).await });
+        }
+        answer.await.map_err(|_| LedgerError::internal("the batch leader stopped before answering"))?
+    }
+
+    async fn lead(&self, scope: ChargeScope) {
+        let _guard = LeaderGuard { batcher: &self.batcher, scope: &scope };
+        while let Some(batch) = self.batcher.next_batch(&scope) {
+            let started = std::time::Instant::now();
+            // The first attempt is optimistic (see `apply_batch`); a rerun looks everything up.
+            let mut attempts = 0;
+            let results = self
+                .retrying(|| {
+                    attempts += 1;
+                    self.apply_batch(&scope, &batch, attempts > 1)
+                })
+                .await;
+            tracing::debug!(
+                scope = scope.id(),
+                calls = batch.len(),
+                elapsed_us = started.elapsed().as_micros(),
+                "batch committed"
+            );
+            let results = match results {
+                Ok(results) => results,
+                Err(error) => vec![Err(error); batch.len()],
+            };
+            for (pending, result) in batch.into_iter().zip(results) {
+                // The caller may have gone away; its result is committed all the same.
+                let _ = pending.reply.send(result);
+            }
+        }
+    }
+
+    /// One transaction for a batch: load and lock, apply each call, write, commit.
+    ///
+    /// C7 without a lookup in the common case: an optimistic attempt (`careful` false) assumes
+    /// no call is a replay and does not look up idempotency records or the charges new calls
+    /// will make. A replay cannot slip through: one that succeeds again collides with its own
+    /// record or charge when written (the batch is rerun carefully), and one that fails (a
+    /// Commit of a hold it already committed) has its record looked up before it is answered.
+    async fn apply_batch(
+        &self,
+        scope: &ChargeScope,
+        batch: &[Pending],
+        careful: bool,
+    ) -> Result<Vec<Result<ChargeOutcome, LedgerError>>, LedgerError> {
+        let mut tx = self.store.begin().await?;
+        let now_ms = self.now_ms();
+        let idempotency_scope = match scope {
+            ChargeScope::Workspace(id) => IdempotencyScope::Workspace(id),
+            ChargeScope::Personal(id) => IdempotencyScope::Account(id),
+        };
+
+        let mut results: Vec<Option<Result<ChargeOutcome, LedgerError>>> = batch.iter().map(|_| None).collect();
+        if careful {
+            let keys: Vec<IdempotencyKey> =
+                batch.iter().filter(|p| p.request.is_some()).map(|p| p.key.clone()).collect();
+            replay_stored(&mut tx, idempotency_scope, batch, &keys, &mut results).await?;
+        }
+
+        // Lock in the fixed order: the wallet rows, then the charges.
+        let open: Vec<&Pending> = batch.iter().zip(&results).filter(|(_, r)| r.is_none()).map(|(p, _)| p).collect();
+        let makes_new_charge = |p: &&&Pending| matches!(p.call, HotCall::Consume(_) | HotCall::Reserve(_));
+        let charge_keys: Vec<ChargeKey> =
+            open.iter().filter(|p| careful || !makes_new_charge(p)).map(|p| p.call.charge_key().clone()).collect();
+        let mut accounts: Vec<AccountId> = open.iter().filter_map(|p| p.call.account_id().cloned()).collect();
+        if open.iter().any(|p| matches!(p.call, HotCall::Expire(_))) {
+            let expiring: Vec<ChargeKey> = open
+                .iter()
+                .filter(|p| matches!(p.call, HotCall::Expire(_)))
+                .map(|p| p.call.charge_key().clone())
+                .collect();
+            accounts.extend(tx.charges(scope, &expiring, Lock::None).await?.into_iter().map(|c| c.account_id));
+        }
+        accounts.sort();
+        accounts.dedup();
+        let mut wallets =
+            match scope {
+                ChargeScope::Personal(account) => {
+                    let account = tx.account(account, Lock::Update).await?.ok_or_else(|| LedgerError::NotFound {
+                        field: "account_id",
+                        what: "account",
+                        id: account.to_string(),
+                    })?;
+                    Wallets::Personal(account)
+                }
+                ChargeScope::Workspace(workspace) => {
+                    let workspace = tx.workspace(workspace, Lock::Update).await?.ok_or_else(|| {
+                        LedgerError::NotFound { field: "workspace_id", what: "workspace", id: workspace.to_string() }
+                    })?;
+                    let members = tx.lock_members(&workspace.id, &accounts).await?;
+                    Wallets::Workspace {
+                        workspace,
+                        members: members.into_iter().map(|m| (m.account_id.clone(), m)).collect(),
+                    }
+                }
+            };
+        let mut charges: HashMap<ChargeKey, Tracked> = tx
+            .charges(scope, &charge_keys, Lock::Update)
+            .await?
+            .into_iter()
+            .map(|charge| (charge.key.clone(), Tracked { charge, new: false, changed: false }))
+            .collect();
+        let mut open_holds: HashMap<AccountId, u32> = HashMap::new();
+        for pending in &open {
+            if let HotCall::Reserve(call) = &pending.call
+                && !open_holds.contains_key(&call.account_id)
+            {
+                let count = tx.open_holds_of(scope, &call.account_id).await?.count;
+                open_holds.insert(call.account_id.clone(), count);
+            }
+        }
+
+        // Decide, one call after another, each on its own.
+        let mut writes = Writes::default();
+        for (pending, result) in batch.iter().zip(results.iter_mut()) {
+            if result.is_some() {
+                continue;
+            }
+            let outcome =
+                self.apply_call(scope, pending, &mut wallets, &mut charges, &mut open_holds, &mut writes, now_ms);
+            if let (Ok(outcome), Some(request)) = (&outcome, &pending.request) {
+                let response = serde_json::to_value(outcome)
+                    .map_err(|e| LedgerError::internal(format!("result not serialisable: {e}")))?;
+                writes.records.push((pending.key.clone(), request.clone(), response));
+            }
+            *result = Some(outcome);
+        }
+
+        // A failed call may be a replay whose first run changed what it now fails on.
+        if !careful {
+            let failed: Vec<IdempotencyKey> = batch
+                .iter()
+                .zip(&results)
+                .filter(|(p, r)| p.request.is_some() && matches!(r, Some(Err(_))))
+                .map(|(p, _)| p.key.clone())
+                .collect();
+            let mut replays: Vec<Option<Result<ChargeOutcome, LedgerError>>> = batch.iter().map(|_| None).collect();
+            replay_stored(&mut tx, idempotency_scope, batch, &failed, &mut replays).await?;
+            for (result, replay) in results.iter_mut().zip(replays) {
+                if replay.is_some() {
+                    *result = replay;
+                }
+            }
+        }
+
+        // Write everything the successful calls changed.
+        match &wallets {
+            Wallets::Personal(account) => tx.update_account(account).await?,
+            Wallets::Workspace { workspace, members } => {
+                tx.update_workspace(workspace).await?;
+                let members: Vec<Member> = members.values().cloned().collect();
+                tx.update_members(&members).await?;
+            }
+        }
+        let (new, changed): (Vec<&Tracked>, Vec<&Tracked>) =
+            charges.values().filter(|t| t.changed || t.new).partition(|t| t.new);
+        let new: Vec<Charge> = new.into_iter().map(|t| t.charge.clone()).collect();
+        let changed: Vec<Charge> = changed.into_iter().map(|t| t.charge.clone()).collect();
+        // A key made meanwhile through another replica: rerun the batch to see it.
+        if tx.insert_charges(&new).await? != new.len() as u64 {
+            return Err(conflict());
+        }
+        tx.update_charges(&changed).await?;
+        let entries: Vec<(&IdempotencyKey, &Movement)> = writes
+            .journal
+            .iter()
+            .flat_map(|(reference, movements)| movements.iter().map(move |m| (reference, m)))
+            .collect();
+        tx.append_journal(&entries, now_ms).await?;
+        if tx.insert_idempotency_records(idempotency_scope, &writes.records, now_ms).await?
+            != writes.records.len() as u64
+        {
+            return Err(conflict());
+        }
+        tx.commit().await?;
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(LedgerError::internal("call left undecided"))))
+            .collect())
+    }
+
+    /// Applies one call to copies of the state it touches; keeps them only if it succeeds.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_call(
+        &self,
+        scope: &ChargeScope,
+        pending: &Pending,
+        wallets: &mut Wallets,
+        charges: &mut HashMap<ChargeKey, Tracked>,
+        open_holds: &mut HashMap<AccountId, u32>,
+        writes: &mut Writes,
+        now_ms: i64,
+    ) -> Result<ChargeOutcome, LedgerError> {
+        let settings = &self.settings;
+        let taken = |charges: &HashMap<ChargeKey, Tracked>, key: &ChargeKey, field: &'static str| {
+            if charges.contains_key(key) {
+                Err(LedgerError::AlreadyExists { field, what: "charge", id: format!("{key} in {}", scope.id()) })
+            } else {
+                Ok(())
+            }
+        };
+        let own = |charges: &HashMap<ChargeKey, Tracked>, key: &ChargeKey, account: &AccountId, field: &'static str| {
+            match charges.get(key) {
+                Some(tracked) if tracked.charge.account_id == *account => Ok(tracked.charge.clone()),
+                _ => Err(LedgerError::NotFound {
+                    field,
+                    what: "charge",
+                    id: format!("{key} of {account} in {}", scope.id()),
+                }),
+            }
+        };
+        let drawing = |wallets: &Wallets, account: &AccountId| -> Result<Wallet, LedgerError> {
+            match wallets.wallet(account, scope)? {
+                Wallet::Workspace { workspace, member } => Ok(Wallet::for_member(workspace, member)?),
+                personal => Ok(personal),
+            }
+        };
+
+        let (charge, wallet, given_back, movements, new) = match &pending.call {
+            HotCall::Consume(call) => {
+                taken(charges, &call.idempotency_key, "idempotency_key")?;
+                let mut wallet = drawing(wallets, &call.account_id)?;
+                let (charge, movements) =
+                    Charge::consume(call.idempotency_key.clone(), &mut wallet, call.amount_credits, now_ms)?;
+                (charge, wallet, Default::default(), movements, true)
+            }
+            HotCall::Reserve(call) => {
+                taken(charges, &call.reservation_key, "reservation_key")?;
+                let open = open_holds.get(&call.account_id).copied().unwrap_or(0);
+                if open >= settings.max_open_holds_per_member {
+                    return Err(DomainError::TooManyOpenHolds { open }.into());
+                }
+                let mut wallet = drawing(wallets, &call.account_id)?;
+                let expires_at_ms = now_ms.saturating_add(i64::from(call.ttl_seconds) * 1_000);
+                let (charge, movements) = Charge::hold(
+                    call.reservation_key.clone(),
+                    &mut wallet,
+                    call.amount_credits,
+                    now_ms,
+                    expires_at_ms,
+                )?;
+                (charge, wallet, Default::default(), movements, true)
+            }
+            HotCall::Commit(call) => {
+                let mut charge = own(charges, &call.reservation_key, &call.account_id, "reservation_key")?;
+                let mut wallet = wallets.wallet(&call.account_id, scope)?;
+                let (captured, movements) = charge.commit(&mut wallet, call.amount_credits)?;
+                (charge, wallet, captured.given_back, movements, false)
+            }
+            HotCall::Release(call) => {
+                let mut charge = own(charges, &call.reservation_key, &call.account_id, "reservation_key")?;
+                let mut wallet = wallets.wallet(&call.account_id, scope)?;
+                let (given_back, movements) = charge.release(&mut wallet, false)?;
+                (charge, wallet, given_back, movements, false)
+            }
+            HotCall::Refund(call) => {
+                let mut charge = own(charges, &call.consumption_key, &call.account_id, "consumption_key")?;
+                let mut wallet = wallets.wallet(&call.account_id, scope)?;
+                let (given_back, movements) = charge.refund(&mut wallet, call.amount_credits)?;
+                (charge, wallet, given_back, movements, false)
+            }
+            HotCall::Expire(key) => {
+                let Some(tracked) = charges.get(key) else {
+                    return Err(LedgerError::NotFound {
+                        field: "reservation_key",
+                        what: "charge",
+                        id: key.to_string(),
+                    });
+                };
+                let mut charge = tracked.charge.clone();
+                if charge.expires_at_ms.is_none_or(|at| at > now_ms) {
+                    return Err(DomainError::HoldNotOpen { state: charge.state }.into());
+                }
+                let mut wallet = wallets.wallet(&charge.account_id, scope)?;
+                let (given_back, movements) = charge.release(&mut wallet, true)?;
+                (charge, wallet, given_back, movements, false)
+            }
+        };
+
+        // The call succeeded: keep what it changed.
+        let was_open = charges.get(&charge.key).is_some_and(|t| t.charge.state == ChargeState::Held);
+        let count = open_holds.entry(charge.account_id.clone()).or_insert(0);
+        match (was_open, charge.state == ChargeState::Held) {
+            (false, true) => *count += 1,
+            (true, false) => *count = count.saturating_sub(1),
+            _ => {}
+        }
+        wallets.keep(wallet);
+        writes.journal.push((pending.key.clone(), movements));
+        let still_new = new || charges.get(&charge.key).is_some_and(|t| t.new);
+        charges.insert(charge.key.clone(), Tracked { charge: charge.clone(), new: still_new, changed: true });
+        Ok(ChargeOutcome { charge, given_back })
+    }
+}
+
+/// Answers the calls among `keys` whose key holds a committed result: the same request replays
+/// it, a different one is refused (C7).
+async fn replay_stored(
+    tx: &mut impl StoreTx,
+    scope: IdempotencyScope<'_>,
+    batch: &[Pending],
+    keys: &[IdempotencyKey],
+    results: &mut [Option<Result<ChargeOutcome, LedgerError>>],
+) -> Result<(), LedgerError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let stored: HashMap<String, (Value, Value)> = tx
+        .idempotency_records(scope, keys)
+        .await?
+        .into_iter()
+        .map(|(key, request, response)| (key, (request, response)))
+        .collect();
+    for (pending, result) in batch.iter().zip(results.iter_mut()) {
+        let (Some(request), Some((stored_request, response))) = (&pending.request, stored.get(pending.key.as_str()))
+        else {
+            continue;
+        };
+        *result = Some(if stored_request == request {
+            serde_json::from_value(response.clone())
+                .map_err(|e| LedgerError::internal(format!("stored result of {}: {e}", pending.key)))
+        } else {
+            Err(LedgerError::IdempotencyConflict {
+                key: pending.key.to_string(),
+                field: first_difference(stored_request, request),
+            })
+        });
+    }
+    Ok(())
+}
+
+fn conflict() -> LedgerError {
+    LedgerError::from(crate::store::StoreError::Raced("a key of this batch was taken by a concurrent transaction"))
+}
