@@ -226,13 +226,6 @@ pub trait StoreTx: Send {
         except: Option<&AccountId>,
     ) -> impl Future<Output = Result<ReservedTotals, StoreError>> + Send;
 
-    /// Reads a charge.
-    fn charge(
-        &mut self,
-        scope: &ChargeScope,
-        key: &ChargeKey,
-        lock: Lock,
-    ) -> impl Future<Output = Result<Option<Charge>, StoreError>> + Send;
     /// Reads the charges of `keys` in `scope` (those that exist), in key order.
     fn charges(
         &mut self,

@@ -9,7 +9,7 @@ use sqlx::{PgPool, Postgres, Row};
 use futures_util::TryStreamExt;
 
 use super::records::{AccountRecord, ChargeRecord, MemberRecord, WorkspaceRecord, scope_kind};
-use super::sql::{self, select_account, select_charge, select_member, select_workspace};
+use super::sql::{self, select_account, select_member, select_workspace};
 use super::{
     Claim, Discrepancy, HoldCursor, IdempotencyScope, LedgerCheck, Lock, OpenHolds, ReservedTotals, Store, StoreError,
     StoreTx,
@@ -125,7 +125,15 @@ pub struct PgTx {
 const LOCK_ACCOUNT: &str = concat!(select_account!(), " FOR UPDATE");
 const LOCK_WORKSPACE: &str = concat!(select_workspace!(), " FOR UPDATE");
 const LOCK_MEMBER: &str = concat!(select_member!(), " FOR UPDATE");
-const LOCK_CHARGE: &str = concat!(select_charge!(), " FOR UPDATE");
+/// Charges by key (Postgres arrays).
+macro_rules! select_charges {
+    () => {
+        "SELECT scope_id, scope_kind, charge_key, account_id, state, monthly_credits, top_up_credits, \
+         refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, created_at_ms, expires_at_ms \
+         FROM charges WHERE scope_id = $1 AND scope_kind = $2 AND charge_key = ANY($3) ORDER BY charge_key"
+    };
+}
+const LOCK_CHARGES: &str = concat!(select_charges!(), " FOR UPDATE");
 
 fn pick(lock: Lock, plain: &'static str, locking: &'static str) -> &'static str {
     match lock {
@@ -461,17 +469,6 @@ impl StoreTx for PgTx {
         })
     }
 
-    async fn charge(&mut self, scope: &ChargeScope, key: &ChargeKey, lock: Lock) -> Result<Option<Charge>, StoreError> {
-        let statement = pick(lock, select_charge!(), LOCK_CHARGE);
-        let row: Option<ChargeRecord> = sqlx::query_as(statement)
-            .bind(scope.id())
-            .bind(scope_kind(scope))
-            .bind(key.as_str())
-            .fetch_optional(&mut *self.tx)
-            .await?;
-        row.map(Charge::try_from).transpose()
-    }
-
     async fn charges(
         &mut self,
         scope: &ChargeScope,
@@ -481,18 +478,7 @@ impl StoreTx for PgTx {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        const SELECT: &str = "SELECT scope_id, scope_kind, charge_key, account_id, state, monthly_credits, top_up_credits, \
-             refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, created_at_ms, expires_at_ms \
-             FROM charges WHERE scope_id = $1 AND scope_kind = $2 AND charge_key = ANY($3) ORDER BY charge_key";
-        let statement = pick(
-            lock,
-            SELECT,
-            concat!(
-                "SELECT scope_id, scope_kind, charge_key, account_id, state, monthly_credits, top_up_credits, ",
-                "refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, created_at_ms, expires_at_ms ",
-                "FROM charges WHERE scope_id = $1 AND scope_kind = $2 AND charge_key = ANY($3) ORDER BY charge_key FOR UPDATE"
-            ),
-        );
+        let statement = pick(lock, select_charges!(), LOCK_CHARGES);
         let keys: Vec<&str> = keys.iter().map(ChargeKey::as_str).collect();
         let rows: Vec<ChargeRecord> = sqlx::query_as(statement)
             .bind(scope.id())

@@ -23,14 +23,7 @@ macro_rules! select_member {
          FROM members WHERE workspace_id = $1 AND account_id = $2"
     };
 }
-macro_rules! select_charge {
-    () => {
-        "SELECT scope_id, scope_kind, charge_key, account_id, state, monthly_credits, top_up_credits, \
-         refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, created_at_ms, expires_at_ms \
-         FROM charges WHERE scope_id = $1 AND scope_kind = $2 AND charge_key = $3"
-    };
-}
-pub(crate) use {select_account, select_charge, select_member, select_workspace};
+pub(crate) use {select_account, select_member, select_workspace};
 
 pub(crate) const OPEN_HOLDS_OF_MEMBER: &str = "SELECT COUNT(*), CAST(COALESCE(SUM(monthly_credits + top_up_credits), 0) AS BIGINT) \
      FROM charges WHERE scope_id = $1 AND scope_kind = $2 AND account_id = $3 AND state = 'held'";

@@ -91,6 +91,9 @@ async fn readme_walkthrough_sets_up_the_design_example() {
         assert!(workspace.contains(expected), "{expected} missing from {workspace}");
     }
     assert_eq!(app.account("owner").await.monthly_credits, 500);
+    let balance = app.balance("member-b", "team").await;
+    assert_eq!((balance.spendable_credits, balance.monthly.expect("monthly").used_credits), (125, 25));
+    assert_eq!(app.balance("member-a", "team").await.spendable_credits, 150, "A's consumption was refunded");
     assert!(outputs.iter().any(|out| out.contains(r#""status": "SERVING""#)));
     app.assert_ledger_clean().await;
 }
