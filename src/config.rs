@@ -45,6 +45,11 @@ pub struct Config {
     pub idempotency_retention_seconds: u64,
     /// Most hot-path calls of one workspace applied in one transaction (group commit).
     pub max_batch_calls: u32,
+    /// R6: whether this replica renews accounts with a billing anchor when they fall due (turn
+    /// off when the billing system drives every renewal through RenewAccount).
+    pub renewal_scheduler_enabled: bool,
+    /// How often the renewal scheduler looks for due accounts.
+    pub renewal_tick_ms: u64,
     /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
     pub log_filter: String,
     /// OTLP/gRPC endpoint to export traces to (e.g. `http://otel-collector:4317`); unset: none.
@@ -68,6 +73,8 @@ impl Default for Config {
             hold_sweep_interval_ms: 1_000,
             idempotency_retention_seconds: 86_400,
             max_batch_calls: 256,
+            renewal_scheduler_enabled: true,
+            renewal_tick_ms: 60_000,
             log_filter: "info".to_owned(),
             otlp_endpoint: None,
         }
@@ -146,6 +153,7 @@ impl Config {
             "idempotency_retention_seconds must be at least 3600 (retries must stay safe)",
         )?;
         check((1..=10_000).contains(&self.max_batch_calls), "max_batch_calls must be 1..=10000")?;
+        check((10..=3_600_000).contains(&self.renewal_tick_ms), "renewal_tick_ms must be 10..=3600000")?;
         if let Some(url) = &self.database_url {
             check(
                 url.starts_with("postgres://") || url.starts_with("postgresql://"),

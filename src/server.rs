@@ -55,6 +55,13 @@ pub async fn serve_with_clock(
     set_health(&reporter, ServingStatus::NotServing).await;
     let watcher =
         tokio::spawn(watch_database(store.clone(), reporter.clone(), config.health_check_interval(), shutdown.clone()));
+    let scheduler = config.renewal_scheduler_enabled.then(|| {
+        tokio::spawn(renew_due_accounts(
+            ledger.clone(),
+            Duration::from_millis(config.renewal_tick_ms),
+            shutdown.clone(),
+        ))
+    });
     let sweeper = tokio::spawn(sweep(
         ledger.clone(),
         Duration::from_millis(config.hold_sweep_interval_ms),
@@ -99,6 +106,9 @@ pub async fn serve_with_clock(
     };
     watcher.abort();
     sweeper.abort();
+    if let Some(scheduler) = scheduler {
+        scheduler.abort();
+    }
     store.close().await;
     tracing::info!("creditpool stopped");
     result
@@ -166,6 +176,21 @@ async fn sweep<S: Store>(ledger: Ledger<S>, interval: Duration, retention: Durat
         }
         if let Err(error) = ledger.prune_idempotency(retention_ms, SWEEP_BATCH * 10).await {
             tracing::warn!(%error, "pruning idempotency records failed; retrying next sweep");
+        }
+    }
+}
+
+/// R6: every `tick`, renews the accounts whose next anchored period has started.
+async fn renew_due_accounts<S: Store>(ledger: Ledger<S>, tick: Duration, shutdown: CancellationToken) {
+    loop {
+        match ledger.renew_due_accounts(SWEEP_BATCH).await {
+            Ok(0) => {}
+            Ok(renewed) => tracing::info!(renewed, "renewed due accounts"),
+            Err(error) => tracing::warn!(%error, "renewing due accounts failed; retrying next tick"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(tick) => {}
+            () = shutdown.cancelled() => return,
         }
     }
 }

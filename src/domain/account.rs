@@ -62,6 +62,8 @@ pub struct Account {
     pub period_started_at_ms: Option<i64>,
     /// Counts the monthly credits' refreshes (see `Workspace::monthly_cycle`).
     pub monthly_cycle: i64,
+    /// When the scheduler renews the account next (unix ms); `None` without a billing anchor.
+    pub next_renewal_at_ms: Option<i64>,
     /// When the account was created (unix ms).
     pub created_at_ms: i64,
 }
@@ -86,6 +88,7 @@ impl Account {
             period: None,
             period_started_at_ms: None,
             monthly_cycle: 0,
+            next_renewal_at_ms: None,
             created_at_ms: now_ms,
         }
     }
@@ -110,26 +113,65 @@ impl Account {
         anchor: Option<BillingAnchor>,
         now_ms: i64,
     ) -> Result<(Credits, Vec<Movement>), DomainError> {
-        match &mut self.plan {
+        let granted = match &mut self.plan {
             Some(plan) => {
                 plan.next_monthly_credits = (monthly_credits != plan.monthly_credits).then_some(monthly_credits);
                 plan.anchor = anchor;
-                Ok((Credits::ZERO, Vec::new()))
+                Credits::ZERO
             }
             None => {
                 self.monthly = self.monthly.checked_add(monthly_credits).ok_or(DomainError::BalanceOverflow)?;
                 self.plan = Some(Plan { monthly_credits, next_monthly_credits: None, anchor });
-                self.period = Some(Period::containing(now_ms));
+                // With an anchor, the first period is the anchored one under way, so the first
+                // renewal falls on the next anchor date.
+                self.period = Some(match anchor {
+                    Some(anchor) => Period::anchored_containing(now_ms, anchor),
+                    None => Period::containing(now_ms),
+                });
                 self.period_started_at_ms = Some(now_ms);
-                let grant = self.movement(
-                    BucketRef::External,
-                    BucketRef::AccountMonthly(self.id.clone()),
-                    monthly_credits,
-                    Cause::PlanGrant,
-                );
-                Ok((monthly_credits, grant.into_iter().collect()))
+                monthly_credits
             }
+        };
+        self.schedule_next_renewal();
+        let grant =
+            self.movement(BucketRef::External, BucketRef::AccountMonthly(self.id.clone()), granted, Cause::PlanGrant);
+        Ok((granted, grant.into_iter().collect()))
+    }
+
+    /// When the next period starts, for an account with a billing anchor.
+    fn schedule_next_renewal(&mut self) {
+        let anchor = self.plan.as_ref().and_then(|plan| plan.anchor);
+        self.next_renewal_at_ms = match (anchor, self.period) {
+            (Some(anchor), Some(period)) => Some(period.next().starts_at_ms(anchor)),
+            _ => None,
+        };
+    }
+
+    /// R1: starts `period`: the monthly credits left expire, the plan's monthly credits (a
+    /// pending plan change now applies) are granted, and the monthly cycle moves on.
+    pub fn refresh(&mut self, period: Period, now_ms: i64) -> Result<Vec<Movement>, DomainError> {
+        let plan = self.plan.as_mut().ok_or(DomainError::NoPlan)?;
+        if let Some(current) = self.period
+            && period <= current
+        {
+            return Err(DomainError::PeriodNotAfter { current, requested: period });
         }
+        if let Some(next) = plan.next_monthly_credits.take() {
+            plan.monthly_credits = next;
+        }
+        let grant = plan.monthly_credits;
+        let expired = self.monthly;
+        let id = self.id.clone();
+        let movements = [
+            self.movement(BucketRef::AccountMonthly(id.clone()), BucketRef::Expired, expired, Cause::Expiry),
+            self.movement(BucketRef::External, BucketRef::AccountMonthly(id), grant, Cause::PlanGrant),
+        ];
+        self.monthly = grant;
+        self.period = Some(period);
+        self.period_started_at_ms = Some(now_ms);
+        self.monthly_cycle += 1;
+        self.schedule_next_renewal();
+        Ok(movements.into_iter().flatten().collect())
     }
 
     /// A2: bought credits go to the top-up balance.

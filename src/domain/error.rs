@@ -1,6 +1,6 @@
 //! What the rules refuse.
 
-use super::{AccountId, AdminAction, ChargeState, Credits, PoolKind, Role};
+use super::{AccountId, AdminAction, ChargeState, Credits, Period, PoolKind, Role};
 
 /// A rule of DESIGN §2 refused the change; nothing was changed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,6 +86,17 @@ pub enum DomainError {
     /// A workspace has exactly one owner, its creator.
     #[error("role OWNER cannot be assigned; a workspace has one owner, its creator")]
     OwnerRoleNotAssignable,
+    /// R1: only an account with a plan renews.
+    #[error("the account has no plan to renew")]
+    NoPlan,
+    /// R6: periods only move forward.
+    #[error("period {requested} is not after the current period {current}")]
+    PeriodNotAfter {
+        /// The account's current period.
+        current: Period,
+        /// The period asked for.
+        requested: Period,
+    },
     /// A balance would pass i64::MAX.
     #[error("the balance would exceed the largest storable amount")]
     BalanceOverflow,

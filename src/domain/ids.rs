@@ -95,9 +95,10 @@ id_type!(
 );
 
 impl IdempotencyKey {
-    /// The key under which `operation` on the charge `key` is made idempotent: hold operations
-    /// share the caller's hold key, so each gets its own record ("Commit/job-42").
-    pub fn for_operation(operation: &str, key: &ChargeKey) -> IdempotencyKey {
+    /// The key under which `operation` on `key` is made idempotent: hold operations share the
+    /// caller's hold key, so each gets its own record ("Commit/job-42"); a renewal is keyed by
+    /// its period ("RenewAccount/2026-12").
+    pub fn for_operation(operation: &str, key: &impl fmt::Display) -> IdempotencyKey {
         IdempotencyKey(format!("{operation}/{key}"))
     }
 }

@@ -10,7 +10,9 @@ mod error;
 mod ids;
 mod journal;
 mod member;
+mod notification;
 mod period;
+mod renewal;
 mod wallet;
 mod workspace;
 
@@ -24,6 +26,8 @@ pub use error::DomainError;
 pub use ids::{AccountId, ChargeKey, IdError, IdempotencyKey, MAX_ID_BYTES, WorkspaceId};
 pub use journal::{BucketRef, Cause, Movement};
 pub use member::{AdminAction, AllowanceState, Member, PoolKind, PoolReservations, Role, authorize};
+pub use notification::{Notification, NotificationKind, NotificationPayload};
 pub use period::{Period, PeriodError};
+pub use renewal::{Renewal, renew};
 pub use wallet::{ChargeScope, GivenBack, Split, Wallet};
 pub use workspace::{LowBalanceThresholds, PoolSizeChange, Workspace};

@@ -4,6 +4,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::BillingAnchor;
+
 /// Why a string is not a period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PeriodError {
@@ -35,6 +37,42 @@ impl Period {
             return Err(PeriodError::IllFormed);
         }
         Ok(Period { year, month })
+    }
+
+    /// The period after this one.
+    pub fn next(self) -> Period {
+        if self.month == 12 {
+            Period { year: self.year + 1, month: 1 }
+        } else {
+            Period { year: self.year, month: self.month + 1 }
+        }
+    }
+
+    /// The period before this one.
+    pub fn previous(self) -> Period {
+        if self.month == 1 {
+            Period { year: self.year - 1, month: 12 }
+        } else {
+            Period { year: self.year, month: self.month - 1 }
+        }
+    }
+
+    /// When this period starts for an account renewing on `anchor` (unix ms): its month, on
+    /// the anchor's day and time, UTC.
+    pub fn starts_at_ms(self, anchor: BillingAnchor) -> i64 {
+        let month = time::Month::try_from(self.month).unwrap_or(time::Month::January);
+        let date =
+            time::Date::from_calendar_date(i32::from(self.year), month, anchor.day_of_month).unwrap_or(time::Date::MIN);
+        let time = time::Time::from_hms(anchor.hour_utc, anchor.minute_utc, 0).unwrap_or(time::Time::MIDNIGHT);
+        let instant = time::PrimitiveDateTime::new(date, time).assume_utc();
+        i64::try_from(instant.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+    }
+
+    /// The period an account renewing on `anchor` is in at `unix_ms`: the one whose start is
+    /// the latest not after it.
+    pub fn anchored_containing(unix_ms: i64, anchor: BillingAnchor) -> Period {
+        let month = Period::containing(unix_ms);
+        if month.starts_at_ms(anchor) <= unix_ms { month } else { month.previous() }
     }
 
     /// The period (UTC month) containing the instant `unix_ms`.
@@ -82,6 +120,18 @@ mod tests {
         for bad in ["", "2026-13", "2026-00", "2026-1", "26-11", "2026/11", "abcd-ef", "2026-11-01"] {
             assert_eq!(Period::parse(bad), Err(PeriodError::IllFormed), "{bad}");
         }
+    }
+
+    #[test]
+    fn anchored_periods_start_on_the_anchor_day_and_roll_over_the_year() {
+        let anchor = BillingAnchor::new(25, 9, 30).unwrap();
+        let december = Period::parse("2026-12").unwrap();
+        // 2026-12-25T09:30:00Z
+        assert_eq!(december.starts_at_ms(anchor), 1_798_191_000_000);
+        assert_eq!(december.next(), Period::parse("2027-01").unwrap());
+        assert_eq!(december.next().previous(), december);
+        assert_eq!(Period::anchored_containing(1_798_191_000_000 - 1, anchor), Period::parse("2026-11").unwrap());
+        assert_eq!(Period::anchored_containing(1_798_191_000_000, anchor), december);
     }
 
     #[test]

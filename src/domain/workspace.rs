@@ -107,6 +107,53 @@ impl Workspace {
         Ok((change, movements))
     }
 
+    /// R2, R3: at renewal the monthly pool's remainder expires and the pool waits for funding;
+    /// a pool of size 0 has nothing to wait for.
+    pub fn reset_monthly_pool(&mut self) -> Vec<Movement> {
+        let expired = self.monthly_pool;
+        self.monthly_pool = Credits::ZERO;
+        self.funded_pool_size = Credits::ZERO;
+        self.monthly_pool_funded = self.pool_size.is_zero();
+        self.monthly_cycle += 1;
+        let expiry = Movement {
+            from: BucketRef::WorkspaceMonthly(self.id.clone()),
+            to: BucketRef::Expired,
+            amount: expired,
+            cause: Cause::Expiry,
+            member: None,
+        };
+        (!expired.is_zero()).then_some(expiry).into_iter().collect()
+    }
+
+    /// R2, R5: funds every unfunded pool among `workspaces` with its pool size from `owner`
+    /// (monthly first, then top-up), all or nothing. Returns the credits moved.
+    pub fn fund_unfunded(
+        owner: &mut Account,
+        workspaces: &mut [Workspace],
+    ) -> Result<(Credits, Vec<Movement>), DomainError> {
+        let unfunded = |w: &&mut Workspace| !w.monthly_pool_funded;
+        let required = workspaces
+            .iter_mut()
+            .filter(unfunded)
+            .try_fold(Credits::ZERO, |sum, w| sum.checked_add(w.pool_size))
+            .ok_or(DomainError::BalanceOverflow)?;
+        let available = owner.balance();
+        if required > available {
+            return Err(DomainError::InsufficientCredits { requested: required, available });
+        }
+        let mut movements = Vec::new();
+        for workspace in workspaces.iter_mut().filter(unfunded) {
+            let to = BucketRef::WorkspaceMonthly(workspace.id.clone());
+            let (_, drawn) = owner.withdraw(workspace.pool_size, &to, Cause::PoolFunding)?;
+            workspace.monthly_pool =
+                workspace.monthly_pool.checked_add(workspace.pool_size).ok_or(DomainError::BalanceOverflow)?;
+            workspace.funded_pool_size = workspace.pool_size;
+            workspace.monthly_pool_funded = true;
+            movements.extend(drawn);
+        }
+        Ok((required, movements))
+    }
+
     /// W3: moves credits from the owner (monthly first, then top-up) into the top-up pool.
     pub fn top_up(
         &mut self,

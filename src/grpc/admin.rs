@@ -9,8 +9,8 @@ use super::convert;
 use super::status::{invalid_argument, not_yet};
 use crate::domain::ChargeScope;
 use crate::ledger::{
-    AddAccountCredits, AddMember, CreateAccount, CreateWorkspace, Ledger, RemoveMember, SetAccountPlan,
-    SetMemberAllowance, SetMemberRole, SetPoolSize, TopUpWorkspace,
+    AddAccountCredits, AddMember, CreateAccount, CreateWorkspace, FundWorkspacePools, Ledger, RemoveMember,
+    RenewAccount, SetAccountPlan, SetMemberAllowance, SetMemberRole, SetPoolSize, TopUpWorkspace,
 };
 use crate::proto::admin_service_server::AdminService;
 use crate::proto::*;
@@ -268,16 +268,40 @@ impl<S: Store> AdminService for AdminApi<S> {
 
     async fn renew_account(
         &self,
-        _request: Request<RenewAccountRequest>,
+        request: Request<RenewAccountRequest>,
     ) -> Result<Response<RenewAccountResponse>, Status> {
-        Err(not_yet("RenewAccount"))
+        let request = request.into_inner();
+        let command = RenewAccount {
+            idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
+            account_id: convert::account_id("account_id", request.account_id)?,
+            period: convert::period("period", &request.period)?,
+        };
+        let renewed = self.ledger.renew_account(command).await?;
+        let outcome = if renewed.renewal.succeeded { RenewalOutcome::Succeeded } else { RenewalOutcome::Failed };
+        Ok(Response::new(RenewAccountResponse {
+            account: Some(convert::account(&renewed.account)),
+            outcome: outcome.into(),
+            required_credits: renewed.renewal.required.get(),
+            available_credits: renewed.renewal.available.get(),
+            workspaces: renewed.workspaces.iter().map(convert::workspace).collect(),
+        }))
     }
 
     async fn fund_workspace_pools(
         &self,
-        _request: Request<FundWorkspacePoolsRequest>,
+        request: Request<FundWorkspacePoolsRequest>,
     ) -> Result<Response<FundWorkspacePoolsResponse>, Status> {
-        Err(not_yet("FundWorkspacePools"))
+        let request = request.into_inner();
+        let command = FundWorkspacePools {
+            idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
+            account_id: convert::account_id("account_id", request.account_id)?,
+        };
+        let funded = self.ledger.fund_workspace_pools(command).await?;
+        Ok(Response::new(FundWorkspacePoolsResponse {
+            account: Some(convert::account(&funded.account)),
+            workspaces: funded.workspaces.iter().map(convert::workspace).collect(),
+            funded_credits: funded.funded.get(),
+        }))
     }
 
     async fn create_profile(

@@ -5,7 +5,7 @@ use tonic::Status;
 use super::status::invalid_argument;
 use crate::domain::{
     AccountDraw, AccountId, AllowanceState, BillingAnchor, Charge, ChargeKey, ChargeScope, ChargeState, Credits,
-    GivenBack, IdempotencyKey, MAX_AMOUNT_CREDITS, Member, Role, Split, WorkspaceId,
+    GivenBack, IdempotencyKey, MAX_AMOUNT_CREDITS, Member, Period, Role, Split, WorkspaceId,
 };
 use crate::ledger::{AccountView, MAX_PAGE_SIZE, MemberView, WorkspaceView};
 use crate::proto;
@@ -67,6 +67,11 @@ pub(super) fn billing_anchor(
         .transpose()
 }
 
+/// Checks a billing period: "YYYY-MM".
+pub(super) fn period(field: &str, value: &str) -> Result<Period, Status> {
+    Period::parse(value).map_err(|e| invalid_argument(field, e))
+}
+
 /// Checks a page size: 0 (default) up to the maximum.
 pub(super) fn page_size(field: &str, value: u32) -> Result<u32, Status> {
     if value > MAX_PAGE_SIZE {
@@ -110,6 +115,7 @@ pub(super) fn account(view: &AccountView) -> proto::Account {
         period_started_at: account.period_started_at_ms.map(timestamp),
         owned_pool_size_credits: view.owned_pool_size.get(),
         created_at: Some(timestamp(account.created_at_ms)),
+        next_renewal_at: account.next_renewal_at_ms.map(timestamp),
     }
 }
 

@@ -148,6 +148,13 @@ fn rule_status(rule: DomainError) -> Status {
         DomainError::RefundOfOpenHold => {
             status(Code::FailedPrecondition, "REFUND_OF_OPEN_HOLD", format!("consumption_key: {message}"), &[])
         }
+        DomainError::NoPlan => status(Code::FailedPrecondition, "NO_PLAN", format!("account_id: {message}"), &[]),
+        DomainError::PeriodNotAfter { current, .. } => status(
+            Code::FailedPrecondition,
+            "PERIOD_NOT_AFTER",
+            format!("period: {message}"),
+            &[("current_period", current.to_string())],
+        ),
         DomainError::BalanceOverflow => status(Code::FailedPrecondition, "BALANCE_OVERFLOW", message, &[]),
     }
 }

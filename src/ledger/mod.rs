@@ -10,6 +10,7 @@ mod batch;
 mod charges;
 mod error;
 mod members;
+mod renewals;
 mod views;
 mod workspaces;
 
@@ -23,6 +24,7 @@ pub use accounts::{AddAccountCredits, CreateAccount, PlanSet, SetAccountPlan};
 pub use charges::{Balance, ChargeOutcome, Commit, Consume, HoldPage, Refund, Release, Reserve};
 pub use error::LedgerError;
 pub use members::{AddMember, AllowanceSet, MemberRemoved, RemoveMember, SetMemberAllowance, SetMemberRole};
+pub use renewals::{FundWorkspacePools, PoolsFunded, RenewAccount, Renewed};
 pub use views::{AccountView, MemberView, Page, WorkspaceView};
 pub use workspaces::{CreateWorkspace, PoolSizeSet, SetPoolSize, TopUpWorkspace, ToppedUp};
 

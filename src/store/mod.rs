@@ -17,7 +17,8 @@ use serde_json::Value;
 
 pub use crate::domain::Account;
 use crate::domain::{
-    AccountId, Charge, ChargeKey, ChargeScope, Credits, IdempotencyKey, Member, Movement, Workspace, WorkspaceId,
+    AccountId, Charge, ChargeKey, ChargeScope, Credits, IdempotencyKey, Member, Movement, Notification, Workspace,
+    WorkspaceId,
 };
 
 /// Whether a read takes a row lock until commit.
@@ -192,6 +193,29 @@ pub trait StoreTx: Send {
     fn insert_workspace(&mut self, workspace: &Workspace) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Saves a workspace's pools and settings.
     fn update_workspace(&mut self, workspace: &Workspace) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Locks every workspace `owner` owns, in id order (after the owner's account).
+    fn lock_owned_workspaces(
+        &mut self,
+        owner: &AccountId,
+    ) -> impl Future<Output = Result<Vec<Workspace>, StoreError>> + Send;
+    /// R4: sets every member's monthly usage in `workspaces` to zero.
+    fn reset_monthly_usage(
+        &mut self,
+        workspaces: &[WorkspaceId],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Accounts whose next renewal is due at `now_ms`, soonest first.
+    fn due_renewals(
+        &mut self,
+        now_ms: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<AccountId>, StoreError>> + Send;
+    /// Writes events to the outbox, in this transaction.
+    fn insert_notifications(
+        &mut self,
+        notifications: &[Notification],
+        now_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Reads a membership.
     fn member(

@@ -9,14 +9,14 @@ use sqlx::{PgPool, Postgres, Row};
 use futures_util::TryStreamExt;
 
 use super::records::{AccountRecord, ChargeRecord, MemberRecord, WorkspaceRecord, scope_kind};
-use super::sql::{self, select_account, select_member, select_workspace};
+use super::sql::{self, select_account, select_member, select_owned_workspaces, select_workspace};
 use super::{
     Claim, Discrepancy, HoldCursor, IdempotencyScope, LedgerCheck, Lock, OpenHolds, ReservedTotals, Store, StoreError,
     StoreTx,
 };
 use crate::domain::{
-    Account, AccountId, Charge, ChargeKey, ChargeScope, Credits, IdempotencyKey, Member, Movement, Workspace,
-    WorkspaceId,
+    Account, AccountId, Charge, ChargeKey, ChargeScope, Credits, IdempotencyKey, Member, Movement, Notification,
+    Workspace, WorkspaceId,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/postgres");
@@ -133,6 +133,7 @@ macro_rules! select_charges {
          FROM charges WHERE scope_id = $1 AND scope_kind = $2 AND charge_key = ANY($3) ORDER BY charge_key"
     };
 }
+const LOCK_OWNED_WORKSPACES: &str = concat!(select_owned_workspaces!(), " FOR UPDATE");
 const LOCK_CHARGES: &str = concat!(select_charges!(), " FOR UPDATE");
 
 fn pick(lock: Lock, plain: &'static str, locking: &'static str) -> &'static str {
@@ -275,6 +276,7 @@ impl StoreTx for PgTx {
             .bind(r.current_period)
             .bind(r.period_started_at_ms)
             .bind(r.monthly_cycle)
+            .bind(r.next_renewal_at_ms)
             .bind(r.created_at_ms)
             .execute(&mut *self.tx)
             .await?;
@@ -295,6 +297,7 @@ impl StoreTx for PgTx {
             .bind(r.current_period)
             .bind(r.period_started_at_ms)
             .bind(r.monthly_cycle)
+            .bind(r.next_renewal_at_ms)
             .execute(&mut *self.tx)
             .await?;
         Ok(())
@@ -355,6 +358,51 @@ impl StoreTx for PgTx {
             .bind(r.monthly_cycle)
             .execute(&mut *self.tx)
             .await?;
+        Ok(())
+    }
+
+    async fn lock_owned_workspaces(&mut self, owner: &AccountId) -> Result<Vec<Workspace>, StoreError> {
+        let rows: Vec<WorkspaceRecord> =
+            sqlx::query_as(LOCK_OWNED_WORKSPACES).bind(owner.as_str()).fetch_all(&mut *self.tx).await?;
+        rows.into_iter().map(Workspace::try_from).collect()
+    }
+
+    async fn reset_monthly_usage(&mut self, workspaces: &[WorkspaceId]) -> Result<(), StoreError> {
+        if workspaces.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = workspaces.iter().map(WorkspaceId::as_str).collect();
+        sqlx::query(
+            "UPDATE members SET monthly_used_credits = 0 WHERE workspace_id = ANY($1) AND monthly_used_credits <> 0",
+        )
+        .bind(ids)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn due_renewals(&mut self, now_ms: i64, limit: u32) -> Result<Vec<AccountId>, StoreError> {
+        let ids: Vec<String> =
+            sqlx::query_scalar(sql::DUE_RENEWALS).bind(now_ms).bind(i64::from(limit)).fetch_all(&mut *self.tx).await?;
+        ids.into_iter()
+            .map(|id| AccountId::parse(id).map_err(|e| StoreError::Corrupt(format!("due account id: {e}"))))
+            .collect()
+    }
+
+    async fn insert_notifications(&mut self, notifications: &[Notification], now_ms: i64) -> Result<(), StoreError> {
+        for notification in notifications {
+            let payload = serde_json::to_string(&notification.payload)
+                .map_err(|e| StoreError::Corrupt(format!("notification payload: {e}")))?;
+            sqlx::query(sql::INSERT_NOTIFICATION)
+                .bind(notification.account_id.as_str())
+                .bind(notification.kind.as_str())
+                .bind(notification.workspace_id.as_ref().map(WorkspaceId::as_str))
+                .bind(notification.member_account_id.as_ref().map(AccountId::as_str))
+                .bind(payload)
+                .bind(now_ms)
+                .execute(&mut *self.tx)
+                .await?;
+        }
         Ok(())
     }
 

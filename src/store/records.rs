@@ -37,6 +37,7 @@ pub(crate) struct AccountRecord {
     pub current_period: Option<String>,
     pub period_started_at_ms: Option<i64>,
     pub monthly_cycle: i64,
+    pub next_renewal_at_ms: Option<i64>,
     pub created_at_ms: i64,
 }
 
@@ -78,6 +79,7 @@ impl TryFrom<AccountRecord> for Account {
             period,
             period_started_at_ms: row.period_started_at_ms,
             monthly_cycle: row.monthly_cycle,
+            next_renewal_at_ms: row.next_renewal_at_ms,
             created_at_ms: row.created_at_ms,
         })
     }
@@ -99,6 +101,7 @@ impl From<&Account> for AccountRecord {
             current_period: account.period.map(|period| period.to_string()),
             period_started_at_ms: account.period_started_at_ms,
             monthly_cycle: account.monthly_cycle,
+            next_renewal_at_ms: account.next_renewal_at_ms,
             created_at_ms: account.created_at_ms,
         }
     }

@@ -5,7 +5,7 @@ macro_rules! select_account {
     () => {
         "SELECT account_id, monthly_credits, top_up_credits, plan_monthly_credits, plan_next_monthly_credits, \
          anchor_day_of_month, anchor_hour_utc, anchor_minute_utc, current_period, period_started_at_ms, monthly_cycle, \
-         created_at_ms FROM accounts WHERE account_id = $1"
+         next_renewal_at_ms, created_at_ms FROM accounts WHERE account_id = $1"
     };
 }
 macro_rules! select_workspace {
@@ -47,11 +47,12 @@ pub(crate) const RECORD_RESPONSE: &str = "UPDATE idempotency_records SET respons
 
 pub(crate) const INSERT_ACCOUNT: &str = "INSERT INTO accounts (account_id, monthly_credits, top_up_credits, plan_monthly_credits, \
      plan_next_monthly_credits, anchor_day_of_month, anchor_hour_utc, anchor_minute_utc, current_period, \
-     period_started_at_ms, monthly_cycle, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+     period_started_at_ms, monthly_cycle, next_renewal_at_ms, created_at_ms) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
      ON CONFLICT (account_id) DO NOTHING";
 pub(crate) const UPDATE_ACCOUNT: &str = "UPDATE accounts SET monthly_credits = $2, top_up_credits = $3, plan_monthly_credits = $4, \
      plan_next_monthly_credits = $5, anchor_day_of_month = $6, anchor_hour_utc = $7, anchor_minute_utc = $8, \
-     current_period = $9, period_started_at_ms = $10, monthly_cycle = $11 WHERE account_id = $1";
+     current_period = $9, period_started_at_ms = $10, monthly_cycle = $11, next_renewal_at_ms = $12 WHERE account_id = $1";
 pub(crate) const POOL_SIZES_OWNED: &str = "SELECT CAST(COALESCE(SUM(pool_size_credits), 0) AS BIGINT) FROM workspaces \
      WHERE owner_account_id = $1 AND workspace_id <> $2";
 
@@ -128,3 +129,17 @@ pub(crate) const INSERT_JOURNAL_ENTRIES: &str = "INSERT INTO journal_entries (le
      to_bucket, to_owner_id, amount_credits, cause, reference, member_account_id, created_at_ms) \
      SELECT s, fb, fo, tb, t, a, c, r, m, $10 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
          $6::bigint[], $7::text[], $8::text[], $9::text[]) AS u(s, fb, fo, tb, t, a, c, r, m)";
+
+// Billing cycles.
+macro_rules! select_owned_workspaces {
+    () => {
+        "SELECT workspace_id, owner_account_id, pool_size_credits, funded_pool_size_credits, monthly_pool_funded, \
+         monthly_pool_credits, top_up_pool_credits, monthly_cycle, low_monthly_pool_credits, low_top_up_pool_credits, \
+         low_member_remaining_percent, created_at_ms FROM workspaces WHERE owner_account_id = $1 ORDER BY workspace_id"
+    };
+}
+pub(crate) use select_owned_workspaces;
+pub(crate) const DUE_RENEWALS: &str = "SELECT account_id FROM accounts WHERE next_renewal_at_ms <= $1 \
+     ORDER BY next_renewal_at_ms, account_id LIMIT $2";
+pub(crate) const INSERT_NOTIFICATION: &str = "INSERT INTO notifications \
+     (account_id, kind, workspace_id, member_account_id, payload, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6)";

@@ -411,19 +411,23 @@ async fn bad_input_is_refused_precisely_and_changes_nothing() {
 async fn rpcs_of_later_issues_answer_unimplemented_with_a_plain_message() {
     let app = spawn_app().await;
 
-    let renew = app
+    let profile = app
         .admin
         .clone()
-        .renew_account(RenewAccountRequest {
+        .create_profile(CreateProfileRequest {
             idempotency_key: "k".into(),
-            account_id: "a".into(),
-            period: "2026-12".into(),
+            workspace_id: "w".into(),
+            actor_account_id: "a".into(),
+            profile_id: "p".into(),
+            name: "Designers".into(),
+            pool_access: true,
+            notify_on_assign: false,
         })
         .await
         .expect_err("not yet");
 
-    assert_eq!(renew.code(), Code::Unimplemented);
-    assert_eq!(renew.message(), "RenewAccount is not implemented yet");
+    assert_eq!(profile.code(), Code::Unimplemented);
+    assert_eq!(profile.message(), "CreateProfile is not implemented yet");
     app.assert_ledger_clean().await;
 }
 
