@@ -147,6 +147,13 @@ impl Account {
         };
     }
 
+    /// R6: the scheduler renews only the period after the current one, once it has started.
+    pub fn ensure_due(&self, period: Period, now_ms: i64) -> Result<(), DomainError> {
+        let due =
+            self.period.map(Period::next) == Some(period) && self.next_renewal_at_ms.is_some_and(|at| at <= now_ms);
+        if due { Ok(()) } else { Err(DomainError::RenewalNotDue { requested: period }) }
+    }
+
     /// R1: starts `period`: the monthly credits left expire, the plan's monthly credits (a
     /// pending plan change now applies) are granted, and the monthly cycle moves on.
     pub fn refresh(&mut self, period: Period, now_ms: i64) -> Result<Vec<Movement>, DomainError> {

@@ -97,6 +97,12 @@ pub enum DomainError {
         /// The period asked for.
         requested: Period,
     },
+    /// R6: a scheduled renewal found the period not yet due (another replica renewed first).
+    #[error("period {requested} is not due yet")]
+    RenewalNotDue {
+        /// The period asked for.
+        requested: Period,
+    },
     /// A balance would pass i64::MAX.
     #[error("the balance would exceed the largest storable amount")]
     BalanceOverflow,

@@ -275,6 +275,7 @@ impl<S: Store> AdminService for AdminApi<S> {
             idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
             account_id: convert::account_id("account_id", request.account_id)?,
             period: convert::period("period", &request.period)?,
+            only_if_due: false,
         };
         let renewed = self.ledger.renew_account(command).await?;
         let outcome = if renewed.renewal.succeeded { RenewalOutcome::Succeeded } else { RenewalOutcome::Failed };

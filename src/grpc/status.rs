@@ -148,6 +148,9 @@ fn rule_status(rule: DomainError) -> Status {
         DomainError::RefundOfOpenHold => {
             status(Code::FailedPrecondition, "REFUND_OF_OPEN_HOLD", format!("consumption_key: {message}"), &[])
         }
+        DomainError::RenewalNotDue { .. } => {
+            status(Code::FailedPrecondition, "RENEWAL_NOT_DUE", format!("period: {message}"), &[])
+        }
         DomainError::NoPlan => status(Code::FailedPrecondition, "NO_PLAN", format!("account_id: {message}"), &[]),
         DomainError::PeriodNotAfter { current, .. } => status(
             Code::FailedPrecondition,

@@ -17,6 +17,9 @@ pub struct RenewAccount {
     pub account_id: AccountId,
     /// The period to start.
     pub period: Period,
+    /// Renew only if `period` is the one due now (the scheduler); the billing system may renew
+    /// early.
+    pub only_if_due: bool,
 }
 
 /// What identifies a renewal: one per account and period, whoever asks.
@@ -72,8 +75,12 @@ impl<S: Store> Ledger<S> {
         self.retrying(|| async {
             let mut tx = fresh_or_replay!(self.begin_idempotent(scope, &key, &request).await?);
             let mut account = existing_account(&mut tx, "account_id", &command.account_id, Lock::Update).await?;
-            let mut workspaces = tx.lock_owned_workspaces(&account.id).await?;
             let now_ms = self.now_ms();
+            // Checked under the account's lock: a due list read earlier may be stale by now.
+            if command.only_if_due {
+                account.ensure_due(command.period, now_ms)?;
+            }
+            let mut workspaces = tx.lock_owned_workspaces(&account.id).await?;
             let (renewal, movements) = renew(&mut account, &mut workspaces, command.period, now_ms)?;
             tx.update_account(&account).await?;
             for workspace in &workspaces {
@@ -143,10 +150,11 @@ impl<S: Store> Ledger<S> {
                 let account = self.get_account(&account_id).await?.account;
                 let Some(period) = account.period.map(Period::next) else { continue };
                 let idempotency_key = IdempotencyKey::for_operation("scheduled", &period);
-                match self.renew_account(RenewAccount { idempotency_key, account_id, period }).await {
+                match self.renew_account(RenewAccount { idempotency_key, account_id, period, only_if_due: true }).await
+                {
                     Ok(_) => renewed += 1,
                     // Renewed meanwhile (by another replica or the billing system).
-                    Err(LedgerError::Rule(DomainError::PeriodNotAfter { .. })) => {}
+                    Err(LedgerError::Rule(DomainError::PeriodNotAfter { .. } | DomainError::RenewalNotDue { .. })) => {}
                     Err(error) => return Err(error),
                 }
             }

@@ -63,7 +63,38 @@ pub async fn spawn_app_at(clock: Arc<dyn Clock>, configure: impl FnOnce(&mut Con
 impl TestApp {
     /// A second server (replica) on this app's database.
     pub async fn spawn_replica(&self) -> TestApp {
-        spawn_server(self.database_url.clone(), Arc::new(SystemClock), |_| {}).await
+        self.spawn_replica_at(Arc::new(SystemClock), |_| {}).await
+    }
+
+    /// A second server on this app's database, reading time from `clock`.
+    pub async fn spawn_replica_at(&self, clock: Arc<dyn Clock>, configure: impl FnOnce(&mut Config)) -> TestApp {
+        spawn_server(self.database_url.clone(), clock, configure).await
+    }
+
+    /// Renews an account for `period`.
+    pub async fn renew(&self, account: &str, period: &str) -> Result<RenewAccountResponse, tonic::Status> {
+        self.admin
+            .clone()
+            .renew_account(RenewAccountRequest {
+                idempotency_key: key(),
+                account_id: account.into(),
+                period: period.into(),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// Buys credits for an account.
+    pub async fn buy(&self, account: &str, amount: i64) {
+        self.admin
+            .clone()
+            .add_account_credits(AddAccountCreditsRequest {
+                idempotency_key: key(),
+                account_id: account.into(),
+                amount_credits: amount,
+            })
+            .await
+            .expect("AddAccountCredits");
     }
 }
 
@@ -563,4 +594,9 @@ pub async fn join_all<T>(tasks: impl IntoIterator<Item = JoinHandle<T>>) -> Vec<
         results.push(task.await.expect("task panicked"));
     }
     results
+}
+
+/// The period after `period` ("YYYY-MM").
+pub fn next_period(period: &str) -> String {
+    creditpool::domain::Period::parse(period).expect("a period").next().to_string()
 }

@@ -13,4 +13,5 @@ mod hot_path;
 mod idempotency;
 mod ledger;
 mod members;
+mod renewals;
 mod workspaces;
