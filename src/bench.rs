@@ -21,6 +21,7 @@ use crate::ledger::{Clock, SystemClock};
 use crate::proto::admin_service_client::AdminServiceClient;
 use crate::proto::credit_service_client::CreditServiceClient;
 use crate::proto::*;
+use crate::store::Store as _;
 use crate::store::postgres::{self, PgStore, PoolSettings};
 
 /// What to measure.

@@ -18,8 +18,12 @@ pub const ENV_PREFIX: &str = "CREDITPOOL_";
 pub struct Config {
     /// Address the gRPC server listens on.
     pub listen_addr: SocketAddr,
-    /// Database URL (`postgres://…`); falls back to `DATABASE_URL`.
+    /// Database URL: `postgres://…` or `sqlite:PATH`; falls back to `DATABASE_URL`; unset means
+    /// the embedded SQLite file at `sqlite_path`.
     pub database_url: Option<String>,
+    /// The embedded SQLite file used when no database URL is configured (its directory is
+    /// created if missing).
+    pub sqlite_path: std::path::PathBuf,
     /// Most database connections open at once.
     pub database_max_connections: u32,
     /// Longest wait for a database connection before a call answers UNAVAILABLE.
@@ -61,6 +65,7 @@ impl Default for Config {
         Config {
             listen_addr: SocketAddr::from(([0, 0, 0, 0], 50051)),
             database_url: None,
+            sqlite_path: std::path::PathBuf::from("data/creditpool.db"),
             database_max_connections: 16,
             database_acquire_timeout_ms: 3_000,
             statement_timeout_ms: 5_000,
@@ -156,8 +161,8 @@ impl Config {
         check((10..=3_600_000).contains(&self.renewal_tick_ms), "renewal_tick_ms must be 10..=3600000")?;
         if let Some(url) = &self.database_url {
             check(
-                url.starts_with("postgres://") || url.starts_with("postgresql://"),
-                "database_url must start with postgres:// or postgresql://",
+                url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:"),
+                "database_url must start with postgres://, postgresql:// or sqlite:",
             )?;
         }
         Ok(())

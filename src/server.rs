@@ -14,21 +14,53 @@ use crate::grpc::{AdminApi, CreditApi};
 use crate::ledger::{Clock, Ledger, SystemClock};
 use crate::proto::admin_service_server::AdminServiceServer;
 use crate::proto::credit_service_server::CreditServiceServer;
-use crate::store::Store;
 use crate::store::postgres::{PgStore, PoolSettings};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Store, StoreError};
 
 /// Names reported by `grpc.health.v1.Health`: the server as a whole ("") and each service.
 pub const HEALTH_SERVICE_NAMES: [&str; 3] = ["", "creditpool.v1.CreditService", "creditpool.v1.AdminService"];
 
-/// Opens the configured Postgres store (lazily; connections are made on first use).
-pub fn open_store(config: &Config) -> anyhow::Result<PgStore> {
-    let url = config.require_database_url()?;
-    let settings = PoolSettings {
-        max_connections: config.database_max_connections,
-        acquire_timeout: config.database_acquire_timeout(),
-        statement_timeout: config.statement_timeout(),
-    };
-    Ok(PgStore::connect_lazy(url, &settings)?)
+/// The database the service runs on, chosen by the configured URL.
+pub enum StoreChoice {
+    /// `postgres://…`: the production store.
+    Postgres(PgStore),
+    /// `sqlite:…`, or no URL at all: the embedded file.
+    Sqlite(SqliteStore),
+}
+
+impl StoreChoice {
+    /// Applies the store's migrations.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            StoreChoice::Postgres(store) => store.migrate().await,
+            StoreChoice::Sqlite(store) => store.migrate().await,
+        }
+    }
+}
+
+/// Opens the configured store (lazily; connections are made on first use): Postgres for a
+/// `postgres://` URL, SQLite for a `sqlite:` URL or, with no URL, the embedded file.
+pub fn open_store(config: &Config) -> anyhow::Result<StoreChoice> {
+    match config.database_url.as_deref() {
+        Some(url) if url.starts_with("sqlite:") => {
+            Ok(StoreChoice::Sqlite(SqliteStore::connect_lazy(url, config.database_acquire_timeout())?))
+        }
+        Some(url) => {
+            let settings = PoolSettings {
+                max_connections: config.database_max_connections,
+                acquire_timeout: config.database_acquire_timeout(),
+                statement_timeout: config.statement_timeout(),
+            };
+            Ok(StoreChoice::Postgres(PgStore::connect_lazy(url, &settings)?))
+        }
+        None => {
+            let url = SqliteStore::url_for_path(&config.sqlite_path).map_err(|e| {
+                anyhow::anyhow!(e).context(format!("cannot create the directory of {}", config.sqlite_path.display()))
+            })?;
+            Ok(StoreChoice::Sqlite(SqliteStore::connect_lazy(&url, config.database_acquire_timeout())?))
+        }
+    }
 }
 
 /// Serves on `listener` until `shutdown` is cancelled, then drains: health goes NOT_SERVING, after
@@ -44,7 +76,20 @@ pub async fn serve_with_clock(
     shutdown: CancellationToken,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<()> {
-    let store = open_store(&config)?;
+    match open_store(&config)? {
+        StoreChoice::Postgres(store) => run(store, "postgres", config, listener, shutdown, clock).await,
+        StoreChoice::Sqlite(store) => run(store, "sqlite", config, listener, shutdown, clock).await,
+    }
+}
+
+async fn run<S: Store>(
+    store: S,
+    store_name: &'static str,
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<()> {
     store
         .migrate()
         .await
@@ -79,7 +124,7 @@ pub async fn serve_with_clock(
         .build_v1alpha()?;
 
     let address = listener.local_addr()?;
-    tracing::info!(%address, store = "postgres", "creditpool serving");
+    tracing::info!(%address, store = store_name, database = %config.database_url.as_deref().map_or_else(|| config.sqlite_path.display().to_string(), redact), "creditpool serving");
     let drain_delay = config.shutdown_drain_delay();
     let drain_reporter = reporter.clone();
     let stopping = shutdown.clone();
@@ -192,5 +237,17 @@ async fn renew_due_accounts<S: Store>(ledger: Ledger<S>, tick: Duration, shutdow
             () = tokio::time::sleep(tick) => {}
             () = shutdown.cancelled() => return,
         }
+    }
+}
+
+/// A database URL without its password, for the log.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            let user = credentials.split(':').next().unwrap_or("");
+            format!("{}{user}@{}", &url[..scheme_end + 3], &url[at + 1..])
+        }
+        _ => url.to_owned(),
     }
 }

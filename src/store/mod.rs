@@ -5,10 +5,12 @@
 //! ledger calls the `lock_*` methods in that order, so concurrent scripts cannot deadlock on each
 //! other's rows.
 
+mod common;
 mod error;
 pub mod postgres;
 mod records;
 mod sql;
+pub mod sqlite;
 
 use std::future::Future;
 
@@ -128,6 +130,12 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     /// L1: recomputes every balance from the journal.
     fn verify_ledger(&self) -> impl Future<Output = Result<LedgerCheck, StoreError>> + Send;
+
+    /// Applies the embedded migrations.
+    fn migrate(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Closes every connection.
+    fn close(&self) -> impl Future<Output = ()> + Send;
 }
 
 /// One database transaction; dropped without [`StoreTx::commit`] it rolls back.

@@ -6,13 +6,10 @@ use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Row};
 
-use futures_util::TryStreamExt;
-
 use super::records::{AccountRecord, ChargeRecord, MemberRecord, WorkspaceRecord, scope_kind};
 use super::sql::{self, select_account, select_member, select_owned_workspaces, select_workspace};
 use super::{
-    Claim, Discrepancy, HoldCursor, IdempotencyScope, LedgerCheck, Lock, OpenHolds, ReservedTotals, Store, StoreError,
-    StoreTx,
+    Claim, HoldCursor, IdempotencyScope, LedgerCheck, Lock, OpenHolds, ReservedTotals, Store, StoreError, StoreTx,
 };
 use crate::domain::{
     Account, AccountId, Charge, ChargeKey, ChargeScope, Credits, IdempotencyKey, Member, Movement, Notification,
@@ -58,28 +55,27 @@ impl PgStore {
         Ok(PgStore { pool })
     }
 
+    /// The pool, for tools that need raw access (the benchmark's direct-SQL baseline).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+impl Store for PgStore {
+    type Tx = PgTx;
+
     /// Applies the embedded migrations. sqlx takes a Postgres advisory lock around them, so
     /// replicas starting together apply each migration once.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
+    async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR.run(&self.pool).await.map_err(|error| match error {
             sqlx::migrate::MigrateError::Execute(inner) => StoreError::from(inner),
             other => StoreError::Migrate(other),
         })
     }
 
-    /// The pool, for tools that need raw access (the benchmark's direct-SQL baseline).
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// Closes every connection.
-    pub async fn close(&self) {
+    async fn close(&self) {
         self.pool.close().await;
     }
-}
-
-impl Store for PgStore {
-    type Tx = PgTx;
 
     async fn begin(&self) -> Result<PgTx, StoreError> {
         Ok(PgTx { tx: self.pool.begin().await? })
@@ -95,23 +91,7 @@ impl Store for PgStore {
         // difference between the balances and the journal.
         let mut tx = self.pool.begin().await?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
-        let mut check = LedgerCheck::default();
-        {
-            let mut rows = sqlx::query(sql::LEDGER_BALANCES).fetch(&mut *tx);
-            while let Some(row) = rows.try_next().await? {
-                check.buckets_checked += 1;
-                let (recorded, journal): (i64, i64) = (row.try_get("recorded")?, row.try_get("journal")?);
-                if recorded != journal {
-                    check.discrepancies.push(Discrepancy {
-                        bucket: row.try_get("bucket")?,
-                        owner_id: row.try_get("owner_id")?,
-                        recorded,
-                        journal,
-                    });
-                }
-            }
-        }
-        check.entries_checked = sqlx::query_scalar(sql::COUNT_JOURNAL_ENTRIES).fetch_one(&mut *tx).await?;
+        let check = super::common::check_ledger!(tx);
         tx.commit().await?;
         Ok(check)
     }
@@ -136,67 +116,13 @@ macro_rules! select_charges {
 const LOCK_OWNED_WORKSPACES: &str = concat!(select_owned_workspaces!(), " FOR UPDATE");
 const LOCK_CHARGES: &str = concat!(select_charges!(), " FOR UPDATE");
 
-fn pick(lock: Lock, plain: &'static str, locking: &'static str) -> &'static str {
-    match lock {
-        Lock::None => plain,
-        Lock::Update => locking,
-    }
-}
-
 impl StoreTx for PgTx {
-    async fn claim_idempotency(
-        &mut self,
-        scope: IdempotencyScope<'_>,
-        key: &IdempotencyKey,
-        request: &Value,
-        now_ms: i64,
-    ) -> Result<Claim, StoreError> {
-        let (scope_id, scope_kind) = scope.parts();
-        let claimed = sqlx::query(sql::CLAIM_IDEMPOTENCY)
-            .bind(scope_id)
-            .bind(scope_kind)
-            .bind(key.as_str())
-            .bind(request.to_string())
-            .bind(now_ms)
-            .execute(&mut *self.tx)
-            .await?
-            .rows_affected()
-            == 1;
-        if claimed {
-            return Ok(Claim::Claimed);
-        }
-        let row = sqlx::query(sql::SELECT_IDEMPOTENCY)
-            .bind(scope_id)
-            .bind(scope_kind)
-            .bind(key.as_str())
-            .fetch_one(&mut *self.tx)
-            .await?;
-        let request: String = row.try_get("request")?;
-        let response: Option<String> = row.try_get("response")?;
-        let parse = |text: &str| {
-            serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("idempotency record {key}: {e}")))
-        };
-        let response =
-            response.ok_or_else(|| StoreError::Corrupt(format!("idempotency record {key} has no response")))?;
-        Ok(Claim::Used { request: parse(&request)?, response: parse(&response)? })
-    }
-
-    async fn record_response(
-        &mut self,
-        scope: IdempotencyScope<'_>,
-        key: &IdempotencyKey,
-        response: &Value,
-    ) -> Result<(), StoreError> {
-        let (scope_id, scope_kind) = scope.parts();
-        sqlx::query(sql::RECORD_RESPONSE)
-            .bind(scope_id)
-            .bind(scope_kind)
-            .bind(key.as_str())
-            .bind(response.to_string())
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
-    }
+    super::common::shared_tx_methods!(
+        lock_account: LOCK_ACCOUNT,
+        lock_workspace: LOCK_WORKSPACE,
+        lock_member: LOCK_MEMBER,
+        lock_owned_workspaces: LOCK_OWNED_WORKSPACES,
+    );
 
     async fn idempotency_records(
         &mut self,
@@ -255,118 +181,6 @@ impl StoreTx for PgTx {
         Ok(inserted.rows_affected())
     }
 
-    async fn account(&mut self, id: &AccountId, lock: Lock) -> Result<Option<Account>, StoreError> {
-        let statement = pick(lock, select_account!(), LOCK_ACCOUNT);
-        let row: Option<AccountRecord> =
-            sqlx::query_as(statement).bind(id.as_str()).fetch_optional(&mut *self.tx).await?;
-        row.map(Account::try_from).transpose()
-    }
-
-    async fn insert_account(&mut self, account: &Account) -> Result<bool, StoreError> {
-        let r = AccountRecord::from(account);
-        let inserted = sqlx::query(sql::INSERT_ACCOUNT)
-            .bind(r.account_id)
-            .bind(r.monthly_credits)
-            .bind(r.top_up_credits)
-            .bind(r.plan_monthly_credits)
-            .bind(r.plan_next_monthly_credits)
-            .bind(r.anchor_day_of_month)
-            .bind(r.anchor_hour_utc)
-            .bind(r.anchor_minute_utc)
-            .bind(r.current_period)
-            .bind(r.period_started_at_ms)
-            .bind(r.monthly_cycle)
-            .bind(r.next_renewal_at_ms)
-            .bind(r.created_at_ms)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(inserted.rows_affected() == 1)
-    }
-
-    async fn update_account(&mut self, account: &Account) -> Result<(), StoreError> {
-        let r = AccountRecord::from(account);
-        sqlx::query(sql::UPDATE_ACCOUNT)
-            .bind(r.account_id)
-            .bind(r.monthly_credits)
-            .bind(r.top_up_credits)
-            .bind(r.plan_monthly_credits)
-            .bind(r.plan_next_monthly_credits)
-            .bind(r.anchor_day_of_month)
-            .bind(r.anchor_hour_utc)
-            .bind(r.anchor_minute_utc)
-            .bind(r.current_period)
-            .bind(r.period_started_at_ms)
-            .bind(r.monthly_cycle)
-            .bind(r.next_renewal_at_ms)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
-    }
-
-    async fn pool_sizes_owned(
-        &mut self,
-        owner: &AccountId,
-        except: Option<&WorkspaceId>,
-    ) -> Result<Credits, StoreError> {
-        let total: i64 = sqlx::query_scalar(sql::POOL_SIZES_OWNED)
-            .bind(owner.as_str())
-            .bind(except.map_or("", WorkspaceId::as_str))
-            .fetch_one(&mut *self.tx)
-            .await?;
-        Credits::new(total).ok_or_else(|| StoreError::Corrupt(format!("pool sizes of {owner} sum to {total}")))
-    }
-
-    async fn workspace(&mut self, id: &WorkspaceId, lock: Lock) -> Result<Option<Workspace>, StoreError> {
-        let statement = pick(lock, select_workspace!(), LOCK_WORKSPACE);
-        let row: Option<WorkspaceRecord> =
-            sqlx::query_as(statement).bind(id.as_str()).fetch_optional(&mut *self.tx).await?;
-        row.map(Workspace::try_from).transpose()
-    }
-
-    async fn insert_workspace(&mut self, workspace: &Workspace) -> Result<bool, StoreError> {
-        let r = WorkspaceRecord::from(workspace);
-        let inserted = sqlx::query(sql::INSERT_WORKSPACE)
-            .bind(r.workspace_id)
-            .bind(r.owner_account_id)
-            .bind(r.pool_size_credits)
-            .bind(r.funded_pool_size_credits)
-            .bind(r.monthly_pool_funded)
-            .bind(r.monthly_pool_credits)
-            .bind(r.top_up_pool_credits)
-            .bind(r.monthly_cycle)
-            .bind(r.low_monthly_pool_credits)
-            .bind(r.low_top_up_pool_credits)
-            .bind(r.low_member_remaining_percent)
-            .bind(r.created_at_ms)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(inserted.rows_affected() == 1)
-    }
-
-    async fn update_workspace(&mut self, workspace: &Workspace) -> Result<(), StoreError> {
-        let r = WorkspaceRecord::from(workspace);
-        sqlx::query(sql::UPDATE_WORKSPACE)
-            .bind(r.workspace_id)
-            .bind(r.pool_size_credits)
-            .bind(r.funded_pool_size_credits)
-            .bind(r.monthly_pool_funded)
-            .bind(r.monthly_pool_credits)
-            .bind(r.top_up_pool_credits)
-            .bind(r.low_monthly_pool_credits)
-            .bind(r.low_top_up_pool_credits)
-            .bind(r.low_member_remaining_percent)
-            .bind(r.monthly_cycle)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
-    }
-
-    async fn lock_owned_workspaces(&mut self, owner: &AccountId) -> Result<Vec<Workspace>, StoreError> {
-        let rows: Vec<WorkspaceRecord> =
-            sqlx::query_as(LOCK_OWNED_WORKSPACES).bind(owner.as_str()).fetch_all(&mut *self.tx).await?;
-        rows.into_iter().map(Workspace::try_from).collect()
-    }
-
     async fn reset_monthly_usage(&mut self, workspaces: &[WorkspaceId]) -> Result<(), StoreError> {
         if workspaces.is_empty() {
             return Ok(());
@@ -379,46 +193,6 @@ impl StoreTx for PgTx {
         .execute(&mut *self.tx)
         .await?;
         Ok(())
-    }
-
-    async fn due_renewals(&mut self, now_ms: i64, limit: u32) -> Result<Vec<AccountId>, StoreError> {
-        let ids: Vec<String> =
-            sqlx::query_scalar(sql::DUE_RENEWALS).bind(now_ms).bind(i64::from(limit)).fetch_all(&mut *self.tx).await?;
-        ids.into_iter()
-            .map(|id| AccountId::parse(id).map_err(|e| StoreError::Corrupt(format!("due account id: {e}"))))
-            .collect()
-    }
-
-    async fn insert_notifications(&mut self, notifications: &[Notification], now_ms: i64) -> Result<(), StoreError> {
-        for notification in notifications {
-            let payload = serde_json::to_string(&notification.payload)
-                .map_err(|e| StoreError::Corrupt(format!("notification payload: {e}")))?;
-            sqlx::query(sql::INSERT_NOTIFICATION)
-                .bind(notification.account_id.as_str())
-                .bind(notification.kind.as_str())
-                .bind(notification.workspace_id.as_ref().map(WorkspaceId::as_str))
-                .bind(notification.member_account_id.as_ref().map(AccountId::as_str))
-                .bind(payload)
-                .bind(now_ms)
-                .execute(&mut *self.tx)
-                .await?;
-        }
-        Ok(())
-    }
-
-    async fn member(
-        &mut self,
-        workspace: &WorkspaceId,
-        account: &AccountId,
-        lock: Lock,
-    ) -> Result<Option<Member>, StoreError> {
-        let statement = pick(lock, select_member!(), LOCK_MEMBER);
-        let row: Option<MemberRecord> = sqlx::query_as(statement)
-            .bind(workspace.as_str())
-            .bind(account.as_str())
-            .fetch_optional(&mut *self.tx)
-            .await?;
-        row.map(Member::try_from).transpose()
     }
 
     async fn lock_members(
@@ -442,22 +216,6 @@ impl StoreTx for PgTx {
         rows.into_iter().map(Member::try_from).collect()
     }
 
-    async fn insert_member(&mut self, member: &Member) -> Result<bool, StoreError> {
-        let r = MemberRecord::from(member);
-        let inserted = sqlx::query(sql::INSERT_MEMBER)
-            .bind(r.workspace_id)
-            .bind(r.account_id)
-            .bind(r.role)
-            .bind(r.monthly_allowance_credits)
-            .bind(r.monthly_used_credits)
-            .bind(r.top_up_allowance_credits)
-            .bind(r.top_up_used_credits)
-            .bind(r.created_at_ms)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(inserted.rows_affected() == 1)
-    }
-
     async fn update_members(&mut self, members: &[Member]) -> Result<(), StoreError> {
         if members.is_empty() {
             return Ok(());
@@ -476,47 +234,6 @@ impl StoreTx for PgTx {
         Ok(())
     }
 
-    async fn delete_member(&mut self, member: &Member) -> Result<(), StoreError> {
-        sqlx::query(sql::DELETE_MEMBER)
-            .bind(member.workspace_id.as_str())
-            .bind(member.account_id.as_str())
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
-    }
-
-    async fn members(
-        &mut self,
-        workspace: &WorkspaceId,
-        after: Option<&AccountId>,
-        limit: u32,
-    ) -> Result<Vec<Member>, StoreError> {
-        let rows: Vec<MemberRecord> = sqlx::query_as(sql::LIST_MEMBERS)
-            .bind(workspace.as_str())
-            .bind(after.map_or("", AccountId::as_str))
-            .bind(i64::from(limit))
-            .fetch_all(&mut *self.tx)
-            .await?;
-        rows.into_iter().map(Member::try_from).collect()
-    }
-
-    async fn reserved_totals(
-        &mut self,
-        workspace: &WorkspaceId,
-        except: Option<&AccountId>,
-    ) -> Result<ReservedTotals, StoreError> {
-        let (monthly, top_up): (i64, i64) = sqlx::query_as(sql::RESERVED_TOTALS)
-            .bind(workspace.as_str())
-            .bind(except.map_or("", AccountId::as_str))
-            .fetch_one(&mut *self.tx)
-            .await?;
-        let corrupt = || StoreError::Corrupt(format!("reservations of {workspace} are negative"));
-        Ok(ReservedTotals {
-            monthly: Credits::new(monthly).ok_or_else(corrupt)?,
-            top_up: Credits::new(top_up).ok_or_else(corrupt)?,
-        })
-    }
-
     async fn charges(
         &mut self,
         scope: &ChargeScope,
@@ -526,7 +243,7 @@ impl StoreTx for PgTx {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let statement = pick(lock, select_charges!(), LOCK_CHARGES);
+        let statement = super::common::pick(lock, select_charges!(), LOCK_CHARGES);
         let keys: Vec<&str> = keys.iter().map(ChargeKey::as_str).collect();
         let rows: Vec<ChargeRecord> = sqlx::query_as(statement)
             .bind(scope.id())
@@ -582,61 +299,6 @@ impl StoreTx for PgTx {
         Ok(())
     }
 
-    async fn open_holds_of(&mut self, scope: &ChargeScope, account: &AccountId) -> Result<OpenHolds, StoreError> {
-        let (count, held): (i64, i64) = sqlx::query_as(sql::OPEN_HOLDS_OF_MEMBER)
-            .bind(scope.id())
-            .bind(scope_kind(scope))
-            .bind(account.as_str())
-            .fetch_one(&mut *self.tx)
-            .await?;
-        Ok(OpenHolds {
-            count: u32::try_from(count).map_err(|_| StoreError::Corrupt(format!("{count} open holds")))?,
-            held: Credits::new(held).ok_or_else(|| StoreError::Corrupt(format!("open holds hold {held}")))?,
-        })
-    }
-
-    async fn open_holds(
-        &mut self,
-        scope: &ChargeScope,
-        account: Option<&AccountId>,
-        after: Option<&HoldCursor>,
-        limit: u32,
-    ) -> Result<Vec<Charge>, StoreError> {
-        let rows: Vec<ChargeRecord> = sqlx::query_as(sql::LIST_OPEN_HOLDS)
-            .bind(scope.id())
-            .bind(scope_kind(scope))
-            .bind(account.map_or("", AccountId::as_str))
-            .bind(after.map_or("", |cursor| cursor.account_id.as_str()))
-            .bind(after.map_or(i64::MIN, |cursor| cursor.created_at_ms))
-            .bind(after.map_or("", |cursor| cursor.key.as_str()))
-            .bind(i64::from(limit))
-            .fetch_all(&mut *self.tx)
-            .await?;
-        rows.into_iter().map(Charge::try_from).collect()
-    }
-
-    async fn expired_holds(&mut self, now_ms: i64, limit: u32) -> Result<Vec<(ChargeScope, ChargeKey)>, StoreError> {
-        let rows: Vec<(String, String, String)> =
-            sqlx::query_as(sql::EXPIRED_HOLDS).bind(now_ms).bind(i64::from(limit)).fetch_all(&mut *self.tx).await?;
-        rows.into_iter()
-            .map(|(scope_id, kind, key)| {
-                let corrupt =
-                    |e: crate::domain::IdError| StoreError::Corrupt(format!("expired hold {scope_id}/{key}: {e}"));
-                let scope = match kind.as_str() {
-                    "workspace" => ChargeScope::Workspace(WorkspaceId::parse(scope_id.clone()).map_err(corrupt)?),
-                    _ => ChargeScope::Personal(AccountId::parse(scope_id.clone()).map_err(corrupt)?),
-                };
-                Ok((scope, ChargeKey::parse(key.clone()).map_err(corrupt)?))
-            })
-            .collect()
-    }
-
-    async fn prune_idempotency(&mut self, before_ms: i64, limit: u32) -> Result<u64, StoreError> {
-        let deleted =
-            sqlx::query(sql::PRUNE_IDEMPOTENCY).bind(before_ms).bind(i64::from(limit)).execute(&mut *self.tx).await?;
-        Ok(deleted.rows_affected())
-    }
-
     async fn append_journal(
         &mut self,
         entries: &[(&IdempotencyKey, &Movement)],
@@ -658,11 +320,6 @@ impl StoreTx for PgTx {
             .bind(now_ms)
             .execute(&mut *self.tx)
             .await?;
-        Ok(())
-    }
-
-    async fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit().await?;
         Ok(())
     }
 }

@@ -1,0 +1,330 @@
+//! The embedded store: one SQLite file, for laptops, demos, CI jobs and single-node deployments.
+//!
+//! Writes are serialised by a single connection: every transaction waits its turn in the pool,
+//! in this process, so SQLite's busy errors cannot reach a caller. The file is in WAL mode with
+//! `synchronous = FULL`, so a committed transaction survives a crash. One process owns the file:
+//! several replicas need Postgres.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool};
+
+use sqlx::Row;
+
+use super::records::{AccountRecord, ChargeRecord, MemberRecord, WorkspaceRecord, scope_kind};
+use super::sql::{self, select_account, select_member, select_owned_workspaces, select_workspace};
+use super::{
+    Claim, HoldCursor, IdempotencyScope, LedgerCheck, Lock, OpenHolds, ReservedTotals, Store, StoreError, StoreTx,
+};
+use crate::domain::{
+    Account, AccountId, Charge, ChargeKey, ChargeScope, Credits, IdempotencyKey, Member, Movement, Notification,
+    Workspace, WorkspaceId,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
+
+/// How long a statement waits for the file's lock (another process holding it) before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A SQLite file behind a single connection.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` (`sqlite:PATH` or `sqlite://PATH`).
+    pub fn connect_lazy(url: &str, acquire_timeout: Duration) -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(StoreError::Database)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool =
+            SqlitePoolOptions::new().max_connections(1).acquire_timeout(acquire_timeout).connect_lazy_with(options);
+        Ok(SqliteStore { pool })
+    }
+
+    /// The `sqlite:` URL of a file path, creating its directory.
+    pub fn url_for_path(path: &Path) -> Result<String, std::io::Error> {
+        if let Some(directory) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(directory)?;
+        }
+        Ok(format!("sqlite://{}", path.display()))
+    }
+
+    /// The pool, for the benchmark's direct-SQL baseline.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+impl Store for SqliteStore {
+    type Tx = SqliteTx;
+
+    async fn begin(&self) -> Result<SqliteTx, StoreError> {
+        Ok(SqliteTx { tx: self.pool.begin().await? })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn verify_ledger(&self) -> Result<LedgerCheck, StoreError> {
+        // A read transaction in WAL mode sees one snapshot throughout.
+        let mut tx = self.pool.begin().await?;
+        let check = super::common::check_ledger!(tx);
+        tx.commit().await?;
+        Ok(check)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await.map_err(|error| match error {
+            sqlx::migrate::MigrateError::Execute(inner) => StoreError::from(inner),
+            other => StoreError::Migrate(other),
+        })
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// A SQLite transaction. The single connection means it is the only writer, so reads need no
+/// locking clause.
+pub struct SqliteTx {
+    tx: sqlx::Transaction<'static, Sqlite>,
+}
+
+/// A list parameter: SQLite has no arrays, so lists travel as a JSON array read by `json_each`.
+fn json_list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    Value::Array(items.into_iter().map(|item| Value::String(item.to_owned())).collect()).to_string()
+}
+
+const INSERT_IDEMPOTENCY_RECORD: &str = "INSERT INTO idempotency_records \
+     (scope_id, scope_kind, idempotency_key, request, response, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6) \
+     ON CONFLICT DO NOTHING";
+const UPDATE_MEMBER: &str = "UPDATE members SET role = $3, monthly_allowance_credits = $4, monthly_used_credits = $5, \
+     top_up_allowance_credits = $6, top_up_used_credits = $7 WHERE workspace_id = $1 AND account_id = $2";
+const INSERT_CHARGE: &str = "INSERT INTO charges (scope_id, scope_kind, charge_key, account_id, state, \
+     monthly_credits, top_up_credits, refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, \
+     created_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+     ON CONFLICT (scope_id, scope_kind, charge_key) DO NOTHING";
+const UPDATE_CHARGE: &str = "UPDATE charges SET state = $4, monthly_credits = $5, top_up_credits = $6, \
+     refunded_monthly_credits = $7, refunded_top_up_credits = $8, forfeited_credits = $9, expires_at_ms = $10 \
+     WHERE scope_id = $1 AND scope_kind = $2 AND charge_key = $3";
+const INSERT_JOURNAL_ENTRY: &str = "INSERT INTO journal_entries (ledger_scope_id, from_bucket, from_owner_id, to_bucket, \
+     to_owner_id, amount_credits, cause, reference, member_account_id, created_at_ms) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
+impl StoreTx for SqliteTx {
+    super::common::shared_tx_methods!(
+        lock_account: select_account!(),
+        lock_workspace: select_workspace!(),
+        lock_member: select_member!(),
+        lock_owned_workspaces: select_owned_workspaces!(),
+    );
+
+    async fn idempotency_records(
+        &mut self,
+        scope: IdempotencyScope<'_>,
+        keys: &[IdempotencyKey],
+    ) -> Result<Vec<(String, Value, Value)>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (scope_id, kind) = scope.parts();
+        let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT idempotency_key, request, response FROM idempotency_records \
+             WHERE scope_id = $1 AND scope_kind = $2 AND idempotency_key IN (SELECT value FROM json_each($3))",
+        )
+        .bind(scope_id)
+        .bind(kind)
+        .bind(json_list(keys.iter().map(IdempotencyKey::as_str)))
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.into_iter()
+            .map(|(key, request, response)| {
+                let parse = |text: &str| {
+                    serde_json::from_str(text)
+                        .map_err(|e| StoreError::Corrupt(format!("idempotency record {key}: {e}")))
+                };
+                let response =
+                    response.ok_or_else(|| StoreError::Corrupt(format!("idempotency record {key} has no response")))?;
+                Ok((key.clone(), parse(&request)?, parse(&response)?))
+            })
+            .collect()
+    }
+
+    async fn insert_idempotency_records(
+        &mut self,
+        scope: IdempotencyScope<'_>,
+        records: &[(IdempotencyKey, Value, Value)],
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let (scope_id, kind) = scope.parts();
+        let mut inserted = 0;
+        for (key, request, response) in records {
+            inserted += sqlx::query(INSERT_IDEMPOTENCY_RECORD)
+                .bind(scope_id)
+                .bind(kind)
+                .bind(key.as_str())
+                .bind(request.to_string())
+                .bind(response.to_string())
+                .bind(now_ms)
+                .execute(&mut *self.tx)
+                .await?
+                .rows_affected();
+        }
+        Ok(inserted)
+    }
+
+    async fn reset_monthly_usage(&mut self, workspaces: &[WorkspaceId]) -> Result<(), StoreError> {
+        if workspaces.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE members SET monthly_used_credits = 0 \
+             WHERE workspace_id IN (SELECT value FROM json_each($1)) AND monthly_used_credits <> 0",
+        )
+        .bind(json_list(workspaces.iter().map(WorkspaceId::as_str)))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn lock_members(
+        &mut self,
+        workspace: &WorkspaceId,
+        accounts: &[AccountId],
+    ) -> Result<Vec<Member>, StoreError> {
+        if accounts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<MemberRecord> = sqlx::query_as(
+            "SELECT workspace_id, account_id, role, monthly_allowance_credits, monthly_used_credits, \
+             top_up_allowance_credits, top_up_used_credits, created_at_ms \
+             FROM members WHERE workspace_id = $1 AND account_id IN (SELECT value FROM json_each($2)) ORDER BY account_id",
+        )
+        .bind(workspace.as_str())
+        .bind(json_list(accounts.iter().map(AccountId::as_str)))
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.into_iter().map(Member::try_from).collect()
+    }
+
+    async fn update_members(&mut self, members: &[Member]) -> Result<(), StoreError> {
+        for member in members {
+            let r = MemberRecord::from(member);
+            sqlx::query(UPDATE_MEMBER)
+                .bind(r.workspace_id)
+                .bind(r.account_id)
+                .bind(r.role)
+                .bind(r.monthly_allowance_credits)
+                .bind(r.monthly_used_credits)
+                .bind(r.top_up_allowance_credits)
+                .bind(r.top_up_used_credits)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn charges(
+        &mut self,
+        scope: &ChargeScope,
+        keys: &[ChargeKey],
+        _lock: Lock,
+    ) -> Result<Vec<Charge>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<ChargeRecord> = sqlx::query_as(
+            "SELECT scope_id, scope_kind, charge_key, account_id, state, monthly_credits, top_up_credits, \
+             refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, created_at_ms, expires_at_ms \
+             FROM charges WHERE scope_id = $1 AND scope_kind = $2 AND charge_key IN (SELECT value FROM json_each($3)) \
+             ORDER BY charge_key",
+        )
+        .bind(scope.id())
+        .bind(scope_kind(scope))
+        .bind(json_list(keys.iter().map(ChargeKey::as_str)))
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.into_iter().map(Charge::try_from).collect()
+    }
+
+    async fn insert_charges(&mut self, charges: &[Charge]) -> Result<u64, StoreError> {
+        let mut inserted = 0;
+        for charge in charges {
+            let r = ChargeRecord::from(charge);
+            inserted += sqlx::query(INSERT_CHARGE)
+                .bind(r.scope_id)
+                .bind(r.scope_kind)
+                .bind(r.charge_key)
+                .bind(r.account_id)
+                .bind(r.state)
+                .bind(r.monthly_credits)
+                .bind(r.top_up_credits)
+                .bind(r.refunded_monthly_credits)
+                .bind(r.refunded_top_up_credits)
+                .bind(r.forfeited_credits)
+                .bind(r.cycle)
+                .bind(r.created_at_ms)
+                .bind(r.expires_at_ms)
+                .execute(&mut *self.tx)
+                .await?
+                .rows_affected();
+        }
+        Ok(inserted)
+    }
+
+    async fn update_charges(&mut self, charges: &[Charge]) -> Result<(), StoreError> {
+        for charge in charges {
+            let r = ChargeRecord::from(charge);
+            sqlx::query(UPDATE_CHARGE)
+                .bind(r.scope_id)
+                .bind(r.scope_kind)
+                .bind(r.charge_key)
+                .bind(r.state)
+                .bind(r.monthly_credits)
+                .bind(r.top_up_credits)
+                .bind(r.refunded_monthly_credits)
+                .bind(r.refunded_top_up_credits)
+                .bind(r.forfeited_credits)
+                .bind(r.expires_at_ms)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn append_journal(
+        &mut self,
+        entries: &[(&IdempotencyKey, &Movement)],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        for (reference, movement) in entries {
+            sqlx::query(INSERT_JOURNAL_ENTRY)
+                .bind(movement.ledger_scope_id())
+                .bind(movement.from.kind())
+                .bind(movement.from.owner_id())
+                .bind(movement.to.kind())
+                .bind(movement.to.owner_id())
+                .bind(movement.amount.get())
+                .bind(movement.cause.as_str())
+                .bind(reference.as_str())
+                .bind(movement.member.as_ref().map(AccountId::as_str))
+                .bind(now_ms)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+}
