@@ -2,11 +2,14 @@
 
 use creditpool::proto::*;
 
-use crate::helpers::{key, spawn_app};
+use rstest::rstest;
 
+use crate::helpers::{Backend, key, spawn_app};
+
+#[rstest]
 #[tokio::test]
-async fn a_new_account_has_no_credits_and_no_plan() {
-    let app = spawn_app().await;
+async fn a_new_account_has_no_credits_and_no_plan(#[values(Backend::Postgres, Backend::Sqlite)] backend: Backend) {
+    let app = spawn_app(backend).await;
 
     let account = app.create_account("alice").await;
 
@@ -16,9 +19,12 @@ async fn a_new_account_has_no_credits_and_no_plan() {
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn a2_buying_credits_adds_to_the_account_top_up_balance() {
-    let app = spawn_app().await;
+async fn a2_buying_credits_adds_to_the_account_top_up_balance(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.create_account_with_plan("alice", 100).await;
 
     let bought = app
@@ -39,9 +45,12 @@ async fn a2_buying_credits_adds_to_the_account_top_up_balance() {
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn a3_the_first_plan_starts_a_billing_period_and_grants_its_monthly_credits() {
-    let app = spawn_app().await;
+async fn a3_the_first_plan_starts_a_billing_period_and_grants_its_monthly_credits(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.create_account("alice").await;
 
     let response = app
@@ -68,9 +77,12 @@ async fn a3_the_first_plan_starts_a_billing_period_and_grants_its_monthly_credit
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn a3_a_later_plan_change_takes_effect_at_the_next_renewal() {
-    let app = spawn_app().await;
+async fn a3_a_later_plan_change_takes_effect_at_the_next_renewal(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.create_account_with_plan("alice", 1_000).await;
 
     let response = app

@@ -6,7 +6,9 @@ use creditpool::proto::*;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
-use crate::helpers::{TestApp, spawn_app};
+use rstest::rstest;
+
+use crate::helpers::{Backend, TestApp, spawn_app};
 
 /// Runs one refused call and checks its status, its message and that nothing changed.
 async fn refused<T: std::fmt::Debug>(
@@ -65,9 +67,12 @@ fn allowance(key: &str, actor: &str, account: &str, monthly: i64) -> SetMemberAl
     }
 }
 
+#[rstest]
 #[tokio::test]
-async fn bad_input_is_refused_precisely_and_changes_nothing() {
-    let app = spawn_app().await;
+async fn bad_input_is_refused_precisely_and_changes_nothing(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.design_example().await;
     app.create_account("reviewer").await;
     app.add_member("team", "owner", "reviewer", Role::Reviewer).await.expect("reviewer");
@@ -407,9 +412,12 @@ async fn bad_input_is_refused_precisely_and_changes_nothing() {
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn rpcs_of_later_issues_answer_unimplemented_with_a_plain_message() {
-    let app = spawn_app().await;
+async fn rpcs_of_later_issues_answer_unimplemented_with_a_plain_message(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
 
     let profile = app
         .admin
@@ -463,9 +471,12 @@ fn refund(consumption: &str, amount: Option<i64>) -> RefundRequest {
     }
 }
 
+#[rstest]
 #[tokio::test]
-async fn hot_path_bad_input_is_refused_precisely_and_changes_nothing() {
-    let app = spawn_app().await;
+async fn hot_path_bad_input_is_refused_precisely_and_changes_nothing(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.hot_path_example().await;
     app.consume("gen-1", "member-a", "team", 50).await.expect("consumption");
     app.reserve("open-hold", "member-a", "team", 10, 0).await.expect("open hold");

@@ -2,7 +2,9 @@
 
 use tokio::process::Command;
 
-use crate::helpers::{spawn_app, tool};
+use rstest::rstest;
+
+use crate::helpers::{Backend, spawn_app, tool};
 
 async fn run(program: &std::path::Path, args: &[&str]) -> String {
     let output = Command::new(program).args(args).output().await.expect("run the client");
@@ -16,10 +18,13 @@ async fn run(program: &std::path::Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+#[rstest]
 #[tokio::test]
-async fn grpcurl_lists_the_services_and_creates_an_account_through_reflection() {
+async fn grpcurl_lists_the_services_and_creates_an_account_through_reflection(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
     let grpcurl = tokio::task::spawn_blocking(|| tool("grpcurl")).await.expect("install grpcurl");
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let address = app.address.to_string();
 
     let services = run(&grpcurl, &["-plaintext", &address, "list"]).await;
@@ -43,10 +48,13 @@ async fn grpcurl_lists_the_services_and_creates_an_account_through_reflection() 
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn buf_curl_lists_the_services_and_creates_an_account_through_reflection_v1() {
+async fn buf_curl_lists_the_services_and_creates_an_account_through_reflection_v1(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
     let buf = tokio::task::spawn_blocking(|| tool("buf")).await.expect("install buf");
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let base = format!("http://{}", app.address);
     let common = ["curl", "--protocol", "grpc", "--http2-prior-knowledge", "--reflect-protocol", "grpc-v1"];
 
@@ -66,10 +74,11 @@ async fn buf_curl_lists_the_services_and_creates_an_account_through_reflection_v
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn readme_walkthrough_sets_up_the_design_example() {
+async fn readme_walkthrough_sets_up_the_design_example(#[values(Backend::Postgres, Backend::Sqlite)] backend: Backend) {
     let grpcurl = tokio::task::spawn_blocking(|| tool("grpcurl")).await.expect("install grpcurl");
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
     let lines: Vec<&str> = readme.lines().filter(|line| line.starts_with("grpcurl ")).collect();
     let path = format!("{}:{}", grpcurl.parent().expect("dir").display(), std::env::var("PATH").unwrap_or_default());

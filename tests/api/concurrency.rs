@@ -2,11 +2,16 @@
 
 use tonic::Code;
 
-use crate::helpers::{join_all, spawn_app};
+use rstest::rstest;
 
+use crate::helpers::{Backend, join_all, spawn_app};
+
+#[rstest]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn m2_holds_when_32_allowance_changes_race_on_one_workspace() {
-    let app = spawn_app().await;
+async fn m2_holds_when_32_allowance_changes_race_on_one_workspace(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.create_account_with_plan("owner", 1_000).await;
     app.create_workspace("team", "owner").await;
     app.set_pool_size("team", "owner", 500).await.expect("pool 500");
@@ -46,11 +51,11 @@ struct Tally {
 
 /// 64 clients run random consumes, holds, commits, releases and refunds on one workspace,
 /// spread over `replicas` servers sharing its database.
-async fn random_hot_path_traffic_on_one_workspace(replicas: usize) {
+async fn random_hot_path_traffic_on_one_workspace(backend: Backend, replicas: usize) {
     use rand::{Rng, SeedableRng};
     use tonic::Code;
 
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     app.create_account_with_plan("owner", 10_000).await;
     app.create_workspace("team", "owner").await;
     app.set_pool_size("team", "owner", 5_000).await.expect("pool");
@@ -143,12 +148,15 @@ async fn random_hot_path_traffic_on_one_workspace(replicas: usize) {
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sixty_four_racing_clients_never_overdraw_lose_or_double_count_a_credit() {
-    random_hot_path_traffic_on_one_workspace(1).await;
+async fn sixty_four_racing_clients_never_overdraw_lose_or_double_count_a_credit(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    random_hot_path_traffic_on_one_workspace(backend, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_racing_on_one_workspace_keep_every_credit_where_it_belongs() {
-    random_hot_path_traffic_on_one_workspace(2).await;
+    random_hot_path_traffic_on_one_workspace(Backend::Postgres, 2).await;
 }

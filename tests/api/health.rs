@@ -11,7 +11,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::helpers::{CuttableProxy, spawn_app_with};
+use crate::helpers::{Backend, CuttableProxy, spawn_app_with};
 use crate::postgres::{fresh_database, maintenance_url};
 
 /// Generous bound on how long a state change may take to show; the test asserts order, not speed.
@@ -55,7 +55,7 @@ async fn health_is_serving_then_not_serving_while_the_database_is_unreachable_th
         .expect("an address");
     let proxy = CuttableProxy::start(target).await;
     let proxy_address = proxy.address;
-    let app = spawn_app_with(|config| {
+    let app = spawn_app_with(Backend::Postgres, |config| {
         let url = config.database_url.take().expect("url");
         config.database_url = Some(url.replacen(authority(&url), &proxy_address.to_string(), 1));
         config.database_acquire_timeout_ms = 500;

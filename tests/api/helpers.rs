@@ -9,7 +9,9 @@ use creditpool::ledger::{Clock, SystemClock};
 use creditpool::proto::admin_service_client::AdminServiceClient;
 use creditpool::proto::credit_service_client::CreditServiceClient;
 use creditpool::proto::*;
-use sqlx::PgPool;
+use sqlx::AnyPool;
+use sqlx::any::AnyRow;
+use sqlx::{Column as _, Row as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -29,7 +31,7 @@ pub struct TestApp {
     /// Health client.
     pub health: HealthClient<Channel>,
     /// Direct access to the test's database, for assertions only.
-    pub db: PgPool,
+    pub db: AnyPool,
     /// The test's database.
     pub database_url: String,
     shutdown: CancellationToken,
@@ -44,20 +46,47 @@ fn init_test_log() {
     });
 }
 
+/// The store a test runs on; every scenario runs on both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A fresh database on the test Postgres server.
+    Postgres,
+    /// A fresh SQLite file in the temporary directory.
+    Sqlite,
+}
+
+/// A fresh, empty database URL for `backend`.
+async fn fresh_database_for(backend: Backend) -> String {
+    match backend {
+        Backend::Postgres => fresh_database().await,
+        Backend::Sqlite => {
+            static NEXT: AtomicU64 = AtomicU64::new(0);
+            static CLEANED: OnceLock<()> = OnceLock::new();
+            CLEANED.get_or_init(remove_sqlite_files_of_dead_runs);
+            let path = std::env::temp_dir().join(format!(
+                "creditpool-test-{}-{}.db",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            format!("sqlite://{}", path.display())
+        }
+    }
+}
+
 /// Starts a server on a fresh database with the test defaults.
-pub async fn spawn_app() -> TestApp {
-    spawn_app_with(|_| {}).await
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
 }
 
 /// Starts a server on a fresh database; `configure` adjusts the config first.
-pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
-    spawn_app_at(Arc::new(SystemClock), configure).await
+pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_at(backend, Arc::new(SystemClock), configure).await
 }
 
 /// Starts a server whose ledger reads time from `clock`.
-pub async fn spawn_app_at(clock: Arc<dyn Clock>, configure: impl FnOnce(&mut Config)) -> TestApp {
+pub async fn spawn_app_at(backend: Backend, clock: Arc<dyn Clock>, configure: impl FnOnce(&mut Config)) -> TestApp {
     init_test_log();
-    spawn_server(fresh_database().await, clock, configure).await
+    spawn_server(fresh_database_for(backend).await, clock, configure).await
 }
 
 impl TestApp {
@@ -115,7 +144,13 @@ async fn spawn_server(database_url: String, clock: Arc<dyn Clock>, configure: im
     tokio::spawn(creditpool::server::serve_with_clock(config, listener, shutdown.clone(), clock));
     // The listener is bound, so connecting cannot race the server's start.
     let channel = Channel::from_shared(format!("http://{address}")).expect("uri").connect().await.expect("connect");
-    let db = PgPool::connect(&database_url).await.expect("connect to the test database");
+    // The server answers only once it has created and migrated its database.
+    HealthClient::new(channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+        .await
+        .expect("the server answers");
+    sqlx::any::install_default_drivers();
+    let db = AnyPool::connect(&database_url).await.expect("connect to the test database");
     TestApp {
         address,
         admin: AdminServiceClient::new(channel.clone()),
@@ -327,13 +362,13 @@ impl TestApp {
         let tables = ["accounts", "workspaces", "members", "charges", "journal_entries", "idempotency_records"];
         let mut text = String::new();
         for table in tables {
-            let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT CAST(row_to_json(t) AS TEXT) FROM {table} t ORDER BY 1"
-            )))
-            .fetch_all(&self.db)
-            .await
-            .expect("snapshot");
-            text.push_str(&format!("{table}: {rows:?}\n"));
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}")))
+                .fetch_all(&self.db)
+                .await
+                .expect("snapshot");
+            let mut rendered: Vec<String> = rows.iter().map(render_row).collect();
+            rendered.sort();
+            text.push_str(&format!("{table}: {rendered:?}\n"));
         }
         text
     }
@@ -599,4 +634,36 @@ pub async fn join_all<T>(tasks: impl IntoIterator<Item = JoinHandle<T>>) -> Vec<
 /// The period after `period` ("YYYY-MM").
 pub fn next_period(period: &str) -> String {
     creditpool::domain::Period::parse(period).expect("a period").next().to_string()
+}
+
+/// A row as text, whatever the backend's column types.
+fn render_row(row: &AnyRow) -> String {
+    row.columns()
+        .iter()
+        .map(|column| {
+            let i = column.ordinal();
+            let value = row
+                .try_get::<Option<i64>, _>(i)
+                .map(|v| format!("{v:?}"))
+                .or_else(|_| row.try_get::<Option<String>, _>(i).map(|v| format!("{v:?}")))
+                .or_else(|_| row.try_get::<Option<bool>, _>(i).map(|v| format!("{v:?}")))
+                .or_else(|_| row.try_get::<Option<i32>, _>(i).map(|v| format!("{v:?}")))
+                .unwrap_or_else(|e| format!("<{e}>"));
+            format!("{}={value}", column.name())
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Test SQLite files are named after the process that made them; those of finished runs go.
+fn remove_sqlite_files_of_dead_runs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("creditpool-test-") else { continue };
+        let pid = rest.split('-').next().unwrap_or("");
+        if !pid.is_empty() && !std::path::Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }

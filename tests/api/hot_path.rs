@@ -8,7 +8,9 @@ use creditpool::proto::*;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use crate::helpers::{assert_error, join_all, key, parts, spawn_app, spawn_app_at, spawn_app_with};
+use rstest::rstest;
+
+use crate::helpers::{Backend, assert_error, join_all, key, parts, spawn_app, spawn_app_at, spawn_app_with};
 
 const MONTHLY: Bucket = Bucket::WorkspaceMonthly;
 const TOP_UP: Bucket = Bucket::WorkspaceTopUp;
@@ -20,9 +22,12 @@ async fn pools_and_usage(app: &crate::helpers::TestApp) -> (i64, i64, i64, i64) 
     (balance.monthly_pool_credits, balance.top_up_pool_credits, monthly.used_credits, top_up.used_credits)
 }
 
+#[rstest]
 #[tokio::test]
-async fn c1_c3_consume_draws_the_monthly_allowance_before_top_up_and_refund_returns_to_the_exact_pools() {
-    let app = spawn_app().await;
+async fn c1_c3_consume_draws_the_monthly_allowance_before_top_up_and_refund_returns_to_the_exact_pools(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.hot_path_example().await;
 
     let consumption = app.consume("gen-1", "member-a", "team", 180).await.expect("consume");
@@ -39,9 +44,12 @@ async fn c1_c3_consume_draws_the_monthly_allowance_before_top_up_and_refund_retu
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn c2_a_charge_beyond_allowance_or_pool_fails_with_what_was_available_and_takes_nothing() {
-    let app = spawn_app().await;
+async fn c2_a_charge_beyond_allowance_or_pool_fails_with_what_was_available_and_takes_nothing(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.hot_path_example().await;
     app.set_allowance("team", "owner", "member-a", 150, 50).await.expect("A");
     app.consume("b-takes-most", "member-b", "team", 190).await.expect("B spends 150 + 40 of the top-up pool");
@@ -63,9 +71,12 @@ async fn c2_a_charge_beyond_allowance_or_pool_fails_with_what_was_available_and_
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn c3_the_split_is_recorded_with_the_consumption_and_usage_rises_accordingly() {
-    let app = spawn_app().await;
+async fn c3_the_split_is_recorded_with_the_consumption_and_usage_rises_accordingly(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.hot_path_example().await;
 
     app.consume("gen-1", "member-a", "team", 100).await.expect("first");
@@ -84,9 +95,10 @@ async fn c3_the_split_is_recorded_with_the_consumption_and_usage_rises_according
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn m1_reviewers_and_clients_cannot_consume() {
-    let app = spawn_app().await;
+async fn m1_reviewers_and_clients_cannot_consume(#[values(Backend::Postgres, Backend::Sqlite)] backend: Backend) {
+    let app = spawn_app(backend).await;
     app.hot_path_example().await;
     app.create_account("reviewer").await;
     app.add_member("team", "owner", "reviewer", Role::Reviewer).await.expect("reviewer");
@@ -99,9 +111,12 @@ async fn m1_reviewers_and_clients_cannot_consume() {
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn c5_commit_for_less_than_held_returns_the_rest_last_drawn_bucket_first() {
-    let app = spawn_app().await;
+async fn c5_commit_for_less_than_held_returns_the_rest_last_drawn_bucket_first(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.hot_path_example().await;
 
     let hold = app.reserve("job-1", "member-a", "team", 180, 0).await.expect("reserve");
@@ -120,9 +135,12 @@ async fn c5_commit_for_less_than_held_returns_the_rest_last_drawn_bucket_first()
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn c5_commit_for_more_draws_the_extra_or_fails_and_leaves_the_hold_as_it_was() {
-    let app = spawn_app().await;
+async fn c5_commit_for_more_draws_the_extra_or_fails_and_leaves_the_hold_as_it_was(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.hot_path_example().await;
     app.reserve("job-1", "member-a", "team", 100, 0).await.expect("reserve");
     let before = app.snapshot().await;
@@ -140,9 +158,12 @@ async fn c5_commit_for_more_draws_the_extra_or_fails_and_leaves_the_hold_as_it_w
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn c5_release_returns_everything_its_retry_replays_and_a_closed_hold_stays_closed() {
-    let app = spawn_app().await;
+async fn c5_release_returns_everything_its_retry_replays_and_a_closed_hold_stays_closed(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.hot_path_example().await;
     app.reserve("job-1", "member-a", "team", 180, 0).await.expect("reserve");
     app.reserve("job-2", "member-a", "team", 10, 0).await.expect("reserve");
@@ -164,10 +185,13 @@ async fn c5_release_returns_everything_its_retry_replays_and_a_closed_hold_stays
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn c5_a_hold_past_its_ttl_is_released_by_the_service() {
+async fn c5_a_hold_past_its_ttl_is_released_by_the_service(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
     let clock = Arc::new(ManualClock::starting_at(1_800_000_000_000));
-    let app = spawn_app_at(clock.clone(), |_| {}).await;
+    let app = spawn_app_at(backend, clock.clone(), |_| {}).await;
     app.hot_path_example().await;
     app.reserve("short", "member-a", "team", 180, 5).await.expect("reserve for 5 s");
     app.reserve("long", "member-b", "team", 20, 3_600).await.expect("reserve for an hour");
@@ -188,9 +212,10 @@ async fn c5_a_hold_past_its_ttl_is_released_by_the_service() {
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn c5b_open_holds_per_member_are_capped() {
-    let app = spawn_app_with(|config| config.max_open_reservations_per_member = 3).await;
+async fn c5b_open_holds_per_member_are_capped(#[values(Backend::Postgres, Backend::Sqlite)] backend: Backend) {
+    let app = spawn_app_with(backend, |config| config.max_open_reservations_per_member = 3).await;
     app.hot_path_example().await;
     for job in ["job-1", "job-2", "job-3"] {
         app.reserve(job, "member-a", "team", 1, 0).await.expect("under the cap");
@@ -208,10 +233,13 @@ async fn c5b_open_holds_per_member_are_capped() {
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn c5b_list_reservations_shows_open_holds_by_member_and_age() {
+async fn c5b_list_reservations_shows_open_holds_by_member_and_age(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
     let clock = Arc::new(ManualClock::starting_at(1_800_000_000_000));
-    let app = spawn_app_at(clock.clone(), |_| {}).await;
+    let app = spawn_app_at(backend, clock.clone(), |_| {}).await;
     app.hot_path_example().await;
     app.reserve("b-old", "member-b", "team", 5, 0).await.expect("b old");
     clock.advance(Duration::from_secs(30));
@@ -264,9 +292,12 @@ async fn c5b_list_reservations_shows_open_holds_by_member_and_age() {
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn c5b_removing_a_member_releases_its_open_holds_and_frees_its_reservation() {
-    let app = spawn_app().await;
+async fn c5b_removing_a_member_releases_its_open_holds_and_frees_its_reservation(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.hot_path_example().await;
     app.reserve("job-1", "member-a", "team", 170, 0).await.expect("reserve");
     app.reserve("job-2", "member-a", "team", 10, 0).await.expect("reserve");
@@ -292,9 +323,12 @@ async fn c5b_removing_a_member_releases_its_open_holds_and_frees_its_reservation
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn c6_partial_refunds_go_back_last_drawn_first_and_never_exceed_the_consumption() {
-    let app = spawn_app().await;
+async fn c6_partial_refunds_go_back_last_drawn_first_and_never_exceed_the_consumption(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.hot_path_example().await;
     app.consume("gen-1", "member-a", "team", 180).await.expect("consume");
 
@@ -314,9 +348,12 @@ async fn c6_partial_refunds_go_back_last_drawn_first_and_never_exceed_the_consum
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn c6_a_committed_hold_is_refunded_like_a_consumption() {
-    let app = spawn_app().await;
+async fn c6_a_committed_hold_is_refunded_like_a_consumption(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.hot_path_example().await;
     app.reserve("job-1", "member-a", "team", 100, 0).await.expect("reserve");
     app.commit("job-1", "member-a", "team", 80).await.expect("commit");
@@ -333,9 +370,12 @@ async fn c6_a_committed_hold_is_refunded_like_a_consumption() {
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn c7_a_retried_consume_replays_and_a_changed_one_is_refused() {
-    let app = spawn_app().await;
+async fn c7_a_retried_consume_replays_and_a_changed_one_is_refused(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.hot_path_example().await;
 
     let first = app.consume("gen-1", "member-a", "team", 10).await.expect("first");
@@ -351,9 +391,12 @@ async fn c7_a_retried_consume_replays_and_a_changed_one_is_refused() {
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn c7_eight_racing_copies_of_one_consume_charge_once_and_all_get_the_same_answer() {
-    let app = Arc::new(spawn_app().await);
+async fn c7_eight_racing_copies_of_one_consume_charge_once_and_all_get_the_same_answer(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = Arc::new(spawn_app(backend).await);
     app.hot_path_example().await;
 
     let calls = (0..8).map(|_| {
@@ -368,10 +411,13 @@ async fn c7_eight_racing_copies_of_one_consume_charge_once_and_all_get_the_same_
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn c7_a_consume_key_stays_taken_after_its_idempotency_record_is_pruned() {
+async fn c7_a_consume_key_stays_taken_after_its_idempotency_record_is_pruned(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
     let clock = Arc::new(ManualClock::starting_at(1_800_000_000_000));
-    let app = spawn_app_at(clock.clone(), |_| {}).await;
+    let app = spawn_app_at(backend, clock.clone(), |_| {}).await;
     app.hot_path_example().await;
     app.consume("gen-1", "member-a", "team", 10).await.expect("consume");
     let records = || async {
@@ -394,9 +440,12 @@ async fn c7_a_consume_key_stays_taken_after_its_idempotency_record_is_pruned() {
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn a1_personal_context_draws_account_credits_monthly_first_and_workspace_work_never_touches_them() {
-    let app = spawn_app().await;
+async fn a1_personal_context_draws_account_credits_monthly_first_and_workspace_work_never_touches_them(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.hot_path_example().await;
     app.admin
         .clone()
@@ -425,9 +474,10 @@ async fn a1_personal_context_draws_account_credits_monthly_first_and_workspace_w
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn get_balance_gives_what_a_usage_bar_needs() {
-    let app = spawn_app().await;
+async fn get_balance_gives_what_a_usage_bar_needs(#[values(Backend::Postgres, Backend::Sqlite)] backend: Backend) {
+    let app = spawn_app(backend).await;
     app.hot_path_example().await;
     app.consume("gen-1", "member-a", "team", 100).await.expect("consume");
     app.reserve("job-1", "member-a", "team", 20, 0).await.expect("hold");
@@ -442,9 +492,12 @@ async fn get_balance_gives_what_a_usage_bar_needs() {
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn c7_a_retried_partial_refund_replays_instead_of_refunding_twice() {
-    let app = spawn_app().await;
+async fn c7_a_retried_partial_refund_replays_instead_of_refunding_twice(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.hot_path_example().await;
     app.consume("gen-1", "member-a", "team", 100).await.expect("consume");
     let refund = |amount| {

@@ -4,15 +4,20 @@ use creditpool::proto::*;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use crate::helpers::{assert_error, join_all, spawn_app};
+use rstest::rstest;
+
+use crate::helpers::{Backend, assert_error, join_all, spawn_app};
 
 fn purchase(key: &str, amount: i64) -> AddAccountCreditsRequest {
     AddAccountCreditsRequest { idempotency_key: key.into(), account_id: "alice".into(), amount_credits: amount }
 }
 
+#[rstest]
 #[tokio::test]
-async fn c7_the_same_key_and_request_returns_the_original_result_and_changes_nothing() {
-    let app = spawn_app().await;
+async fn c7_the_same_key_and_request_returns_the_original_result_and_changes_nothing(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.create_account("alice").await;
 
     let first = app.admin.clone().add_account_credits(purchase("payment-1", 100)).await.expect("first").into_inner();
@@ -25,9 +30,12 @@ async fn c7_the_same_key_and_request_returns_the_original_result_and_changes_not
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn c7_the_same_key_with_a_different_request_is_refused_naming_the_field() {
-    let app = spawn_app().await;
+async fn c7_the_same_key_with_a_different_request_is_refused_naming_the_field(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.create_account("alice").await;
     app.admin.clone().add_account_credits(purchase("payment-1", 100)).await.expect("first");
     let before = app.snapshot().await;
@@ -42,9 +50,12 @@ async fn c7_the_same_key_with_a_different_request_is_refused_naming_the_field() 
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn c7_a_key_used_by_another_operation_in_the_same_scope_is_refused() {
-    let app = spawn_app().await;
+async fn c7_a_key_used_by_another_operation_in_the_same_scope_is_refused(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.create_account("alice").await;
     app.admin.clone().add_account_credits(purchase("shared-key", 100)).await.expect("purchase");
 
@@ -65,9 +76,12 @@ async fn c7_a_key_used_by_another_operation_in_the_same_scope_is_refused() {
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn c7_racing_replays_of_one_key_apply_once_and_all_get_the_same_answer() {
-    let app = spawn_app().await;
+async fn c7_racing_replays_of_one_key_apply_once_and_all_get_the_same_answer(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.create_account("alice").await;
 
     let calls = (0..8).map(|_| {

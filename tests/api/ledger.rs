@@ -2,14 +2,17 @@
 
 use creditpool::proto::*;
 
-use crate::helpers::spawn_app;
+use rstest::rstest;
+
+use crate::helpers::{Backend, spawn_app};
 
 /// A journal row: from bucket, from owner, to bucket, to owner, amount, cause.
 type JournalRow = (String, Option<String>, String, Option<String>, i64, String);
 
+#[rstest]
 #[tokio::test]
-async fn l1_every_balance_change_is_a_journal_entry() {
-    let app = spawn_app().await;
+async fn l1_every_balance_change_is_a_journal_entry(#[values(Backend::Postgres, Backend::Sqlite)] backend: Backend) {
+    let app = spawn_app(backend).await;
 
     app.design_example().await;
 
@@ -39,9 +42,12 @@ async fn l1_every_balance_change_is_a_journal_entry() {
     assert!(check.buckets_checked >= 2 * 4 + 2, "four accounts and one workspace, two buckets each");
 }
 
+#[rstest]
 #[tokio::test]
-async fn l1_verify_ledger_reports_a_balance_that_differs_from_its_journal() {
-    let app = spawn_app().await;
+async fn l1_verify_ledger_reports_a_balance_that_differs_from_its_journal(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.design_example().await;
 
     sqlx::query("UPDATE workspaces SET monthly_pool_credits = monthly_pool_credits + 7 WHERE workspace_id = 'team'")

@@ -3,11 +3,16 @@
 use creditpool::proto::*;
 use tonic::Code;
 
-use crate::helpers::{assert_error, key, spawn_app};
+use rstest::rstest;
 
+use crate::helpers::{Backend, assert_error, key, spawn_app};
+
+#[rstest]
 #[tokio::test]
-async fn m1_only_owners_and_admins_set_allowances_for_every_role() {
-    let app = spawn_app().await;
+async fn m1_only_owners_and_admins_set_allowances_for_every_role(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.design_example().await;
     let roles = [Role::Admin, Role::Editor, Role::Reviewer, Role::Client];
     for role in roles {
@@ -46,9 +51,12 @@ async fn m1_only_owners_and_admins_set_allowances_for_every_role() {
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn m1_reviewers_and_clients_hold_no_allowance_and_demotion_clears_it() {
-    let app = spawn_app().await;
+async fn m1_reviewers_and_clients_hold_no_allowance_and_demotion_clears_it(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.design_example().await;
     for (account, role) in [("reviewer", Role::Reviewer), ("client", Role::Client)] {
         app.create_account(account).await;
@@ -81,9 +89,12 @@ async fn m1_reviewers_and_clients_hold_no_allowance_and_demotion_clears_it() {
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn m2_an_allowance_can_reserve_only_the_unallocated_credits() {
-    let app = spawn_app().await;
+async fn m2_an_allowance_can_reserve_only_the_unallocated_credits(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     // Monthly pool 500, A 150, B 150 → 200 unallocated.
     app.design_example().await;
     assert_eq!(app.workspace("team").await.monthly_unallocated_credits, 200);
@@ -101,9 +112,12 @@ async fn m2_an_allowance_can_reserve_only_the_unallocated_credits() {
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn m2_top_up_allowances_reserve_out_of_the_top_up_pool() {
-    let app = spawn_app().await;
+async fn m2_top_up_allowances_reserve_out_of_the_top_up_pool(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.design_example().await;
     app.admin
         .clone()
@@ -125,9 +139,12 @@ async fn m2_top_up_allowances_reserve_out_of_the_top_up_pool() {
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn m3_lowering_an_allowance_frees_credits_for_others() {
-    let app = spawn_app().await;
+async fn m3_lowering_an_allowance_frees_credits_for_others(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.design_example().await;
     app.set_allowance("team", "owner", "member-c", 200, 0).await.expect("C takes the rest");
     assert_error(
@@ -144,9 +161,12 @@ async fn m3_lowering_an_allowance_frees_credits_for_others() {
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn removing_a_member_frees_its_reservation_but_the_owner_stays() {
-    let app = spawn_app().await;
+async fn removing_a_member_frees_its_reservation_but_the_owner_stays(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.design_example().await;
 
     let removed = app
@@ -179,9 +199,12 @@ async fn removing_a_member_frees_its_reservation_but_the_owner_stays() {
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn list_members_pages_through_every_member_with_usage() {
-    let app = spawn_app().await;
+async fn list_members_pages_through_every_member_with_usage(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.design_example().await;
 
     let mut seen = Vec::new();

@@ -7,7 +7,9 @@ use creditpool::ledger::ManualClock;
 use creditpool::proto::*;
 use tonic::Code;
 
-use crate::helpers::{TestApp, assert_error, key, next_period, parts, spawn_app, spawn_app_at};
+use rstest::rstest;
+
+use crate::helpers::{Backend, TestApp, assert_error, key, next_period, parts, spawn_app, spawn_app_at};
 
 /// Journal rows of one cause, oldest first: (reference, from, to, amount).
 async fn journal(app: &TestApp, cause: &str) -> Vec<(String, String, String, i64)> {
@@ -45,9 +47,12 @@ async fn owner_with_pools(app: &TestApp, plan: i64, bought: i64, a: i64, b: i64)
     account.current_period
 }
 
+#[rstest]
 #[tokio::test]
-async fn r1_renewal_refreshes_monthly_credits_to_the_plan_and_the_remainder_expires() {
-    let app = spawn_app().await;
+async fn r1_renewal_refreshes_monthly_credits_to_the_plan_and_the_remainder_expires(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let current = app.create_account_with_plan("alice", 1_000).await.current_period;
     app.consume("mine", "alice", "", 300).await.expect("consume");
     app.admin
@@ -76,9 +81,12 @@ async fn r1_renewal_refreshes_monthly_credits_to_the_plan_and_the_remainder_expi
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn r2_a_covered_renewal_funds_every_pool_drawing_monthly_first_then_top_up() {
-    let app = spawn_app().await;
+async fn r2_a_covered_renewal_funds_every_pool_drawing_monthly_first_then_top_up(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     // Plan 1,000 + 500 bought; pools 600 and 500 leave monthly 0 and top-up 400.
     let current = owner_with_pools(&app, 1_000, 500, 600, 500).await;
     let before = app.account("owner").await;
@@ -124,9 +132,12 @@ async fn failed_renewal(app: &TestApp) -> (String, RenewAccountResponse) {
     (next, renewed)
 }
 
+#[rstest]
 #[tokio::test]
-async fn r3_an_uncovered_renewal_funds_no_pool_resets_them_all_and_records_renewal_failed() {
-    let app = spawn_app().await;
+async fn r3_an_uncovered_renewal_funds_no_pool_resets_them_all_and_records_renewal_failed(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
 
     let (period, renewed) = failed_renewal(&app).await;
 
@@ -145,9 +156,12 @@ async fn r3_an_uncovered_renewal_funds_no_pool_resets_them_all_and_records_renew
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn r4_monthly_usage_resets_and_top_up_pools_allowances_and_usage_are_untouched() {
-    let app = spawn_app().await;
+async fn r4_monthly_usage_resets_and_top_up_pools_allowances_and_usage_are_untouched(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.hot_path_example().await;
     let current = app.account("owner").await.current_period;
     app.consume("gen", "member-a", "team", 180).await.expect("150 monthly + 30 top-up");
@@ -162,9 +176,12 @@ async fn r4_monthly_usage_resets_and_top_up_pools_allowances_and_usage_are_untou
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn r5_after_a_failed_renewal_the_owner_reduces_a_pool_buys_credits_and_funds_them_all_once() {
-    let app = spawn_app().await;
+async fn r5_after_a_failed_renewal_the_owner_reduces_a_pool_buys_credits_and_funds_them_all_once(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     failed_renewal(&app).await;
     let fund = |idempotency_key: &str| {
         let mut admin = app.admin.clone();
@@ -199,9 +216,12 @@ async fn r5_after_a_failed_renewal_the_owner_reduces_a_pool_buys_credits_and_fun
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn r6_periods_only_move_forward_and_the_same_period_replays_its_first_renewal() {
-    let app = spawn_app().await;
+async fn r6_periods_only_move_forward_and_the_same_period_replays_its_first_renewal(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     let current = app.create_account_with_plan("alice", 1_000).await.current_period;
     app.create_account("no-plan").await;
     let next = next_period(&current);
@@ -224,9 +244,12 @@ async fn r6_periods_only_move_forward_and_the_same_period_replays_its_first_rene
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn c5b_c6_holds_and_refunds_across_a_renewal_forfeit_their_monthly_part() {
-    let app = spawn_app().await;
+async fn c5b_c6_holds_and_refunds_across_a_renewal_forfeit_their_monthly_part(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.hot_path_example().await;
     let current = app.account("owner").await.current_period;
     app.reserve("job", "member-a", "team", 180, 3_600).await.expect("hold 150 monthly + 30 top-up");
@@ -276,10 +299,13 @@ async fn plan_with_anchor(app: &TestApp, account: &str) {
         .expect("anchored plan");
 }
 
+#[rstest]
 #[tokio::test]
-async fn r6_the_scheduler_renews_a_due_account_once_and_catches_up_missed_periods_in_order() {
+async fn r6_the_scheduler_renews_a_due_account_once_and_catches_up_missed_periods_in_order(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
     let clock = Arc::new(ManualClock::starting_at(JANUARY_10));
-    let app = spawn_app_at(clock.clone(), |config| config.renewal_tick_ms = 20).await;
+    let app = spawn_app_at(backend, clock.clone(), |config| config.renewal_tick_ms = 20).await;
     plan_with_anchor(&app, "alice").await;
     assert_eq!(app.account("alice").await.current_period, "2025-12", "the anchored period under way");
 
@@ -304,7 +330,7 @@ async fn r6_the_scheduler_renews_a_due_account_once_and_catches_up_missed_period
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r6_two_servers_with_schedulers_renew_every_due_account_exactly_once() {
     let clock = Arc::new(ManualClock::starting_at(JANUARY_10));
-    let first = spawn_app_at(clock.clone(), |config| config.renewal_tick_ms = 10).await;
+    let first = spawn_app_at(Backend::Postgres, clock.clone(), |config| config.renewal_tick_ms = 10).await;
     let second = first.spawn_replica_at(clock.clone(), |config| config.renewal_tick_ms = 10).await;
     let accounts: Vec<String> = (0..20).map(|i| format!("acct-{i:02}")).collect();
     for account in &accounts {

@@ -3,15 +3,20 @@
 use creditpool::proto::*;
 use tonic::Code;
 
-use crate::helpers::{assert_error, key, spawn_app};
+use rstest::rstest;
+
+use crate::helpers::{Backend, assert_error, key, spawn_app};
 
 fn split(response_parts: &[SplitPart]) -> Vec<(Bucket, i64)> {
     response_parts.iter().map(|part| (part.bucket(), part.amount_credits)).collect()
 }
 
+#[rstest]
 #[tokio::test]
-async fn creating_a_workspace_makes_its_owner_the_owner_member() {
-    let app = spawn_app().await;
+async fn creating_a_workspace_makes_its_owner_the_owner_member(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.create_account("owner").await;
 
     let workspace = app.create_workspace("team", "owner").await;
@@ -24,9 +29,12 @@ async fn creating_a_workspace_makes_its_owner_the_owner_member() {
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn w1_setting_up_the_pool_moves_credits_from_the_owner_now_monthly_first_then_top_up() {
-    let app = spawn_app().await;
+async fn w1_setting_up_the_pool_moves_credits_from_the_owner_now_monthly_first_then_top_up(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.create_account_with_plan("owner", 300).await;
     app.admin
         .clone()
@@ -51,9 +59,12 @@ async fn w1_setting_up_the_pool_moves_credits_from_the_owner_now_monthly_first_t
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn w1_raising_the_pool_moves_only_the_difference_and_lowering_waits_for_renewal() {
-    let app = spawn_app().await;
+async fn w1_raising_the_pool_moves_only_the_difference_and_lowering_waits_for_renewal(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.create_account_with_plan("owner", 1_000).await;
     app.create_workspace("team", "owner").await;
     app.set_pool_size("team", "owner", 400).await.expect("400");
@@ -69,9 +80,12 @@ async fn w1_raising_the_pool_moves_only_the_difference_and_lowering_waits_for_re
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn w2_two_pools_of_500_fit_a_1000_plan_and_a_third_of_1_is_refused() {
-    let app = spawn_app().await;
+async fn w2_two_pools_of_500_fit_a_1000_plan_and_a_third_of_1_is_refused(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.create_account_with_plan("owner", 1_000).await;
     for workspace in ["one", "two", "three"] {
         app.create_workspace(workspace, "owner").await;
@@ -89,9 +103,12 @@ async fn w2_two_pools_of_500_fit_a_1000_plan_and_a_third_of_1_is_refused() {
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn w2_pool_sizes_may_not_exceed_what_the_account_holds_at_renewal_even_when_it_could_fund_now() {
-    let app = spawn_app().await;
+async fn w2_pool_sizes_may_not_exceed_what_the_account_holds_at_renewal_even_when_it_could_fund_now(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.create_account_with_plan("owner", 1_000).await;
     app.admin
         .clone()
@@ -114,9 +131,12 @@ async fn w2_pool_sizes_may_not_exceed_what_the_account_holds_at_renewal_even_whe
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn w1_a_pool_the_owner_cannot_fund_now_is_refused_as_insufficient_credits() {
-    let app = spawn_app().await;
+async fn w1_a_pool_the_owner_cannot_fund_now_is_refused_as_insufficient_credits(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.create_account_with_plan("owner", 1_000).await;
     app.create_workspace("one", "owner").await;
     app.create_workspace("two", "owner").await;
@@ -131,9 +151,12 @@ async fn w1_a_pool_the_owner_cannot_fund_now_is_refused_as_insufficient_credits(
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn w3_a_manual_top_up_moves_owner_credits_into_the_top_up_pool() {
-    let app = spawn_app().await;
+async fn w3_a_manual_top_up_moves_owner_credits_into_the_top_up_pool(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
     app.create_account_with_plan("owner", 100).await;
     app.admin
         .clone()
@@ -167,9 +190,10 @@ async fn w3_a_manual_top_up_moves_owner_credits_into_the_top_up_pool() {
     app.assert_ledger_clean().await;
 }
 
+#[rstest]
 #[tokio::test]
-async fn only_the_owner_sets_the_pool_size_and_tops_up() {
-    let app = spawn_app().await;
+async fn only_the_owner_sets_the_pool_size_and_tops_up(#[values(Backend::Postgres, Backend::Sqlite)] backend: Backend) {
+    let app = spawn_app(backend).await;
     app.create_account_with_plan("owner", 1_000).await;
     app.create_workspace("team", "owner").await;
     app.create_account("admin").await;
