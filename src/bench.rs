@@ -4,7 +4,7 @@
 //! The server runs in this process on a scratch database (created on the server the URL points
 //! at, dropped afterwards). Two scenarios: *spread* (each client on its own workspace) and *hot*
 //! (every client on one workspace, each as its own member). For each client count the service is
-//! driven for the given seconds, then the direct-SQL baseline (`PgStore::direct_consume`: same
+//! driven for the given seconds, then the direct-SQL baseline (`direct_consume` of the store: same
 //! locks, same writes) from the same number of clients.
 
 use std::future::Future;
@@ -21,13 +21,38 @@ use crate::ledger::{Clock, SystemClock};
 use crate::proto::admin_service_client::AdminServiceClient;
 use crate::proto::credit_service_client::CreditServiceClient;
 use crate::proto::*;
-use crate::store::Store as _;
 use crate::store::postgres::{self, PgStore, PoolSettings};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Store as _, StoreError};
+
+/// The direct-SQL baseline on the benchmarked store.
+#[derive(Clone)]
+enum Baseline {
+    Postgres(PgStore),
+    Sqlite(SqliteStore),
+}
+
+impl Baseline {
+    async fn consume(&self, workspace: &str, member: &str, key: &str, now_ms: i64) -> Result<bool, StoreError> {
+        match self {
+            Baseline::Postgres(store) => store.direct_consume(workspace, member, key, 1, now_ms).await,
+            Baseline::Sqlite(store) => store.direct_consume(workspace, member, key, 1, now_ms).await,
+        }
+    }
+
+    async fn close(&self) {
+        match self {
+            Baseline::Postgres(store) => store.close().await,
+            Baseline::Sqlite(store) => store.close().await,
+        }
+    }
+}
 
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
-    /// A Postgres URL; the scratch database is created on the same server.
+    /// A Postgres URL (the scratch database is created on the same server) or a `sqlite:` URL
+    /// (the scratch file goes to the temporary directory).
     pub database_url: String,
     /// Seconds each measurement runs.
     pub seconds: u64,
@@ -203,12 +228,28 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
     let max_clients = options.clients.iter().copied().max().unwrap_or(1);
     anyhow::ensure!(options.spread_workspaces >= 1, "--spread-workspaces must be at least 1");
     let scratch = format!("creditpool_bench_{}", std::process::id());
+    if options.database_url.starts_with("sqlite:") {
+        let path = std::env::temp_dir().join(format!("{scratch}.db"));
+        let url = SqliteStore::url_for_path(&path)?;
+        let baseline = Baseline::Sqlite(SqliteStore::connect_lazy(&url, Duration::from_secs(60))?);
+        let result = measure(&options, &url, max_clients, 1, baseline).await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        return result;
+    }
     postgres::create_database(&options.database_url, &scratch).await?;
     let scratch_url = postgres::with_database(&options.database_url, &scratch);
     // The service's pool and the baseline's pool are open at once; both must fit the server.
     let server_limit = postgres::max_connections(&options.database_url).await?;
     let connections = u32::try_from(max_clients).unwrap_or(u32::MAX).min(server_limit.saturating_sub(10) / 2).max(2);
-    let result = measure(&options, &scratch_url, max_clients, connections).await;
+    let settings = PoolSettings {
+        max_connections: connections,
+        acquire_timeout: Duration::from_secs(30),
+        statement_timeout: Duration::from_secs(30),
+    };
+    let baseline = Baseline::Postgres(PgStore::connect_lazy(&scratch_url, &settings)?);
+    let result = measure(&options, &scratch_url, max_clients, connections, baseline).await;
     postgres::drop_database(&options.database_url, &scratch).await?;
     result
 }
@@ -218,6 +259,7 @@ async fn measure(
     scratch_url: &str,
     max_clients: usize,
     connections: u32,
+    direct: Baseline,
 ) -> anyhow::Result<()> {
     let config = Config {
         listen_addr: "127.0.0.1:0".parse()?,
@@ -234,14 +276,6 @@ async fn measure(
     let channel = Channel::from_shared(format!("http://{address}"))?.connect().await?;
     let mut admin = AdminServiceClient::new(channel.clone());
     set_up(&mut admin, max_clients, options.spread_workspaces).await?;
-    let direct = PgStore::connect_lazy(
-        scratch_url,
-        &PoolSettings {
-            max_connections: connections,
-            acquire_timeout: Duration::from_secs(30),
-            statement_timeout: Duration::from_secs(30),
-        },
-    )?;
     // One HTTP/2 connection per client, as separate backends would have.
     let mut clients = Vec::new();
     for _ in 0..max_clients {
@@ -250,8 +284,12 @@ async fn measure(
     let clients = Arc::new(clients);
 
     println!(
-        "creditpool bench: {} s per run, {} spread workspaces, batches of up to {} calls, pools of {} connections",
-        options.seconds, options.spread_workspaces, options.max_batch_calls, connections
+        "creditpool bench on {}: {} s per run, {} spread workspaces, batches of up to {} calls, pools of {} connections",
+        if scratch_url.starts_with("sqlite:") { "sqlite" } else { "postgres" },
+        options.seconds,
+        options.spread_workspaces,
+        options.max_batch_calls,
+        connections
     );
     println!(
         "{:<8} {:>7} | {:>10} {:>8} {:>8} {:>8} | {:>10} {:>8} {:>8} {:>8} | {:>7}",
@@ -297,7 +335,7 @@ async fn measure(
                 let (workspace, member) = seat(scenario, client, spread);
                 let key = format!("sql-{run_id}-{client}-{n}");
                 Box::pin(async move {
-                    matches!(store.direct_consume(&workspace, &member, &key, 1, SystemClock.now_ms()).await, Ok(true))
+                    matches!(store.consume(&workspace, &member, &key, SystemClock.now_ms()).await, Ok(true))
                 })
             });
             let direct_run = drive(count, duration, direct_call).await?;

@@ -172,8 +172,8 @@ impl Config {
     pub fn require_database_url(&self) -> Result<&str, ConfigError> {
         self.database_url.as_deref().ok_or_else(|| {
             ConfigError::Invalid(
-                "no database configured: set CREDITPOOL_DATABASE_URL (or DATABASE_URL), e.g. \
-                 postgres://postgres@127.0.0.1:5432/creditpool"
+                "no database given: pass --database-url (or set CREDITPOOL_DATABASE_URL or DATABASE_URL), \
+                 e.g. postgres://postgres@127.0.0.1:5432/postgres or sqlite:bench.db"
                     .to_owned(),
             )
         })

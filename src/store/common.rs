@@ -387,3 +387,109 @@ macro_rules! check_ledger {
     }};
 }
 pub(crate) use check_ledger;
+
+/// Expands, inside a store's inherent `impl` with a `pool`, the benchmark's direct-SQL baseline;
+/// `$lock` is the backend's locking clause for the two reads.
+macro_rules! direct_consume {
+    ($lock:literal) => {
+    /// The benchmark's baseline: a workspace Consume of monthly credits written as plain SQL,
+    /// taking the same locks and making the same writes as the service's transaction script
+    /// (idempotency claim and response, workspace and member rows, charge, journal entry).
+    pub async fn direct_consume(
+        &self,
+        workspace: &str,
+        member: &str,
+        key: &str,
+        amount: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let record_key = format!("Consume/{key}");
+        sqlx::query($crate::store::sql::CLAIM_IDEMPOTENCY)
+            .bind(workspace)
+            .bind("workspace")
+            .bind(&record_key)
+            .bind("{}")
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        let (pool,): (i64,) =
+            sqlx::query_as(concat!("SELECT monthly_pool_credits FROM workspaces WHERE workspace_id = $1", $lock))
+                .bind(workspace)
+                .fetch_one(&mut *tx)
+                .await?;
+        let (allowance, used): (i64, i64) = sqlx::query_as(
+            concat!(
+                "SELECT monthly_allowance_credits, monthly_used_credits FROM members \
+                 WHERE workspace_id = $1 AND account_id = $2",
+                $lock
+            ),
+        )
+        .bind(workspace)
+        .bind(member)
+        .fetch_one(&mut *tx)
+        .await?;
+        if (allowance - used).min(pool) < amount {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE workspaces SET monthly_pool_credits = $2 WHERE workspace_id = $1")
+            .bind(workspace)
+            .bind(pool - amount)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE members SET monthly_used_credits = $3 WHERE workspace_id = $1 AND account_id = $2")
+            .bind(workspace)
+            .bind(member)
+            .bind(used + amount)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO charges (scope_id, scope_kind, charge_key, account_id, state, monthly_credits, top_up_credits, \
+             refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, created_at_ms, expires_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(workspace)
+            .bind("workspace")
+            .bind(key)
+            .bind(member)
+            .bind("captured")
+            .bind(amount)
+            .bind(0_i64)
+            .bind(0_i64)
+            .bind(0_i64)
+            .bind(0_i64)
+            .bind(0_i64)
+            .bind(now_ms)
+            .bind(None::<i64>)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO journal_entries (ledger_scope_id, from_bucket, from_owner_id, to_bucket, to_owner_id, \
+             amount_credits, cause, reference, member_account_id, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(workspace)
+        .bind("workspace_monthly")
+        .bind(workspace)
+        .bind("consumed")
+        .bind(None::<&str>)
+        .bind(amount)
+        .bind("consume")
+        .bind(&record_key)
+        .bind(member)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query($crate::store::sql::RECORD_RESPONSE)
+            .bind(workspace)
+            .bind("workspace")
+            .bind(&record_key)
+            .bind("{}")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+    };
+}
+pub(crate) use direct_consume;

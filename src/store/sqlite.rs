@@ -63,6 +63,9 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+
+    // The single connection already makes the transaction the only writer: no locking clause.
+    super::common::direct_consume!("");
 }
 
 impl Store for SqliteStore {

@@ -8,6 +8,7 @@ mod accounts;
 mod bad_input;
 mod cli_clients;
 mod concurrency;
+mod embedded;
 mod health;
 mod hot_path;
 mod idempotency;

@@ -1,0 +1,248 @@
+//! The embedded default, as a newcomer and an operator meet it: the real binary, no database
+//! configured, a SQLite file in its working directory.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use creditpool::proto::admin_service_client::AdminServiceClient;
+use creditpool::proto::credit_service_client::CreditServiceClient;
+use creditpool::proto::*;
+use tokio::process::{Child, Command};
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+/// `creditpool serve` started in `directory` with nothing configured but the listen address
+/// (so tests do not collide on 50051): no `DATABASE_URL`, no `CREDITPOOL_*`, no config file.
+struct Process {
+    child: Child,
+    admin: AdminServiceClient<Channel>,
+    credit: CreditServiceClient<Channel>,
+}
+
+async fn start_in(directory: &Path) -> Process {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+    let address = format!("127.0.0.1:{port}");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_creditpool"));
+    command.args(["serve", "--listen-addr", &address]).current_dir(directory).kill_on_drop(true);
+    for (name, _) in std::env::vars() {
+        if name == "DATABASE_URL" || name.starts_with("CREDITPOOL_") {
+            command.env_remove(name);
+        }
+    }
+    let child = command.spawn().expect("start creditpool serve");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let channel = loop {
+        match Channel::from_shared(format!("http://{address}")).expect("uri").connect().await {
+            Ok(channel) => break channel,
+            Err(error) => assert!(Instant::now() < deadline, "the server never accepted: {error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut health = HealthClient::new(channel.clone());
+    loop {
+        let status = health.check(HealthCheckRequest { service: String::new() }).await.map(|r| r.into_inner().status());
+        if status.as_ref().is_ok_and(|s| *s == ServingStatus::Serving) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never SERVING: {status:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Process { child, admin: AdminServiceClient::new(channel.clone()), credit: CreditServiceClient::new(channel) }
+}
+
+impl Process {
+    /// SIGTERM, then the exit status must be success.
+    async fn stop(mut self) {
+        let pid = self.child.id().expect("pid").to_string();
+        let kill = Command::new("kill").args(["-TERM", &pid]).status().await.expect("kill");
+        assert!(kill.success());
+        let exit =
+            tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await.expect("exits").expect("status");
+        assert!(exit.success(), "creditpool exited with {exit}");
+    }
+}
+
+fn scratch_directory(name: &str) -> std::path::PathBuf {
+    let directory = std::env::temp_dir().join(format!("creditpool-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&directory);
+    std::fs::create_dir_all(&directory).expect("scratch directory");
+    directory
+}
+
+#[tokio::test]
+async fn the_readme_run_command_serves_on_an_embedded_database_with_no_setup() {
+    let directory = scratch_directory("fresh");
+    let mut server = start_in(&directory).await;
+
+    server
+        .admin
+        .create_account(CreateAccountRequest { idempotency_key: "k1".into(), account_id: "alice".into() })
+        .await
+        .expect("account");
+    server
+        .admin
+        .set_account_plan(SetAccountPlanRequest {
+            idempotency_key: "k2".into(),
+            account_id: "alice".into(),
+            monthly_credits: 100,
+            billing_anchor: None,
+        })
+        .await
+        .expect("plan");
+    let consumed = server
+        .credit
+        .consume(ConsumeRequest {
+            idempotency_key: "gen".into(),
+            account_id: "alice".into(),
+            workspace_id: String::new(),
+            amount_credits: 30,
+        })
+        .await
+        .expect("consume")
+        .into_inner();
+
+    assert_eq!(consumed.consumption.expect("consumption").amount_credits, 30);
+    assert!(
+        directory.join("data/creditpool.db").exists(),
+        "the default file is data/creditpool.db under the working directory"
+    );
+    assert!(server.admin.verify_ledger(VerifyLedgerRequest {}).await.expect("verify").into_inner().clean);
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
+#[tokio::test]
+async fn sqlite_balances_holds_and_journal_survive_a_sigterm_and_restart() {
+    let directory = scratch_directory("restart");
+    let mut server = start_in(&directory).await;
+    let admin = &mut server.admin;
+    admin
+        .create_account(CreateAccountRequest { idempotency_key: "k1".into(), account_id: "owner".into() })
+        .await
+        .expect("owner");
+    admin
+        .set_account_plan(SetAccountPlanRequest {
+            idempotency_key: "k2".into(),
+            account_id: "owner".into(),
+            monthly_credits: 1_000,
+            billing_anchor: None,
+        })
+        .await
+        .expect("plan");
+    admin
+        .create_workspace(CreateWorkspaceRequest {
+            idempotency_key: "k3".into(),
+            workspace_id: "team".into(),
+            owner_account_id: "owner".into(),
+        })
+        .await
+        .expect("workspace");
+    admin
+        .set_pool_size(SetPoolSizeRequest {
+            idempotency_key: "k4".into(),
+            workspace_id: "team".into(),
+            actor_account_id: "owner".into(),
+            pool_size_credits: 500,
+        })
+        .await
+        .expect("pool");
+    admin
+        .set_member_allowance(SetMemberAllowanceRequest {
+            idempotency_key: "k5".into(),
+            workspace_id: "team".into(),
+            actor_account_id: "owner".into(),
+            account_id: "owner".into(),
+            monthly_allowance_credits: 300,
+            top_up_allowance_credits: 0,
+        })
+        .await
+        .expect("allowance");
+    let credit = &mut server.credit;
+    credit
+        .consume(ConsumeRequest {
+            idempotency_key: "gen".into(),
+            account_id: "owner".into(),
+            workspace_id: "team".into(),
+            amount_credits: 50,
+        })
+        .await
+        .expect("consume");
+    credit
+        .reserve(ReserveRequest {
+            reservation_key: "job".into(),
+            account_id: "owner".into(),
+            workspace_id: "team".into(),
+            amount_credits: 20,
+            ttl_seconds: 3_600,
+        })
+        .await
+        .expect("hold");
+    let before = server.admin.verify_ledger(VerifyLedgerRequest {}).await.expect("verify").into_inner();
+    server.stop().await;
+
+    let mut restarted = start_in(&directory).await;
+    let workspace = restarted
+        .admin
+        .get_workspace(GetWorkspaceRequest { workspace_id: "team".into() })
+        .await
+        .expect("workspace")
+        .into_inner()
+        .workspace
+        .expect("workspace");
+    let account = restarted
+        .admin
+        .get_account(GetAccountRequest { account_id: "owner".into() })
+        .await
+        .expect("account")
+        .into_inner()
+        .account
+        .expect("account");
+    let holds = restarted
+        .admin
+        .list_reservations(ListReservationsRequest {
+            workspace_id: "team".into(),
+            account_id: String::new(),
+            page_size: 0,
+            page_token: String::new(),
+        })
+        .await
+        .expect("holds")
+        .into_inner()
+        .reservations;
+    let after = restarted.admin.verify_ledger(VerifyLedgerRequest {}).await.expect("verify").into_inner();
+    let replay = restarted
+        .credit
+        .consume(ConsumeRequest {
+            idempotency_key: "gen".into(),
+            account_id: "owner".into(),
+            workspace_id: "team".into(),
+            amount_credits: 50,
+        })
+        .await;
+
+    assert_eq!(account.monthly_credits, 500);
+    assert_eq!(workspace.monthly_pool_credits, 430, "500 - 50 consumed - 20 held");
+    assert_eq!(
+        holds.iter().map(|h| (h.reservation_key.as_str(), h.amount_credits)).collect::<Vec<_>>(),
+        vec![("job", 20)]
+    );
+    assert!(after.clean);
+    assert_eq!(after.entries_checked, before.entries_checked, "the journal is all there");
+    assert!(replay.is_ok(), "the idempotency record survived too: the retry replays");
+    assert_eq!(
+        restarted
+            .admin
+            .get_workspace(GetWorkspaceRequest { workspace_id: "team".into() })
+            .await
+            .expect("ws")
+            .into_inner()
+            .workspace
+            .expect("ws")
+            .monthly_pool_credits,
+        430
+    );
+    restarted.stop().await;
+    let _ = std::fs::remove_dir_all(&directory);
+}
