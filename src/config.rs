@@ -54,6 +54,13 @@ pub struct Config {
     pub renewal_scheduler_enabled: bool,
     /// How often the renewal scheduler looks for due accounts.
     pub renewal_tick_ms: u64,
+    /// Longest wait between looks at the notification table when no wake-up comes (the only
+    /// polling there is).
+    pub notification_fallback_interval_ms: u64,
+    /// How long published notifications are kept; older cursors get OUT_OF_RANGE.
+    pub notification_retention_seconds: u64,
+    /// Notifications buffered per subscriber before its reader waits for the client.
+    pub notification_stream_buffer: u32,
     /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
     pub log_filter: String,
     /// OTLP/gRPC endpoint to export traces to (e.g. `http://otel-collector:4317`); unset: none.
@@ -80,6 +87,9 @@ impl Default for Config {
             max_batch_calls: 256,
             renewal_scheduler_enabled: true,
             renewal_tick_ms: 60_000,
+            notification_fallback_interval_ms: 1_000,
+            notification_retention_seconds: 7 * 86_400,
+            notification_stream_buffer: 256,
             log_filter: "info".to_owned(),
             otlp_endpoint: None,
         }
@@ -159,6 +169,15 @@ impl Config {
         )?;
         check((1..=10_000).contains(&self.max_batch_calls), "max_batch_calls must be 1..=10000")?;
         check((10..=3_600_000).contains(&self.renewal_tick_ms), "renewal_tick_ms must be 10..=3600000")?;
+        check(
+            (10..=600_000).contains(&self.notification_fallback_interval_ms),
+            "notification_fallback_interval_ms must be 10..=600000",
+        )?;
+        check(self.notification_retention_seconds >= 60, "notification_retention_seconds must be at least 60")?;
+        check(
+            (1..=100_000).contains(&self.notification_stream_buffer),
+            "notification_stream_buffer must be 1..=100000",
+        )?;
         if let Some(url) = &self.database_url {
             check(
                 url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:"),
@@ -206,6 +225,15 @@ impl Config {
             default_hold_ttl_seconds: self.reservation_default_ttl_seconds,
             max_hold_ttl_seconds: self.reservation_max_ttl_seconds,
             max_batch_calls: usize::try_from(self.max_batch_calls).unwrap_or(1),
+        }
+    }
+
+    /// The notification stream's settings.
+    pub fn stream_settings(&self) -> crate::notify::StreamSettings {
+        crate::notify::StreamSettings {
+            fallback_interval: Duration::from_millis(self.notification_fallback_interval_ms),
+            buffer: usize::try_from(self.notification_stream_buffer).unwrap_or(256),
+            retention: Duration::from_secs(self.notification_retention_seconds),
         }
     }
 

@@ -14,6 +14,7 @@ pub mod config;
 pub mod domain;
 pub mod grpc;
 pub mod ledger;
+pub mod notify;
 pub mod server;
 pub mod store;
 pub mod telemetry;

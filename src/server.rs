@@ -12,6 +12,7 @@ use tonic_health::server::HealthReporter;
 use crate::config::Config;
 use crate::grpc::{AdminApi, CreditApi};
 use crate::ledger::{Clock, Ledger, SystemClock};
+use crate::notify::Events;
 use crate::proto::admin_service_server::AdminServiceServer;
 use crate::proto::credit_service_server::CreditServiceServer;
 use crate::store::postgres::{PgStore, PoolSettings};
@@ -107,6 +108,12 @@ async fn run<S: Store>(
             shutdown.clone(),
         ))
     });
+    let events = Events::new(config.stream_settings(), shutdown.clone());
+    let publisher = tokio::spawn(events.clone().publish(ledger.clone()));
+    let relay = {
+        let (store, wake_ups, shutdown) = (store.clone(), events.wake_ups(), shutdown.clone());
+        tokio::spawn(async move { store.relay_wake_ups(wake_ups, shutdown).await })
+    };
     let sweeper = tokio::spawn(sweep(
         ledger.clone(),
         Duration::from_millis(config.hold_sweep_interval_ms),
@@ -132,7 +139,7 @@ async fn run<S: Store>(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(AdminServiceServer::new(AdminApi::new(ledger.clone())))
+        .add_service(AdminServiceServer::new(AdminApi::new(ledger.clone(), events)))
         .add_service(CreditServiceServer::new(CreditApi::new(ledger)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             stopping.cancelled().await;
@@ -151,6 +158,8 @@ async fn run<S: Store>(
     };
     watcher.abort();
     sweeper.abort();
+    publisher.abort();
+    relay.abort();
     if let Some(scheduler) = scheduler {
         scheduler.abort();
     }

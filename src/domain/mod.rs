@@ -26,7 +26,7 @@ pub use error::DomainError;
 pub use ids::{AccountId, ChargeKey, IdError, IdempotencyKey, MAX_ID_BYTES, WorkspaceId};
 pub use journal::{BucketRef, Cause, Movement};
 pub use member::{AdminAction, AllowanceState, Member, PoolKind, PoolReservations, Role, authorize};
-pub use notification::{Notification, NotificationKind, NotificationPayload};
+pub use notification::{Notification, NotificationKind, NotificationPayload, low_balance_crossings};
 pub use period::{Period, PeriodError};
 pub use renewal::{Renewal, renew};
 pub use wallet::{ChargeScope, GivenBack, Split, Wallet};

@@ -10,11 +10,14 @@ use super::status::{invalid_argument, not_yet};
 use crate::domain::ChargeScope;
 use crate::ledger::{
     AddAccountCredits, AddMember, CreateAccount, CreateWorkspace, FundWorkspacePools, Ledger, RemoveMember,
-    RenewAccount, SetAccountPlan, SetMemberAllowance, SetMemberRole, SetPoolSize, TopUpWorkspace,
+    RenewAccount, SetAccountPlan, SetLowBalanceThresholds, SetMemberAllowance, SetMemberRole, SetPoolSize,
+    TopUpWorkspace,
 };
+use crate::notify::Events;
 use crate::proto::admin_service_server::AdminService;
 use crate::proto::*;
 use crate::store::Store;
+use tokio_stream::StreamExt as _;
 
 /// A server stream of `T`.
 pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -22,12 +25,13 @@ pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send
 /// The `AdminService` handlers.
 pub struct AdminApi<S> {
     ledger: Ledger<S>,
+    events: Events,
 }
 
 impl<S: Store> AdminApi<S> {
-    /// Handlers over `ledger`.
-    pub fn new(ledger: Ledger<S>) -> AdminApi<S> {
-        AdminApi { ledger }
+    /// Handlers over `ledger`, streaming notifications from `events`.
+    pub fn new(ledger: Ledger<S>, events: Events) -> AdminApi<S> {
+        AdminApi { ledger, events }
     }
 }
 
@@ -146,9 +150,17 @@ impl<S: Store> AdminService for AdminApi<S> {
 
     async fn set_low_balance_thresholds(
         &self,
-        _request: Request<SetLowBalanceThresholdsRequest>,
+        request: Request<SetLowBalanceThresholdsRequest>,
     ) -> Result<Response<SetLowBalanceThresholdsResponse>, Status> {
-        Err(not_yet("SetLowBalanceThresholds"))
+        let request = request.into_inner();
+        let command = SetLowBalanceThresholds {
+            idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
+            workspace_id: convert::workspace_id("workspace_id", request.workspace_id)?,
+            actor_account_id: convert::account_id("actor_account_id", request.actor_account_id)?,
+            thresholds: convert::thresholds("thresholds", request.thresholds)?,
+        };
+        let view = self.ledger.set_low_balance_thresholds(command).await?;
+        Ok(Response::new(SetLowBalanceThresholdsResponse { workspace: Some(convert::workspace(&view)) }))
     }
 
     async fn add_member(&self, request: Request<AddMemberRequest>) -> Result<Response<AddMemberResponse>, Status> {
@@ -403,8 +415,35 @@ impl<S: Store> AdminService for AdminApi<S> {
 
     async fn watch_notifications(
         &self,
-        _request: Request<WatchNotificationsRequest>,
+        request: Request<WatchNotificationsRequest>,
     ) -> Result<Response<Self::WatchNotificationsStream>, Status> {
-        Err(not_yet("WatchNotifications"))
+        let request = request.into_inner();
+        let filter = convert::notification_filter(request.account_id, request.workspace_id, &request.kinds)?;
+        if request.after_sequence < 0 {
+            return Err(invalid_argument("after_sequence", "must be 0 or a sequence this stream returned"));
+        }
+        let bounds = self.ledger.stream_bounds().await?;
+        if request.after_sequence > bounds.last {
+            return Err(invalid_argument(
+                "after_sequence",
+                format!("{} is beyond the last published sequence {}", request.after_sequence, bounds.last),
+            ));
+        }
+        if bounds.lost_after(request.after_sequence) {
+            return Err(super::status::out_of_range(
+                "after_sequence",
+                format!(
+                    "events after {} were pruned (retention); the oldest kept is {}: resume from 0 or later",
+                    request.after_sequence,
+                    bounds.oldest_kept.map_or_else(|| "none".to_owned(), |oldest| oldest.to_string())
+                ),
+            ));
+        }
+        let stream = self.events.subscribe(self.ledger.clone(), filter, request.after_sequence).map(|event| {
+            event
+                .map(|event| WatchNotificationsResponse { notification: Some(convert::notification(&event)) })
+                .map_err(Status::from)
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 }

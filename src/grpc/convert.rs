@@ -5,11 +5,12 @@ use tonic::Status;
 use super::status::invalid_argument;
 use crate::domain::{
     AccountDraw, AccountId, AllowanceState, BillingAnchor, Charge, ChargeKey, ChargeScope, ChargeState, Credits,
-    GivenBack, IdempotencyKey, MAX_AMOUNT_CREDITS, Member, Period, Role, Split, WorkspaceId,
+    GivenBack, IdempotencyKey, LowBalanceThresholds, MAX_AMOUNT_CREDITS, Member, NotificationKind, NotificationPayload,
+    Period, PoolKind, Role, Split, WorkspaceId,
 };
 use crate::ledger::{AccountView, MAX_PAGE_SIZE, MemberView, WorkspaceView};
 use crate::proto;
-use crate::store::HoldCursor;
+use crate::store::{HoldCursor, NotificationFilter, PublishedNotification};
 
 /// Checks an account id field.
 pub(super) fn account_id(field: &str, value: String) -> Result<AccountId, Status> {
@@ -285,4 +286,107 @@ pub(super) fn hold_cursor(field: &str, value: String) -> Result<Option<HoldCurso
     let key = ChargeKey::parse(key).map_err(|_| forged())?;
     let created_at_ms = created_at_ms.parse().map_err(|_| forged())?;
     Ok(Some(HoldCursor { account_id: account_id.to_string(), created_at_ms, key: key.to_string() }))
+}
+
+/// Checks thresholds: pools 0..=10^12 credits, members 0..=100 percent.
+pub(super) fn thresholds(
+    field: &str,
+    value: Option<proto::LowBalanceThresholds>,
+) -> Result<LowBalanceThresholds, Status> {
+    let value = value.ok_or_else(|| invalid_argument(field, "must be set"))?;
+    let percent =
+        u8::try_from(value.member_remaining_percent).ok().filter(|percent| *percent <= 100).ok_or_else(|| {
+            invalid_argument(
+                field,
+                format!("member_remaining_percent must be 0..=100, got {}", value.member_remaining_percent),
+            )
+        })?;
+    if value.overflow_units != 0 {
+        return Err(invalid_argument(field, "overflow_units needs an overflow pool, which this release does not have"));
+    }
+    Ok(LowBalanceThresholds {
+        monthly_pool: setting(&format!("{field}.monthly_pool_credits"), value.monthly_pool_credits)?,
+        top_up_pool: setting(&format!("{field}.top_up_pool_credits"), value.top_up_pool_credits)?,
+        member_remaining_percent: percent,
+    })
+}
+
+/// Checks a subscription's filter.
+pub(super) fn notification_filter(
+    account_id: String,
+    workspace_id: String,
+    kinds: &[i32],
+) -> Result<NotificationFilter, Status> {
+    if !account_id.is_empty() {
+        AccountId::parse(account_id.clone()).map_err(|e| invalid_argument("account_id", e))?;
+    }
+    if !workspace_id.is_empty() {
+        WorkspaceId::parse(workspace_id.clone()).map_err(|e| invalid_argument("workspace_id", e))?;
+    }
+    let kinds = kinds
+        .iter()
+        .map(|kind| match proto::NotificationKind::try_from(*kind) {
+            Ok(proto::NotificationKind::LowBalance) => Ok(NotificationKind::LowBalance.as_str()),
+            Ok(proto::NotificationKind::RenewalFailed) => Ok(NotificationKind::RenewalFailed.as_str()),
+            Ok(proto::NotificationKind::RenewalSucceeded) => Ok(NotificationKind::RenewalSucceeded.as_str()),
+            Ok(proto::NotificationKind::OverageStarted) => Ok(NotificationKind::OverageStarted.as_str()),
+            Ok(proto::NotificationKind::MemberAssignedToProfile) => {
+                Ok(NotificationKind::MemberAssignedToProfile.as_str())
+            }
+            Ok(proto::NotificationKind::ReservationExpired) => Ok(NotificationKind::ReservationExpired.as_str()),
+            Ok(proto::NotificationKind::Unspecified) | Err(_) => {
+                Err(invalid_argument("kinds", format!("unknown kind {kind}")))
+            }
+        })
+        .collect::<Result<Vec<_>, Status>>()?;
+    Ok(NotificationFilter { account_id, workspace_id, kinds })
+}
+
+fn pool_bucket(pool: PoolKind) -> proto::Bucket {
+    match pool {
+        PoolKind::Monthly => proto::Bucket::WorkspaceMonthly,
+        PoolKind::TopUp => proto::Bucket::WorkspaceTopUp,
+    }
+}
+
+/// A published event as sent to subscribers.
+pub(super) fn notification(event: &PublishedNotification) -> proto::Notification {
+    let n = &event.notification;
+    let kind = match n.kind {
+        NotificationKind::LowBalance => proto::NotificationKind::LowBalance,
+        NotificationKind::RenewalFailed => proto::NotificationKind::RenewalFailed,
+        NotificationKind::RenewalSucceeded => proto::NotificationKind::RenewalSucceeded,
+        NotificationKind::OverageStarted => proto::NotificationKind::OverageStarted,
+        NotificationKind::MemberAssignedToProfile => proto::NotificationKind::MemberAssignedToProfile,
+        NotificationKind::ReservationExpired => proto::NotificationKind::ReservationExpired,
+    };
+    let payload = match &n.payload {
+        NotificationPayload::LowBalance { pool, balance, threshold } => {
+            proto::notification::Payload::LowBalance(proto::LowBalancePayload {
+                bucket: pool_bucket(*pool).into(),
+                balance: balance.get(),
+                threshold: threshold.get(),
+            })
+        }
+        NotificationPayload::Renewal { period, workspace_ids, required_credits, available_credits } => {
+            proto::notification::Payload::Renewal(proto::RenewalPayload {
+                period: period.to_string(),
+                workspace_ids: workspace_ids.iter().map(ToString::to_string).collect(),
+                required_credits: required_credits.get(),
+                available_credits: available_credits.get(),
+            })
+        }
+        NotificationPayload::ReservationExpired { charge } => {
+            proto::notification::Payload::ExpiredReservation(reservation(charge, event.created_at_ms))
+        }
+    };
+    proto::Notification {
+        sequence: event.position,
+        kind: kind.into(),
+        account_id: n.account_id.to_string(),
+        workspace_id: n.workspace_id.as_ref().map(ToString::to_string).unwrap_or_default(),
+        member_account_id: n.member_account_id.as_ref().map(ToString::to_string).unwrap_or_default(),
+        created_at: Some(timestamp(event.created_at_ms)),
+        payload: Some(payload),
+    }
 }

@@ -27,6 +27,11 @@ pub(super) fn invalid_argument(field: &str, description: impl std::fmt::Display)
     Status::with_error_details(Code::InvalidArgument, format!("{field}: {description}"), details)
 }
 
+/// An OUT_OF_RANGE naming `field`.
+pub(super) fn out_of_range(field: &str, description: impl std::fmt::Display) -> Status {
+    status(Code::OutOfRange, "CURSOR_PRUNED", format!("{field}: {description}"), &[("field", field.to_owned())])
+}
+
 /// The answer of an RPC that a later release implements.
 pub(super) fn not_yet(rpc: &str) -> Status {
     Status::unimplemented(format!("{rpc} is not implemented yet"))

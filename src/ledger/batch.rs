@@ -22,7 +22,7 @@ use super::idempotency::first_difference;
 use super::{Ledger, LedgerError};
 use crate::domain::{
     Account, AccountId, Charge, ChargeKey, ChargeScope, ChargeState, DomainError, IdempotencyKey, Member, Movement,
-    Wallet, Workspace,
+    Notification, Wallet, Workspace, low_balance_crossings,
 };
 use crate::store::{IdempotencyScope, Lock, Store, StoreTx};
 
@@ -199,6 +199,7 @@ struct Tracked {
 #[derive(Default)]
 struct Writes {
     journal: Vec<(IdempotencyKey, Vec<Movement>)>,
+    notifications: Vec<Notification>,
     records: Vec<(IdempotencyKey, Value, Value)>,
 }
 
@@ -386,12 +387,16 @@ impl<S: Store> Ledger<S> {
             .flat_map(|(reference, movements)| movements.iter().map(move |m| (reference, m)))
             .collect();
         tx.append_journal(&entries, now_ms).await?;
+        tx.insert_notifications(&writes.notifications, now_ms).await?;
         if tx.insert_idempotency_records(idempotency_scope, &writes.records, now_ms).await?
             != writes.records.len() as u64
         {
             return Err(conflict());
         }
         tx.commit().await?;
+        if !writes.notifications.is_empty() {
+            self.outbox_written.notify_one();
+        }
         Ok(results
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(LedgerError::internal("call left undecided"))))
@@ -496,7 +501,13 @@ impl<S: Store> Ledger<S> {
             }
         };
 
-        // The call succeeded: keep what it changed.
+        // The call succeeded: keep what it changed, and say what it crossed.
+        if let Ok(before) = wallets.wallet(&charge.account_id, scope) {
+            writes.notifications.extend(low_balance_crossings(&before, &wallet));
+        }
+        if charge.state == ChargeState::Expired {
+            writes.notifications.push(Notification::reservation_expired(&wallet, &charge));
+        }
         let was_open = charges.get(&charge.key).is_some_and(|t| t.charge.state == ChargeState::Held);
         let count = open_holds.entry(charge.account_id.clone()).or_insert(0);
         match (was_open, charge.state == ChargeState::Held) {

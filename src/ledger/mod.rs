@@ -10,6 +10,7 @@ mod batch;
 mod charges;
 mod error;
 mod members;
+mod notifications;
 mod renewals;
 mod views;
 mod workspaces;
@@ -24,6 +25,7 @@ pub use accounts::{AddAccountCredits, CreateAccount, PlanSet, SetAccountPlan};
 pub use charges::{Balance, ChargeOutcome, Commit, Consume, HoldPage, Refund, Release, Reserve};
 pub use error::LedgerError;
 pub use members::{AddMember, AllowanceSet, MemberRemoved, RemoveMember, SetMemberAllowance, SetMemberRole};
+pub use notifications::{SetLowBalanceThresholds, StreamBounds};
 pub use renewals::{FundWorkspacePools, PoolsFunded, RenewAccount, Renewed};
 pub use views::{AccountView, MemberView, Page, WorkspaceView};
 pub use workspaces::{CreateWorkspace, PoolSizeSet, SetPoolSize, TopUpWorkspace, ToppedUp};
@@ -117,6 +119,7 @@ pub struct Ledger<S> {
     clock: Arc<dyn Clock>,
     settings: Arc<LedgerSettings>,
     batcher: Arc<batch::Batcher>,
+    outbox_written: Arc<tokio::sync::Notify>,
 }
 
 impl<S: Clone> Clone for Ledger<S> {
@@ -126,6 +129,7 @@ impl<S: Clone> Clone for Ledger<S> {
             clock: Arc::clone(&self.clock),
             settings: Arc::clone(&self.settings),
             batcher: Arc::clone(&self.batcher),
+            outbox_written: Arc::clone(&self.outbox_written),
         }
     }
 }
@@ -134,7 +138,12 @@ impl<S: Store> Ledger<S> {
     /// A ledger over `store` reading time from `clock`.
     pub fn new(store: S, clock: Arc<dyn Clock>, settings: LedgerSettings) -> Ledger<S> {
         let batcher = Arc::new(batch::Batcher::new(settings.max_batch_calls));
-        Ledger { store, clock, settings: Arc::new(settings), batcher }
+        Ledger { store, clock, settings: Arc::new(settings), batcher, outbox_written: Arc::default() }
+    }
+
+    /// Signalled after a transaction that wrote notifications commits (the publisher waits on it).
+    pub fn outbox_written(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.outbox_written)
     }
 
     /// The limits in force.

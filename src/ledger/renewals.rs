@@ -94,7 +94,9 @@ impl<S: Store> Ledger<S> {
                 workspaces: self.workspace_views(&mut tx, workspaces).await?,
                 renewal,
             };
-            self.finish(tx, scope, &key, result).await
+            let result = self.finish(tx, scope, &key, result).await?;
+            self.outbox_written.notify_one();
+            Ok(result)
         })
         .await
     }

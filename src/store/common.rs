@@ -215,6 +215,9 @@ macro_rules! shared_tx_methods {
                     .execute(&mut *self.tx)
                     .await?;
             }
+            if !notifications.is_empty() {
+                self.wake_publishers().await?;
+            }
             Ok(())
         }
 
@@ -355,6 +358,40 @@ macro_rules! shared_tx_methods {
         async fn commit(self) -> Result<(), StoreError> {
             self.tx.commit().await?;
             Ok(())
+        }
+
+        async fn assign_positions(&mut self, last: i64) -> Result<u64, StoreError> {
+            let assigned = sqlx::query($crate::store::sql::ASSIGN_POSITIONS).bind(last).execute(&mut *self.tx).await?;
+            Ok(assigned.rows_affected())
+        }
+
+        async fn notifications_after(
+            &mut self,
+            position: i64,
+            filter: &$crate::store::NotificationFilter,
+            limit: u32,
+        ) -> Result<Vec<$crate::store::PublishedNotification>, StoreError> {
+            let kinds = if filter.kinds.is_empty() { String::new() } else { format!(",{},", filter.kinds.join(",")) };
+            let rows: Vec<$crate::store::records::NotificationRecord> =
+                sqlx::query_as($crate::store::sql::NOTIFICATIONS_AFTER)
+                    .bind(position)
+                    .bind(filter.account_id.as_str())
+                    .bind(filter.workspace_id.as_str())
+                    .bind(kinds)
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *self.tx)
+                    .await?;
+            rows.into_iter().map($crate::store::PublishedNotification::try_from).collect()
+        }
+
+        async fn stream_bounds(&mut self) -> Result<(i64, Option<i64>), StoreError> {
+            Ok(sqlx::query_as($crate::store::sql::STREAM_BOUNDS).fetch_one(&mut *self.tx).await?)
+        }
+
+        async fn prune_notifications(&mut self, before_ms: i64) -> Result<u64, StoreError> {
+            let deleted =
+                sqlx::query($crate::store::sql::PRUNE_NOTIFICATIONS).bind(before_ms).execute(&mut *self.tx).await?;
+            Ok(deleted.rows_affected())
         }
     };
 }

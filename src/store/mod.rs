@@ -8,7 +8,7 @@
 mod common;
 mod error;
 pub mod postgres;
-mod records;
+pub(crate) mod records;
 mod sql;
 pub mod sqlite;
 
@@ -93,6 +93,38 @@ pub struct HoldCursor {
     pub key: String,
 }
 
+/// How the notification stream is woken: the publisher on `outbox` when events are written,
+/// subscribers on `published` (a generation counter) when events are published.
+#[derive(Debug, Clone)]
+pub struct WakeUps {
+    /// Events were written somewhere: publish.
+    pub outbox: std::sync::Arc<tokio::sync::Notify>,
+    /// Events were published somewhere: read on.
+    pub published: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+/// What a subscriber wants to see.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotificationFilter {
+    /// Only events of this account (as the account concerned or the member); empty for all.
+    pub account_id: String,
+    /// Only events of this workspace; empty for all.
+    pub workspace_id: String,
+    /// Only these kinds (stored names); empty for all.
+    pub kinds: Vec<&'static str>,
+}
+
+/// An event as published on the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedNotification {
+    /// Its stream position.
+    pub position: i64,
+    /// The event.
+    pub notification: Notification,
+    /// When the change that caused it committed (unix ms).
+    pub created_at_ms: i64,
+}
+
 /// A bucket whose stored balance differs from the sum of its journal entries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Discrepancy {
@@ -136,6 +168,14 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     /// Closes every connection.
     fn close(&self) -> impl Future<Output = ()> + Send;
+
+    /// Relays other replicas' wake-ups into `wake_ups` until `shutdown` (Postgres `LISTEN`);
+    /// returns at once for a store only one process uses.
+    fn relay_wake_ups(
+        &self,
+        wake_ups: WakeUps,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> impl Future<Output = ()> + Send;
 }
 
 /// One database transaction; dropped without [`StoreTx::commit`] it rolls back.
@@ -292,6 +332,25 @@ pub trait StoreTx: Send {
     /// Deletes up to `limit` idempotency records created before `before_ms`; returns how many.
     fn prune_idempotency(&mut self, before_ms: i64, limit: u32)
     -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Waits for, and locks, the stream's last position: publishers take turns here.
+    fn lock_stream_position(&mut self) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// Gives every committed, unpublished event the next position after `last`, in sequence
+    /// order; returns how many.
+    fn assign_positions(&mut self, last: i64) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Moves the stream's last position on by `published` and wakes subscribers everywhere.
+    fn advance_stream(&mut self, published: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Published events after `position` that match `filter`, in stream order.
+    fn notifications_after(
+        &mut self,
+        position: i64,
+        filter: &NotificationFilter,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<PublishedNotification>, StoreError>> + Send;
+    /// The last position handed out, and the oldest still kept.
+    fn stream_bounds(&mut self) -> impl Future<Output = Result<(i64, Option<i64>), StoreError>> + Send;
+    /// Deletes published events created before `before_ms`; returns how many.
+    fn prune_notifications(&mut self, before_ms: i64) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Appends movements to the journal in one statement, each with the key of the request
     /// that caused it.

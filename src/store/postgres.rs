@@ -7,7 +7,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Row};
 
 use super::records::{AccountRecord, ChargeRecord, MemberRecord, WorkspaceRecord, scope_kind};
-use super::sql::{self, select_account, select_member, select_owned_workspaces, select_workspace};
+use super::sql::{
+    self, select_account, select_member, select_owned_workspaces, select_stream_position, select_workspace,
+};
 use super::{
     Claim, HoldCursor, IdempotencyScope, LedgerCheck, Lock, OpenHolds, ReservedTotals, Store, StoreError, StoreTx,
 };
@@ -61,6 +63,33 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    /// Relays `NOTIFY`s on the outbox and published channels until the connection fails.
+    async fn listen(&self, wake_ups: &super::WakeUps) {
+        let mut listener = match sqlx::postgres::PgListener::connect_with(&self.pool).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::warn!(%error, "cannot LISTEN for notifications; relying on the fallback interval");
+                return;
+            }
+        };
+        if let Err(error) = listener.listen_all([OUTBOX_CHANNEL, PUBLISHED_CHANNEL]).await {
+            tracing::warn!(%error, "cannot LISTEN for notifications; relying on the fallback interval");
+            return;
+        }
+        loop {
+            match listener.recv().await {
+                Ok(notification) if notification.channel() == OUTBOX_CHANNEL => wake_ups.outbox.notify_one(),
+                Ok(_) => wake_ups.published.send_modify(|generation| *generation += 1),
+                Err(error) => {
+                    tracing::warn!(%error, "LISTEN connection lost");
+                    return;
+                }
+            }
+        }
+    }
+}
+
 impl Store for PgStore {
     type Tx = PgTx;
 
@@ -75,6 +104,20 @@ impl Store for PgStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+
+    async fn relay_wake_ups(&self, wake_ups: super::WakeUps, shutdown: tokio_util::sync::CancellationToken) {
+        loop {
+            tokio::select! {
+                () = self.listen(&wake_ups) => {}
+                () = shutdown.cancelled() => return,
+            }
+            // The listener lost its connection: the fallback interval covers the gap; retry soon.
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
     }
 
     async fn begin(&self) -> Result<PgTx, StoreError> {
@@ -102,6 +145,14 @@ pub struct PgTx {
     tx: sqlx::Transaction<'static, Postgres>,
 }
 
+impl PgTx {
+    /// Wakes every replica's publisher once this transaction commits.
+    async fn wake_publishers(&mut self) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_notify($1, '')").bind(OUTBOX_CHANNEL).execute(&mut *self.tx).await?;
+        Ok(())
+    }
+}
+
 const LOCK_ACCOUNT: &str = concat!(select_account!(), " FOR UPDATE");
 const LOCK_WORKSPACE: &str = concat!(select_workspace!(), " FOR UPDATE");
 const LOCK_MEMBER: &str = concat!(select_member!(), " FOR UPDATE");
@@ -113,6 +164,11 @@ macro_rules! select_charges {
          FROM charges WHERE scope_id = $1 AND scope_kind = $2 AND charge_key = ANY($3) ORDER BY charge_key"
     };
 }
+/// Postgres channel woken when events are written (the publishers listen).
+pub const OUTBOX_CHANNEL: &str = "creditpool_outbox";
+/// Postgres channel woken when events are published (every replica's subscribers listen).
+pub const PUBLISHED_CHANNEL: &str = "creditpool_published";
+
 const LOCK_OWNED_WORKSPACES: &str = concat!(select_owned_workspaces!(), " FOR UPDATE");
 const LOCK_CHARGES: &str = concat!(select_charges!(), " FOR UPDATE");
 
@@ -123,6 +179,18 @@ impl StoreTx for PgTx {
         lock_member: LOCK_MEMBER,
         lock_owned_workspaces: LOCK_OWNED_WORKSPACES,
     );
+
+    async fn lock_stream_position(&mut self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(concat!(select_stream_position!(), " FOR UPDATE")).fetch_one(&mut *self.tx).await?)
+    }
+
+    async fn advance_stream(&mut self, published: u64) -> Result<(), StoreError> {
+        let published = i64::try_from(published).map_err(|_| StoreError::Corrupt("published count".into()))?;
+        sqlx::query(sql::ADVANCE_STREAM).bind(published).execute(&mut *self.tx).await?;
+        // Delivered at commit to every replica's listener: their subscribers read on.
+        sqlx::query("SELECT pg_notify($1, '')").bind(PUBLISHED_CHANNEL).execute(&mut *self.tx).await?;
+        Ok(())
+    }
 
     async fn idempotency_records(
         &mut self,

@@ -5,7 +5,8 @@ use crate::domain::{
     LowBalanceThresholds, Member, Period, Plan, Role, Split, Workspace, WorkspaceId,
 };
 
-use super::StoreError;
+use super::{PublishedNotification, StoreError};
+use crate::domain::{Notification, NotificationKind, NotificationPayload};
 
 fn credits(column: &str, value: i64) -> Result<Credits, StoreError> {
     Credits::new(value).ok_or_else(|| StoreError::Corrupt(format!("{column} is negative: {value}")))
@@ -293,5 +294,48 @@ impl From<&Charge> for ChargeRecord {
             created_at_ms: charge.created_at_ms,
             expires_at_ms: charge.expires_at_ms,
         }
+    }
+}
+
+/// A published row of `notifications`.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct NotificationRecord {
+    pub position: i64,
+    pub kind: String,
+    pub account_id: String,
+    pub workspace_id: Option<String>,
+    pub member_account_id: Option<String>,
+    pub payload: String,
+    pub created_at_ms: i64,
+}
+
+impl TryFrom<NotificationRecord> for PublishedNotification {
+    type Error = StoreError;
+
+    fn try_from(row: NotificationRecord) -> Result<PublishedNotification, StoreError> {
+        let kind = [
+            NotificationKind::LowBalance,
+            NotificationKind::RenewalFailed,
+            NotificationKind::RenewalSucceeded,
+            NotificationKind::OverageStarted,
+            NotificationKind::MemberAssignedToProfile,
+            NotificationKind::ReservationExpired,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == row.kind)
+        .ok_or_else(|| StoreError::Corrupt(format!("notification kind: {}", row.kind)))?;
+        let payload: NotificationPayload = serde_json::from_str(&row.payload)
+            .map_err(|e| StoreError::Corrupt(format!("notification {} payload: {e}", row.position)))?;
+        Ok(PublishedNotification {
+            position: row.position,
+            notification: Notification {
+                kind,
+                account_id: account_id("account_id", row.account_id)?,
+                workspace_id: row.workspace_id.map(|id| workspace_id("workspace_id", id)).transpose()?,
+                member_account_id: row.member_account_id.map(|id| account_id("member_account_id", id)).transpose()?,
+                payload,
+            },
+            created_at_ms: row.created_at_ms,
+        })
     }
 }

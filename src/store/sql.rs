@@ -143,3 +143,27 @@ pub(crate) const DUE_RENEWALS: &str = "SELECT account_id FROM accounts WHERE nex
      ORDER BY next_renewal_at_ms, account_id LIMIT $2";
 pub(crate) const INSERT_NOTIFICATION: &str = "INSERT INTO notifications \
      (account_id, kind, workspace_id, member_account_id, payload, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6)";
+
+// The notification stream: positions handed out after commit, in one place (see migrations).
+macro_rules! select_stream_position {
+    () => {
+        "SELECT last_position FROM notification_stream WHERE stream_id = 1"
+    };
+}
+pub(crate) use select_stream_position;
+pub(crate) const ASSIGN_POSITIONS: &str = "UPDATE notifications SET position = $1 + pending.rank \
+     FROM (SELECT account_id AS pending_account, sequence AS pending_sequence, \
+                  row_number() OVER (ORDER BY sequence) AS rank \
+           FROM notifications WHERE position IS NULL) AS pending \
+     WHERE notifications.account_id = pending.pending_account AND notifications.sequence = pending.pending_sequence";
+pub(crate) const ADVANCE_STREAM: &str =
+    "UPDATE notification_stream SET last_position = last_position + $1 WHERE stream_id = 1";
+pub(crate) const NOTIFICATIONS_AFTER: &str = "SELECT position, kind, account_id, workspace_id, member_account_id, payload, \
+     created_at_ms FROM notifications \
+     WHERE position > $1 AND ($2 = '' OR account_id = $2 OR member_account_id = $2) \
+       AND ($3 = '' OR workspace_id = $3) AND ($4 = '' OR $4 LIKE '%,' || kind || ',%') \
+     ORDER BY position LIMIT $5";
+pub(crate) const STREAM_BOUNDS: &str = "SELECT (SELECT last_position FROM notification_stream WHERE stream_id = 1), \
+     (SELECT MIN(position) FROM notifications WHERE position IS NOT NULL)";
+pub(crate) const PRUNE_NOTIFICATIONS: &str =
+    "DELETE FROM notifications WHERE position IS NOT NULL AND created_at_ms < $1";

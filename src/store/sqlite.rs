@@ -16,7 +16,9 @@ use sqlx::{Sqlite, SqlitePool};
 use sqlx::Row;
 
 use super::records::{AccountRecord, ChargeRecord, MemberRecord, WorkspaceRecord, scope_kind};
-use super::sql::{self, select_account, select_member, select_owned_workspaces, select_workspace};
+use super::sql::{
+    self, select_account, select_member, select_owned_workspaces, select_stream_position, select_workspace,
+};
 use super::{
     Claim, HoldCursor, IdempotencyScope, LedgerCheck, Lock, OpenHolds, ReservedTotals, Store, StoreError, StoreTx,
 };
@@ -98,12 +100,21 @@ impl Store for SqliteStore {
     async fn close(&self) {
         self.pool.close().await;
     }
+
+    async fn relay_wake_ups(&self, _wake_ups: super::WakeUps, _shutdown: tokio_util::sync::CancellationToken) {}
 }
 
 /// A SQLite transaction. The single connection means it is the only writer, so reads need no
 /// locking clause.
 pub struct SqliteTx {
     tx: sqlx::Transaction<'static, Sqlite>,
+}
+
+impl SqliteTx {
+    /// One process owns the file: its publisher is woken in-process by the ledger.
+    async fn wake_publishers(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// A list parameter: SQLite has no arrays, so lists travel as a JSON array read by `json_each`.
@@ -134,6 +145,16 @@ impl StoreTx for SqliteTx {
         lock_member: select_member!(),
         lock_owned_workspaces: select_owned_workspaces!(),
     );
+
+    async fn lock_stream_position(&mut self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(select_stream_position!()).fetch_one(&mut *self.tx).await?)
+    }
+
+    async fn advance_stream(&mut self, published: u64) -> Result<(), StoreError> {
+        let published = i64::try_from(published).map_err(|_| StoreError::Corrupt("published count".into()))?;
+        sqlx::query(sql::ADVANCE_STREAM).bind(published).execute(&mut *self.tx).await?;
+        Ok(())
+    }
 
     async fn idempotency_records(
         &mut self,

@@ -135,6 +135,7 @@ async fn spawn_server(database_url: String, clock: Arc<dyn Clock>, configure: im
         database_acquire_timeout_ms: 2_000,
         health_check_interval_ms: 100,
         hold_sweep_interval_ms: 20,
+        notification_fallback_interval_ms: 200,
         ..Config::default()
     };
     configure(&mut config);
