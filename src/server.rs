@@ -117,7 +117,10 @@ async fn run<S: Store>(
     let sweeper = tokio::spawn(sweep(
         ledger.clone(),
         Duration::from_millis(config.hold_sweep_interval_ms),
-        Duration::from_secs(config.idempotency_retention_seconds),
+        Retention {
+            idempotency: Duration::from_secs(config.idempotency_retention_seconds),
+            notifications: Duration::from_secs(config.notification_retention_seconds),
+        },
         shutdown.clone(),
     ));
 
@@ -203,9 +206,17 @@ async fn watch_database<S: Store>(store: S, reporter: HealthReporter, interval: 
 /// Holds released per sweep batch; idempotency records deleted per statement is ten times that.
 const SWEEP_BATCH: u32 = 100;
 
-/// Every `interval`: releases expired holds (C5) and prunes idempotency records past retention.
-async fn sweep<S: Store>(ledger: Ledger<S>, interval: Duration, retention: Duration, shutdown: CancellationToken) {
-    let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+/// How long records are kept.
+struct Retention {
+    idempotency: Duration,
+    notifications: Duration,
+}
+
+/// Every `interval`: releases expired holds (C5), and prunes idempotency records and published
+/// notifications past their retention.
+async fn sweep<S: Store>(ledger: Ledger<S>, interval: Duration, retention: Retention, shutdown: CancellationToken) {
+    let as_ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    let (idempotency_ms, notifications_ms) = (as_ms(retention.idempotency), as_ms(retention.notifications));
     loop {
         tokio::select! {
             () = tokio::time::sleep(interval) => {}
@@ -228,8 +239,11 @@ async fn sweep<S: Store>(ledger: Ledger<S>, interval: Duration, retention: Durat
                 }
             }
         }
-        if let Err(error) = ledger.prune_idempotency(retention_ms, SWEEP_BATCH * 10).await {
+        if let Err(error) = ledger.prune_idempotency(idempotency_ms, SWEEP_BATCH * 10).await {
             tracing::warn!(%error, "pruning idempotency records failed; retrying next sweep");
+        }
+        if let Err(error) = ledger.prune_notifications(notifications_ms).await {
+            tracing::warn!(%error, "pruning notifications failed; retrying next sweep");
         }
     }
 }

@@ -51,10 +51,9 @@ impl Events {
     }
 
     /// Publishes committed events whenever woken (by this process's writes, another replica's
-    /// `NOTIFY`, or the fallback interval), and prunes events past retention.
+    /// `NOTIFY`, or the fallback interval).
     pub async fn publish<S: Store>(self, ledger: Ledger<S>) {
         let written = ledger.outbox_written();
-        let retention_ms = i64::try_from(self.settings.retention.as_millis()).unwrap_or(i64::MAX);
         loop {
             match ledger.publish_notifications().await {
                 Ok(0) => {}
@@ -63,9 +62,6 @@ impl Events {
                     self.wake_ups.published.send_modify(|generation| *generation += 1);
                 }
                 Err(error) => tracing::warn!(%error, "publishing notifications failed; retrying"),
-            }
-            if let Err(error) = ledger.prune_notifications(retention_ms).await {
-                tracing::warn!(%error, "pruning notifications failed; retrying");
             }
             tokio::select! {
                 () = written.notified() => {}

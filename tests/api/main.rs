@@ -14,5 +14,6 @@ mod hot_path;
 mod idempotency;
 mod ledger;
 mod members;
+mod notifications;
 mod renewals;
 mod workspaces;
