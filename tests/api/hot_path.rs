@@ -205,6 +205,12 @@ async fn c5_a_hold_past_its_ttl_is_released_by_the_service(
 
     let left = app.open_holds("team").await;
     assert_eq!(left[0].reservation_key, "long");
+    let expired: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT kind, member_account_id FROM notifications WHERE kind = 'reservation_expired'")
+            .fetch_all(&app.db)
+            .await
+            .expect("outbox");
+    assert_eq!(expired, vec![("reservation_expired".to_owned(), Some("member-a".to_owned()))], "reported once");
     assert_eq!(pools_and_usage(&app).await, (480, 100, 0, 0), "A's 180 is back; B's 20 still held");
     let status =
         assert_error(app.commit("short", "member-a", "team", 1).await, Code::FailedPrecondition, "reservation_key");
