@@ -6,8 +6,8 @@ use super::idempotency::fingerprint;
 use super::views::{WorkspaceView, existing_account, existing_workspace, workspace_view};
 use super::{Ledger, LedgerError};
 use crate::domain::{
-    AccountDraw, AccountId, AdminAction, Credits, IdempotencyKey, Member, PoolSizeChange, Role, Workspace, WorkspaceId,
-    authorize,
+    Account, AccountDraw, AccountId, AdminAction, Credits, DomainError, IdempotencyKey, Member, Movement,
+    PoolSizeChange, Role, Workspace, WorkspaceId, authorize,
 };
 use crate::store::{IdempotencyScope, Lock, Store, StoreTx};
 
@@ -109,17 +109,14 @@ impl<S: Store> Ledger<S> {
         let scope = IdempotencyScope::Workspace(&command.workspace_id);
         self.retrying(|| async {
             let mut tx = fresh_or_replay!(self.begin_idempotent(scope, &command.idempotency_key, &request).await?);
-            let (mut owner, mut workspace) = self.lock_owner_and_workspace(&mut tx, &command.workspace_id).await?;
-            let actor = tx.member(&workspace.id, &command.actor_account_id, Lock::None).await?;
-            authorize(&command.actor_account_id, actor.as_ref(), AdminAction::ManageFunding)?;
-            let other_pool_sizes = tx.pool_sizes_owned(&owner.id, Some(&workspace.id)).await?;
-            let (change, movements) =
-                workspace.set_pool_size(&mut owner, command.pool_size_credits, other_pool_sizes)?;
-            tx.update_account(&owner).await?;
-            tx.update_workspace(&workspace).await?;
-            tx.append_journal(&super::journal(&command.idempotency_key, &movements), self.now_ms()).await?;
-            let result = PoolSizeSet { workspace: workspace_view(&mut tx, workspace).await?, change };
-            self.finish(tx, scope, &command.idempotency_key, result).await
+            let (workspace, change) = self
+                .fund_as_owner(&mut tx, &command.workspace_id, &command.actor_account_id, &command.idempotency_key, {
+                    |workspace, owner, other_pool_sizes| {
+                        workspace.set_pool_size(owner, command.pool_size_credits, other_pool_sizes)
+                    }
+                })
+                .await?;
+            self.finish(tx, scope, &command.idempotency_key, PoolSizeSet { workspace, change }).await
         })
         .await
     }
@@ -130,17 +127,36 @@ impl<S: Store> Ledger<S> {
         let scope = IdempotencyScope::Workspace(&command.workspace_id);
         self.retrying(|| async {
             let mut tx = fresh_or_replay!(self.begin_idempotent(scope, &command.idempotency_key, &request).await?);
-            let (mut owner, mut workspace) = self.lock_owner_and_workspace(&mut tx, &command.workspace_id).await?;
-            let actor = tx.member(&workspace.id, &command.actor_account_id, Lock::None).await?;
-            authorize(&command.actor_account_id, actor.as_ref(), AdminAction::ManageFunding)?;
-            let (draw, movements) = workspace.top_up(&mut owner, command.amount_credits)?;
-            tx.update_account(&owner).await?;
-            tx.update_workspace(&workspace).await?;
-            tx.append_journal(&super::journal(&command.idempotency_key, &movements), self.now_ms()).await?;
-            let result = ToppedUp { workspace: workspace_view(&mut tx, workspace).await?, draw };
-            self.finish(tx, scope, &command.idempotency_key, result).await
+            let (workspace, draw) = self
+                .fund_as_owner(&mut tx, &command.workspace_id, &command.actor_account_id, &command.idempotency_key, {
+                    |workspace, owner, _| workspace.top_up(owner, command.amount_credits)
+                })
+                .await?;
+            self.finish(tx, scope, &command.idempotency_key, ToppedUp { workspace, draw }).await
         })
         .await
+    }
+
+    /// The owner-only funding script W1 and W3 share: lock the owner, then the workspace; check the
+    /// actor owns it; let `decide` move credits (given the owner's other pool sizes, for W2);
+    /// write both and the journal.
+    async fn fund_as_owner<T>(
+        &self,
+        tx: &mut S::Tx,
+        workspace_id: &WorkspaceId,
+        actor: &AccountId,
+        reference: &IdempotencyKey,
+        decide: impl FnOnce(&mut Workspace, &mut Account, Credits) -> Result<(T, Vec<Movement>), DomainError>,
+    ) -> Result<(WorkspaceView, T), LedgerError> {
+        let (mut owner, mut workspace) = self.lock_owner_and_workspace(tx, workspace_id).await?;
+        let membership = tx.member(&workspace.id, actor, Lock::None).await?;
+        authorize(actor, membership.as_ref(), AdminAction::ManageFunding)?;
+        let other_pool_sizes = tx.pool_sizes_owned(&owner.id, Some(&workspace.id)).await?;
+        let (outcome, movements) = decide(&mut workspace, &mut owner, other_pool_sizes)?;
+        tx.update_account(&owner).await?;
+        tx.update_workspace(&workspace).await?;
+        tx.append_journal(&super::journal(reference, &movements), self.now_ms()).await?;
+        Ok((workspace_view(tx, workspace).await?, outcome))
     }
 
     /// Locks a workspace's owner account, then the workspace: the fixed lock order. The owner is

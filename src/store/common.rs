@@ -1,7 +1,18 @@
 //! What both stores share: the `StoreTx` methods whose SQL is the same in both dialects, written
 //! once and expanded into each implementation with its own locking statements.
 
-use super::Lock;
+use serde_json::Value;
+
+use super::{Lock, StoreError};
+
+/// A committed idempotency record's request and response, parsed.
+pub(crate) fn parse_record(key: &str, request: &str, response: Option<&str>) -> Result<(Value, Value), StoreError> {
+    let parse = |text: &str| {
+        serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("idempotency record {key}: {e}")))
+    };
+    let response = response.ok_or_else(|| StoreError::Corrupt(format!("idempotency record {key} has no response")))?;
+    Ok((parse(request)?, parse(response)?))
+}
 
 /// The plain or the locking form of a read.
 pub(crate) fn pick(lock: Lock, plain: &'static str, locking: &'static str) -> &'static str {
@@ -47,14 +58,12 @@ macro_rules! shared_tx_methods {
                 .bind(key.as_str())
                 .fetch_one(&mut *self.tx)
                 .await?;
-            let request: String = row.try_get("request")?;
-            let response: Option<String> = row.try_get("response")?;
-            let parse = |text: &str| {
-                serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("idempotency record {key}: {e}")))
-            };
-            let response =
-                response.ok_or_else(|| StoreError::Corrupt(format!("idempotency record {key} has no response")))?;
-            Ok(Claim::Used { request: parse(&request)?, response: parse(&response)? })
+            let (request, response) = $crate::store::common::parse_record(
+                key.as_str(),
+                &row.try_get::<String, _>("request")?,
+                row.try_get::<Option<String>, _>("response")?.as_deref(),
+            )?;
+            Ok(Claim::Used { request, response })
         }
 
         async fn record_response(

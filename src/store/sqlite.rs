@@ -176,13 +176,8 @@ impl StoreTx for SqliteTx {
         .await?;
         rows.into_iter()
             .map(|(key, request, response)| {
-                let parse = |text: &str| {
-                    serde_json::from_str(text)
-                        .map_err(|e| StoreError::Corrupt(format!("idempotency record {key}: {e}")))
-                };
-                let response =
-                    response.ok_or_else(|| StoreError::Corrupt(format!("idempotency record {key} has no response")))?;
-                Ok((key.clone(), parse(&request)?, parse(&response)?))
+                let (request, response) = super::common::parse_record(&key, &request, response.as_deref())?;
+                Ok((key, request, response))
             })
             .collect()
     }
