@@ -6,6 +6,7 @@ mod postgres;
 
 mod accounts;
 mod bad_input;
+mod bench;
 mod cli_clients;
 mod concurrency;
 mod embedded;

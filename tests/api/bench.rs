@@ -1,0 +1,34 @@
+//! `creditpool bench` as the README runs it: it must work and leave a ledger that verifies.
+//! Nothing here asserts a speed.
+
+use rstest::rstest;
+use tokio::process::Command;
+
+use crate::helpers::Backend;
+use crate::postgres::maintenance_url;
+
+#[rstest]
+#[tokio::test]
+async fn the_benchmark_prints_both_scenarios_beside_direct_sql_and_its_ledger_verifies(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let url = match backend {
+        Backend::Postgres => maintenance_url(),
+        Backend::Sqlite => "sqlite:bench".to_owned(),
+    };
+
+    let output = Command::new(env!("CARGO_BIN_EXE_creditpool"))
+        .args(["bench", "--database-url", &url, "--seconds", "1", "--clients", "1,2", "--spread-workspaces", "2"])
+        .env("CREDITPOOL_LOG_FILTER", "warn")
+        .output()
+        .await
+        .expect("run creditpool bench");
+
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "bench failed: {table}{}", String::from_utf8_lossy(&output.stderr));
+    for row in ["spread         1 |", "spread         2 |", "hot            1 |", "hot            2 |"] {
+        assert!(table.contains(row), "row {row:?} missing from {table}");
+    }
+    assert!(table.contains("direct/s") && table.contains("ratio"), "{table}");
+    assert!(table.contains("VerifyLedger after the runs: clean"), "{table}");
+}
