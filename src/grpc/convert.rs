@@ -172,7 +172,7 @@ pub(super) fn member(view: &MemberView) -> proto::Member {
         monthly: Some(allowance(member.monthly)),
         top_up: Some(allowance(member.top_up)),
         profile_ids: Vec::new(),
-        open_reservations: 0,
+        open_reservations: view.open_reservations,
         created_at: Some(timestamp(member.created_at_ms)),
     }
 }

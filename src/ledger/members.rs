@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::idempotency::fingerprint;
 use super::views::{
-    MemberView, Page, WorkspaceView, existing_account, existing_member, existing_workspace, workspace_view,
+    MemberView, Page, WorkspaceView, existing_account, existing_member, existing_workspace, member_view, workspace_view,
 };
 use super::{DEFAULT_PAGE_SIZE, Ledger, LedgerError, MAX_PAGE_SIZE};
 use crate::domain::{
@@ -108,7 +108,7 @@ impl<S: Store> Ledger<S> {
                     id: format!("{} of workspace {}", command.account_id, command.workspace_id),
                 });
             }
-            self.finish(tx, scope, &command.idempotency_key, MemberView { member }).await
+            self.finish(tx, scope, &command.idempotency_key, MemberView { member, open_reservations: 0 }).await
         })
         .await
     }
@@ -128,7 +128,7 @@ impl<S: Store> Ledger<S> {
             let Wallet::Workspace { workspace, member } = wallet else { unreachable!("built as a workspace wallet") };
             tx.update_workspace(&workspace).await?;
             tx.delete_member(&member).await?;
-            let result = MemberRemoved { member: MemberView { member }, released_reservations };
+            let result = MemberRemoved { member: MemberView { member, open_reservations: 0 }, released_reservations };
             self.finish(tx, scope, &command.idempotency_key, result).await
         })
         .await
@@ -144,7 +144,8 @@ impl<S: Store> Ledger<S> {
             let mut member = existing_member(&mut tx, &workspace.id, &command.account_id, Lock::Update).await?;
             member.set_role(command.role)?;
             tx.update_members(std::slice::from_ref(&member)).await?;
-            self.finish(tx, scope, &command.idempotency_key, MemberView { member }).await
+            let view = member_view(&mut tx, member).await?;
+            self.finish(tx, scope, &command.idempotency_key, view).await
         })
         .await
     }
@@ -167,8 +168,10 @@ impl<S: Store> Ledger<S> {
                 PoolReservations { pool: workspace.top_up_pool, reserved_by_others: others.top_up },
             )?;
             tx.update_members(std::slice::from_ref(&member)).await?;
-            let result =
-                AllowanceSet { member: MemberView { member }, workspace: workspace_view(&mut tx, workspace).await? };
+            let result = AllowanceSet {
+                member: member_view(&mut tx, member).await?,
+                workspace: workspace_view(&mut tx, workspace).await?,
+            };
             self.finish(tx, scope, &command.idempotency_key, result).await
         })
         .await
@@ -186,9 +189,16 @@ impl<S: Store> Ledger<S> {
             let mut tx = self.store.begin().await?;
             existing_workspace(&mut tx, workspace_id, Lock::None).await?;
             let members = tx.members(workspace_id, after, limit + 1).await?;
-            Ok(paginate(members.into_iter().map(|member| MemberView { member }).collect(), limit, |view| {
-                view.member.account_id.to_string()
-            }))
+            let holds: std::collections::HashMap<AccountId, u32> =
+                tx.open_holds_per_member(workspace_id).await?.into_iter().collect();
+            let views = members
+                .into_iter()
+                .map(|member| {
+                    let open_reservations = holds.get(&member.account_id).copied().unwrap_or(0);
+                    MemberView { member, open_reservations }
+                })
+                .collect();
+            Ok(paginate(views, limit, |view| view.member.account_id.to_string()))
         })
         .await
     }

@@ -31,6 +31,8 @@ pub struct WorkspaceView {
 pub struct MemberView {
     /// The membership.
     pub member: Member,
+    /// Its open holds.
+    pub open_reservations: u32,
 }
 
 /// One page of a list.
@@ -87,4 +89,11 @@ pub(super) async fn existing_member(
         what: "member",
         id: format!("{account} of workspace {workspace}"),
     })
+}
+
+/// A member with its open holds counted.
+pub(super) async fn member_view(tx: &mut impl StoreTx, member: Member) -> Result<MemberView, LedgerError> {
+    let scope = crate::domain::ChargeScope::Workspace(member.workspace_id.clone());
+    let open_reservations = tx.open_holds_of(&scope, &member.account_id).await?.count;
+    Ok(MemberView { member, open_reservations })
 }

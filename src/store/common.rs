@@ -369,6 +369,24 @@ macro_rules! shared_tx_methods {
             Ok(())
         }
 
+        async fn open_holds_per_member(
+            &mut self,
+            workspace: &WorkspaceId,
+        ) -> Result<Vec<(AccountId, u32)>, StoreError> {
+            let rows: Vec<(String, i64)> = sqlx::query_as($crate::store::sql::OPEN_HOLDS_PER_MEMBER)
+                .bind(workspace.as_str())
+                .fetch_all(&mut *self.tx)
+                .await?;
+            rows.into_iter()
+                .map(|(account, count)| {
+                    let account =
+                        AccountId::parse(account).map_err(|e| StoreError::Corrupt(format!("holder id: {e}")))?;
+                    let count = u32::try_from(count).map_err(|_| StoreError::Corrupt(format!("{count} open holds")))?;
+                    Ok((account, count))
+                })
+                .collect()
+        }
+
         async fn assign_positions(&mut self, last: i64) -> Result<u64, StoreError> {
             let assigned = sqlx::query($crate::store::sql::ASSIGN_POSITIONS).bind(last).execute(&mut *self.tx).await?;
             Ok(assigned.rows_affected())

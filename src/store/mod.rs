@@ -315,6 +315,11 @@ pub trait StoreTx: Send {
         scope: &ChargeScope,
         account: &AccountId,
     ) -> impl Future<Output = Result<OpenHolds, StoreError>> + Send;
+    /// How many holds each member of `workspace` has open (members with none are left out).
+    fn open_holds_per_member(
+        &mut self,
+        workspace: &WorkspaceId,
+    ) -> impl Future<Output = Result<Vec<(AccountId, u32)>, StoreError>> + Send;
     /// Open holds of a scope (of one member when `account` is given), by member and age.
     fn open_holds(
         &mut self,

@@ -167,3 +167,7 @@ pub(crate) const STREAM_BOUNDS: &str = "SELECT (SELECT last_position FROM notifi
      (SELECT MIN(position) FROM notifications WHERE position IS NOT NULL)";
 pub(crate) const PRUNE_NOTIFICATIONS: &str =
     "DELETE FROM notifications WHERE position IS NOT NULL AND created_at_ms < $1";
+
+/// Open holds per member of a workspace.
+pub(crate) const OPEN_HOLDS_PER_MEMBER: &str = "SELECT account_id, COUNT(*) FROM charges \
+     WHERE scope_id = $1 AND scope_kind = 'workspace' AND state = 'held' GROUP BY account_id";

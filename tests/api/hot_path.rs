@@ -236,6 +236,14 @@ async fn c5b_open_holds_per_member_are_capped(#[values(Backend::Postgres, Backen
     assert_eq!(status.get_details_error_info().expect("info").reason, "TOO_MANY_OPEN_HOLDS");
     other_member.expect("the cap is per member");
     after_release.expect("a place came free");
+    let open: Vec<(String, u32)> = app
+        .members("team")
+        .await
+        .into_iter()
+        .map(|m| (m.account_id, m.open_reservations))
+        .filter(|(_, open)| *open > 0)
+        .collect();
+    assert_eq!(open, vec![("member-a".to_owned(), 3), ("member-b".to_owned(), 1)], "ListMembers counts open holds");
     app.assert_ledger_clean().await;
 }
 
