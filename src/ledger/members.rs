@@ -125,7 +125,9 @@ impl<S: Store> Ledger<S> {
             // C5b: its open holds go back to the pools before the member (and its reservations) go.
             let mut wallet = Wallet::Workspace { workspace, member };
             let released_reservations = self.release_holds_of(&mut tx, &mut wallet, &command.idempotency_key).await?;
-            let Wallet::Workspace { workspace, member } = wallet else { unreachable!("built as a workspace wallet") };
+            let Wallet::Workspace { workspace, member } = wallet else {
+                return Err(LedgerError::internal("a member's wallet came back as a personal one"));
+            };
             tx.update_workspace(&workspace).await?;
             tx.delete_member(&member).await?;
             let result = MemberRemoved { member: MemberView { member, open_reservations: 0 }, released_reservations };
