@@ -108,7 +108,7 @@ async fn run<S: Store>(
             shutdown.clone(),
         ))
     });
-    let events = Events::new(config.stream_settings(), shutdown.clone());
+    let events = Events::new(config.stream_settings(), ledger.outbox_written(), shutdown.clone());
     let publisher = tokio::spawn(events.clone().publish(ledger.clone()));
     let relay = {
         let (store, wake_ups, shutdown) = (store.clone(), events.wake_ups(), shutdown.clone());

@@ -39,9 +39,10 @@ pub struct Events {
 }
 
 impl Events {
-    /// Fresh wake-ups.
-    pub fn new(settings: StreamSettings, shutdown: CancellationToken) -> Events {
-        let wake_ups = WakeUps { outbox: Arc::new(Notify::new()), published: Arc::new(watch::Sender::new(0)) };
+    /// Wake-ups whose outbox signal is `outbox_written`, the one the ledger raises after its
+    /// commits (other replicas' writes are relayed into the same signal).
+    pub fn new(settings: StreamSettings, outbox_written: Arc<Notify>, shutdown: CancellationToken) -> Events {
+        let wake_ups = WakeUps { outbox: outbox_written, published: Arc::new(watch::Sender::new(0)) };
         Events { wake_ups, settings, shutdown }
     }
 
@@ -53,7 +54,6 @@ impl Events {
     /// Publishes committed events whenever woken (by this process's writes, another replica's
     /// `NOTIFY`, or the fallback interval).
     pub async fn publish<S: Store>(self, ledger: Ledger<S>) {
-        let written = ledger.outbox_written();
         loop {
             match ledger.publish_notifications().await {
                 Ok(0) => {}
@@ -64,7 +64,6 @@ impl Events {
                 Err(error) => tracing::warn!(%error, "publishing notifications failed; retrying"),
             }
             tokio::select! {
-                () = written.notified() => {}
                 () = self.wake_ups.outbox.notified() => {}
                 () = tokio::time::sleep(self.settings.fallback_interval) => {}
                 () = self.shutdown.cancelled() => return,
