@@ -11,7 +11,7 @@
 //! the database; replicas still serialise on those locks. Calls that share an idempotency or
 //! charge key never share a batch, so the later one sees the earlier one committed.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, PoisonError};
 
 use serde_json::Value;
@@ -154,16 +154,19 @@ impl Drop for LeaderGuard<'_> {
 
 /// The scope's rows, locked and loaded once per batch.
 enum Wallets {
-    Personal(Account),
-    Workspace { workspace: Workspace, members: HashMap<AccountId, Member> },
+    /// The account, and whether a call changed it.
+    Personal { account: Account, changed: bool },
+    /// The workspace and the members the batch locked, and the members calls changed (a change
+    /// to any member's wallet changes the workspace too).
+    Workspace { workspace: Workspace, members: HashMap<AccountId, Member>, changed: BTreeSet<AccountId> },
 }
 
 impl Wallets {
     /// The wallet `account_id` draws from, as a copy.
     fn wallet(&self, account_id: &AccountId, scope: &ChargeScope) -> Result<Wallet, LedgerError> {
         match self {
-            Wallets::Personal(account) => Ok(Wallet::Personal { account: account.clone() }),
-            Wallets::Workspace { workspace, members } => match members.get(account_id) {
+            Wallets::Personal { account, .. } => Ok(Wallet::Personal { account: account.clone() }),
+            Wallets::Workspace { workspace, members, .. } => match members.get(account_id) {
                 Some(member) => Ok(Wallet::Workspace { workspace: workspace.clone(), member: member.clone() }),
                 None => Err(LedgerError::NotFound {
                     field: "account_id",
@@ -177,9 +180,13 @@ impl Wallets {
     /// Keeps a wallet a call changed.
     fn keep(&mut self, wallet: Wallet) {
         match (self, wallet) {
-            (Wallets::Personal(account), Wallet::Personal { account: changed }) => *account = changed,
-            (Wallets::Workspace { workspace, members }, Wallet::Workspace { workspace: changed, member }) => {
-                *workspace = changed;
+            (Wallets::Personal { account, changed }, Wallet::Personal { account: kept }) => {
+                *account = kept;
+                *changed = true;
+            }
+            (Wallets::Workspace { workspace, members, changed }, Wallet::Workspace { workspace: kept, member }) => {
+                *workspace = kept;
+                changed.insert(member.account_id.clone());
                 members.insert(member.account_id.clone(), member);
             }
             // A scope's wallets are all of its kind.
@@ -301,7 +308,7 @@ impl<S: Store> Ledger<S> {
                         what: "account",
                         id: account.to_string(),
                     })?;
-                    Wallets::Personal(account)
+                    Wallets::Personal { account, changed: false }
                 }
                 ChargeScope::Workspace(workspace) => {
                     let workspace = tx.workspace(workspace, Lock::Update).await?.ok_or_else(|| {
@@ -311,6 +318,7 @@ impl<S: Store> Ledger<S> {
                     Wallets::Workspace {
                         workspace,
                         members: members.into_iter().map(|m| (m.account_id.clone(), m)).collect(),
+                        changed: BTreeSet::new(),
                     }
                 }
             };
@@ -363,13 +371,16 @@ impl<S: Store> Ledger<S> {
             }
         }
 
-        // Write everything the successful calls changed.
+        // Write what the successful calls changed, and nothing else.
         match &wallets {
-            Wallets::Personal(account) => tx.update_account(account).await?,
-            Wallets::Workspace { workspace, members } => {
-                tx.update_workspace(workspace).await?;
-                let members: Vec<Member> = members.values().cloned().collect();
-                tx.update_members(&members).await?;
+            Wallets::Personal { account, changed: true } => tx.update_account(account).await?,
+            Wallets::Personal { changed: false, .. } => {}
+            Wallets::Workspace { workspace, members, changed } => {
+                if !changed.is_empty() {
+                    tx.update_workspace(workspace).await?;
+                    let members: Vec<Member> = changed.iter().filter_map(|id| members.get(id).cloned()).collect();
+                    tx.update_members(&members).await?;
+                }
             }
         }
         let (new, changed): (Vec<&Tracked>, Vec<&Tracked>) =
