@@ -307,6 +307,25 @@ impl TestApp {
             .map(|r| r.into_inner().member.expect("member"))
     }
 
+    /// Removes a member as `actor`.
+    pub async fn remove_member(
+        &self,
+        workspace_id: &str,
+        actor: &str,
+        account_id: &str,
+    ) -> Result<RemoveMemberResponse, tonic::Status> {
+        self.admin
+            .clone()
+            .remove_member(RemoveMemberRequest {
+                idempotency_key: key(),
+                workspace_id: workspace_id.into(),
+                actor_account_id: actor.into(),
+                account_id: account_id.into(),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
     /// Sets a member's allowances as `actor`.
     pub async fn set_allowance(
         &self,

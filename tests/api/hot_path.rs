@@ -316,18 +316,7 @@ async fn c5b_removing_a_member_releases_its_open_holds_and_frees_its_reservation
     app.reserve("job-1", "member-a", "team", 170, 0).await.expect("reserve");
     app.reserve("job-2", "member-a", "team", 10, 0).await.expect("reserve");
 
-    let removed = app
-        .admin
-        .clone()
-        .remove_member(RemoveMemberRequest {
-            idempotency_key: key(),
-            workspace_id: "team".into(),
-            actor_account_id: "owner".into(),
-            account_id: "member-a".into(),
-        })
-        .await
-        .expect("remove")
-        .into_inner();
+    let removed = app.remove_member("team", "owner", "member-a").await.expect("remove");
 
     assert_eq!(removed.released_reservations, 2);
     assert!(app.open_holds("team").await.is_empty());

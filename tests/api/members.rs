@@ -169,28 +169,8 @@ async fn removing_a_member_frees_its_reservation_but_the_owner_stays(
     let app = spawn_app(backend).await;
     app.design_example().await;
 
-    let removed = app
-        .admin
-        .clone()
-        .remove_member(RemoveMemberRequest {
-            idempotency_key: key(),
-            workspace_id: "team".into(),
-            actor_account_id: "owner".into(),
-            account_id: "member-a".into(),
-        })
-        .await
-        .expect("remove A")
-        .into_inner();
-    let owner = app
-        .admin
-        .clone()
-        .remove_member(RemoveMemberRequest {
-            idempotency_key: key(),
-            workspace_id: "team".into(),
-            actor_account_id: "owner".into(),
-            account_id: "owner".into(),
-        })
-        .await;
+    let removed = app.remove_member("team", "owner", "member-a").await.expect("remove A");
+    let owner = app.remove_member("team", "owner", "owner").await;
 
     assert_eq!(removed.member.expect("member").account_id, "member-a");
     assert_error(owner, Code::FailedPrecondition, "account_id");
