@@ -14,7 +14,7 @@ pub const ENV_PREFIX: &str = "CREDITPOOL_";
 
 /// The service's settings. Every field can be set as `CREDITPOOL_<FIELD>` or in the TOML file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address the gRPC server listens on.
     pub listen_addr: SocketAddr,
@@ -63,8 +63,31 @@ pub struct Config {
     pub notification_stream_buffer: u32,
     /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
     pub log_filter: String,
-    /// OTLP/gRPC endpoint to export traces to (e.g. `http://otel-collector:4317`); unset: none.
+    /// How log lines are written to stderr.
+    pub log_format: LogFormat,
+    /// Whether every RPC writes one access-log line at info.
+    pub access_log: bool,
+    /// OTLP/gRPC endpoint to export traces to (e.g. `http://otel-collector:4317`); unset: the
+    /// standard `OTEL_EXPORTER_OTLP_ENDPOINT`, and without that no export.
     pub otlp_endpoint: Option<String>,
+    /// Share of root traces sampled, 0.0..=1.0; a caller's sampled `traceparent` is always
+    /// followed. `OTEL_TRACES_SAMPLER` overrides it.
+    pub trace_sample_ratio: f64,
+    /// Address of the Prometheus `/metrics` HTTP listener; unset: no metrics endpoint.
+    pub metrics_listen_addr: Option<SocketAddr>,
+    /// Whether `serve` applies migrations before serving; off, it only checks they were applied
+    /// (a deployment that runs `creditpool migrate` as its own step).
+    pub migrate_on_start: bool,
+}
+
+/// The shape of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines; coloured only when stderr is a terminal.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 impl Default for Config {
@@ -77,7 +100,8 @@ impl Default for Config {
             database_acquire_timeout_ms: 3_000,
             statement_timeout_ms: 5_000,
             health_check_interval_ms: 1_000,
-            shutdown_drain_delay_ms: 0,
+            // Long enough for a load balancer to see NOT_SERVING and stop routing new calls here.
+            shutdown_drain_delay_ms: 5_000,
             shutdown_grace_ms: 15_000,
             max_open_reservations_per_member: 100,
             reservation_default_ttl_seconds: 300,
@@ -91,7 +115,12 @@ impl Default for Config {
             notification_retention_seconds: 7 * 86_400,
             notification_stream_buffer: 256,
             log_filter: "info".to_owned(),
+            log_format: LogFormat::Text,
+            access_log: true,
             otlp_endpoint: None,
+            trace_sample_ratio: 1.0,
+            metrics_listen_addr: None,
+            migrate_on_start: true,
         }
     }
 }
@@ -105,6 +134,9 @@ pub struct Overrides {
     /// `--database-url`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
+    /// `--no-migrate` (as `Some(false)`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migrate_on_start: Option<bool>,
 }
 
 /// Why the configuration cannot be used.
@@ -125,7 +157,12 @@ impl Config {
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }
-        figment = figment.merge(Env::prefixed(ENV_PREFIX).ignore(&["config"]));
+        // `CREDITPOOL_CONFIG` names the file; `CREDITPOOL_TEST_*` belong to the test harness.
+        figment = figment.merge(
+            Env::prefixed(ENV_PREFIX)
+                .ignore(&["config"])
+                .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_")),
+        );
         let mut config: Config = figment.extract().map_err(Box::new)?;
         if config.database_url.is_none() {
             config.database_url = std::env::var("DATABASE_URL").ok().filter(|url| !url.is_empty());
@@ -178,6 +215,7 @@ impl Config {
             (1..=100_000).contains(&self.notification_stream_buffer),
             "notification_stream_buffer must be 1..=100000",
         )?;
+        check((0.0..=1.0).contains(&self.trace_sample_ratio), "trace_sample_ratio must be 0.0..=1.0")?;
         if let Some(url) = &self.database_url {
             check(
                 url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:"),
@@ -185,6 +223,16 @@ impl Config {
             )?;
         }
         Ok(())
+    }
+
+    /// The settings with secrets (the database password) replaced, for printing.
+    pub fn redacted(&self) -> Config {
+        Config { database_url: self.database_url.as_deref().map(redact_url), ..self.clone() }
+    }
+
+    /// The settings as a TOML file would give them.
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string(self).map_err(|error| ConfigError::Invalid(format!("cannot render the settings: {error}")))
     }
 
     /// The database URL, or an error saying how to give one.
@@ -243,6 +291,20 @@ impl Config {
     }
 }
 
+/// A database URL with its password replaced by `***`, for logs and printed settings.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _password)) => format!("{}{user}:***@{}", &url[..scheme_end + 3], &url[at + 1..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error by design
 mod tests {
@@ -260,7 +322,7 @@ mod tests {
             jail.set_env("CREDITPOOL_STATEMENT_TIMEOUT_MS", "200");
             jail.set_env("CREDITPOOL_DATABASE_URL", "postgres://env/db");
             jail.set_env("DATABASE_URL", "postgres://fallback/db");
-            let overrides = Overrides { listen_addr: Some("127.0.0.1:2".parse().unwrap()), database_url: None };
+            let overrides = Overrides { listen_addr: Some("127.0.0.1:2".parse().unwrap()), ..Overrides::default() };
             let config = Config::load(Some(Path::new("creditpool.toml")), &overrides).unwrap();
             assert_eq!(config.listen_addr, "127.0.0.1:2".parse().unwrap());
             assert_eq!(config.statement_timeout_ms, 200);

@@ -1,4 +1,4 @@
-//! The `creditpool` command: `serve`, `migrate`, `version`.
+//! The `creditpool` command: `serve`, `migrate`, `config`, `bench`, `version`.
 
 use std::path::PathBuf;
 
@@ -27,7 +27,12 @@ enum Command {
         /// Database URL (overrides CREDITPOOL_DATABASE_URL and DATABASE_URL).
         #[arg(long)]
         database_url: Option<String>,
+        /// Do not apply migrations; refuse to start unless `creditpool migrate` applied them all.
+        #[arg(long)]
+        no_migrate: bool,
     },
+    /// Prints the effective settings (every layer applied, secrets redacted) as TOML and exits.
+    Config,
     /// Applies migrations and exits.
     Migrate {
         /// Database URL (overrides CREDITPOOL_DATABASE_URL and DATABASE_URL).
@@ -58,19 +63,26 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let overrides = match &cli.command {
-        Command::Serve { listen_addr, database_url } => {
-            Overrides { listen_addr: *listen_addr, database_url: database_url.clone() }
-        }
+        Command::Serve { listen_addr, database_url, no_migrate } => Overrides {
+            listen_addr: *listen_addr,
+            database_url: database_url.clone(),
+            migrate_on_start: no_migrate.then_some(false),
+        },
         Command::Migrate { database_url } | Command::Bench { database_url, .. } => {
-            Overrides { listen_addr: None, database_url: database_url.clone() }
+            Overrides { database_url: database_url.clone(), ..Overrides::default() }
         }
+        Command::Config => Overrides::default(),
         Command::Version => {
             println!("creditpool {}", env!("CARGO_PKG_VERSION"));
             return Ok(());
         }
     };
     let config = Config::load(cli.config.as_deref(), &overrides)?;
-    let telemetry = creditpool::telemetry::init(&config.log_filter, config.otlp_endpoint.as_deref())?;
+    if let Command::Config = cli.command {
+        print!("{}", config.redacted().to_toml()?);
+        return Ok(());
+    }
+    let telemetry = creditpool::telemetry::init(&(&config).into())?;
     let result = match cli.command {
         Command::Serve { .. } => serve(config).await,
         Command::Migrate { .. } => {
@@ -88,7 +100,7 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
         }
-        Command::Version => Ok(()),
+        Command::Config | Command::Version => Ok(()),
     };
     telemetry.shutdown();
     result

@@ -1,4 +1,4 @@
-//! Wires the services, health, reflection and shutdown around one store.
+//! Wires the services, health, reflection, the tower layers and shutdown around one store.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,20 +7,18 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
-use tonic_health::server::HealthReporter;
 
 use crate::config::Config;
 use crate::grpc::{AdminApi, CreditApi};
+use crate::jobs;
 use crate::ledger::{Clock, Ledger, SystemClock};
 use crate::notify::Events;
+use crate::observe::ObserveLayer;
 use crate::proto::admin_service_server::AdminServiceServer;
 use crate::proto::credit_service_server::CreditServiceServer;
 use crate::store::postgres::{PgStore, PoolSettings};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
-
-/// Names reported by `grpc.health.v1.Health`: the server as a whole ("") and each service.
-pub const HEALTH_SERVICE_NAMES: [&str; 3] = ["", "creditpool.v1.CreditService", "creditpool.v1.AdminService"];
 
 /// The database the service runs on, chosen by the configured URL.
 pub enum StoreChoice {
@@ -79,8 +77,36 @@ pub async fn serve_with_clock(
 ) -> anyhow::Result<()> {
     match open_store(&config)? {
         StoreChoice::Postgres(store) => run(store, "postgres", config, listener, shutdown, clock).await,
-        StoreChoice::Sqlite(store) => run(store, "sqlite", config, listener, shutdown, clock).await,
+        StoreChoice::Sqlite(store) => {
+            // Held until the server stops: a second server on the file refuses to start.
+            let _owner = store.lock_file()?;
+            run(store, "sqlite", config, listener, shutdown, clock).await
+        }
     }
+}
+
+/// Applies the migrations, or with `migrate_on_start` off checks that someone did.
+async fn prepare<S: Store>(store: &S, config: &Config) -> anyhow::Result<()> {
+    let database = config
+        .database_url
+        .as_deref()
+        .map_or_else(|| config.sqlite_path.display().to_string(), crate::config::redact_url);
+    let unreachable = |error: StoreError| {
+        let context = match error {
+            StoreError::Unavailable(_) => format!("cannot reach the database at {database}"),
+            _ => format!("cannot prepare the database at {database}"),
+        };
+        anyhow::anyhow!(error).context(context)
+    };
+    if config.migrate_on_start {
+        return store.migrate().await.map_err(unreachable);
+    }
+    let pending = store.pending_migrations().await.map_err(unreachable)?;
+    anyhow::ensure!(
+        pending.is_empty(),
+        "the database at {database} lacks migrations {pending:?} and migrate_on_start is off: run `creditpool migrate` first"
+    );
+    Ok(())
 }
 
 async fn run<S: Store>(
@@ -91,62 +117,65 @@ async fn run<S: Store>(
     shutdown: CancellationToken,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<()> {
-    store
-        .migrate()
-        .await
-        .map_err(|error| anyhow::anyhow!(error).context("cannot apply migrations (is the database reachable?)"))?;
+    prepare(&store, &config).await?;
+    if let Some(address) = config.metrics_listen_addr {
+        crate::metrics::serve(address)?;
+    }
     let ledger = Ledger::new(store.clone(), clock, config.ledger_settings());
 
     let (reporter, health_service) = tonic_health::server::health_reporter();
-    set_health(&reporter, ServingStatus::NotServing).await;
-    let watcher =
-        tokio::spawn(watch_database(store.clone(), reporter.clone(), config.health_check_interval(), shutdown.clone()));
-    let scheduler = config.renewal_scheduler_enabled.then(|| {
-        tokio::spawn(renew_due_accounts(
+    jobs::set_health(&reporter, &jobs::LIVENESS, ServingStatus::Serving).await;
+    jobs::set_health(&reporter, &jobs::READINESS, ServingStatus::NotServing).await;
+    let mut tasks = vec![tokio::spawn(jobs::watch_database(
+        store.clone(),
+        reporter.clone(),
+        config.health_check_interval(),
+        shutdown.clone(),
+    ))];
+    if config.renewal_scheduler_enabled {
+        tasks.push(tokio::spawn(jobs::renew_due_accounts(
             ledger.clone(),
             Duration::from_millis(config.renewal_tick_ms),
             shutdown.clone(),
-        ))
-    });
+        )));
+    }
+    if config.metrics_listen_addr.is_some() {
+        tasks.push(tokio::spawn(jobs::sample_gauges(ledger.clone(), config.health_check_interval(), shutdown.clone())));
+    }
     let events = Events::new(config.stream_settings(), ledger.outbox_written(), shutdown.clone());
-    let publisher = tokio::spawn(events.clone().publish(ledger.clone()));
-    let relay = {
+    tasks.push(tokio::spawn(events.clone().publish(ledger.clone())));
+    {
         let (store, wake_ups, shutdown) = (store.clone(), events.wake_ups(), shutdown.clone());
-        tokio::spawn(async move { store.relay_wake_ups(wake_ups, shutdown).await })
-    };
-    let sweeper = tokio::spawn(sweep(
+        tasks.push(tokio::spawn(async move { store.relay_wake_ups(wake_ups, shutdown).await }));
+    }
+    tasks.push(tokio::spawn(jobs::sweep(
         ledger.clone(),
         Duration::from_millis(config.hold_sweep_interval_ms),
-        Retention {
+        jobs::Retention {
             idempotency: Duration::from_secs(config.idempotency_retention_seconds),
             notifications: Duration::from_secs(config.notification_retention_seconds),
         },
         shutdown.clone(),
-    ));
-
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    )));
 
     let address = listener.local_addr()?;
-    tracing::info!(%address, store = store_name, database = %config.database_url.as_deref().map_or_else(|| config.sqlite_path.display().to_string(), redact), "creditpool serving");
+    tracing::info!(%address, store = store_name, database = %config.database_url.as_deref().map_or_else(|| config.sqlite_path.display().to_string(), crate::config::redact_url), "creditpool serving");
     let drain_delay = config.shutdown_drain_delay();
     let drain_reporter = reporter.clone();
     let stopping = shutdown.clone();
+    // Cross-cutting concerns, outermost first.
+    let layers = tower::ServiceBuilder::new().layer(ObserveLayer { access_log: config.access_log });
     let server = tonic::transport::Server::builder()
+        .layer(layers)
         .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
         .add_service(AdminServiceServer::new(AdminApi::new(ledger.clone(), events)))
         .add_service(CreditServiceServer::new(CreditApi::new(ledger)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             stopping.cancelled().await;
-            set_health(&drain_reporter, ServingStatus::NotServing).await;
+            jobs::set_health(&drain_reporter, &jobs::READINESS, ServingStatus::NotServing).await;
+            jobs::set_health(&drain_reporter, &jobs::LIVENESS, ServingStatus::NotServing).await;
             tracing::info!(drain_delay_ms = drain_delay.as_millis(), "shutting down: health NOT_SERVING");
             tokio::time::sleep(drain_delay).await;
         });
@@ -159,118 +188,21 @@ async fn run<S: Store>(
             Ok(())
         }
     };
-    watcher.abort();
-    sweeper.abort();
-    publisher.abort();
-    relay.abort();
-    if let Some(scheduler) = scheduler {
-        scheduler.abort();
+    for task in tasks {
+        task.abort();
     }
     store.close().await;
     tracing::info!("creditpool stopped");
     result
 }
 
-async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
-    for name in HEALTH_SERVICE_NAMES {
-        reporter.set_service_status(name, status).await;
-    }
-}
+/// The descriptor sets reflection serves: the contract, health, and the `google.rpc` error
+/// details, so grpcurl and buf curl decode `ErrorInfo` and `BadRequest`.
+const REFLECTED: [&[u8]; 3] =
+    [crate::proto::FILE_DESCRIPTOR_SET, tonic_health::pb::FILE_DESCRIPTOR_SET, tonic_types::pb::FILE_DESCRIPTOR_SET];
 
-/// Pings the database every `interval` and reports SERVING only while it answers.
-async fn watch_database<S: Store>(store: S, reporter: HealthReporter, interval: Duration, shutdown: CancellationToken) {
-    let mut serving = false;
-    loop {
-        let answered =
-            matches!(tokio::time::timeout(interval.max(Duration::from_secs(1)), store.ping()).await, Ok(Ok(())));
-        if shutdown.is_cancelled() {
-            return;
-        }
-        if answered != serving {
-            serving = answered;
-            if serving {
-                tracing::info!("database reachable: SERVING");
-                set_health(&reporter, ServingStatus::Serving).await;
-            } else {
-                tracing::warn!("database unreachable: NOT_SERVING");
-                set_health(&reporter, ServingStatus::NotServing).await;
-            }
-        }
-        tokio::select! {
-            () = tokio::time::sleep(interval) => {}
-            () = shutdown.cancelled() => return,
-        }
-    }
-}
-
-/// Holds released per sweep batch; idempotency records deleted per statement is ten times that.
-const SWEEP_BATCH: u32 = 100;
-
-/// How long records are kept.
-struct Retention {
-    idempotency: Duration,
-    notifications: Duration,
-}
-
-/// Every `interval`: releases expired holds (C5), and prunes idempotency records and published
-/// notifications past their retention.
-async fn sweep<S: Store>(ledger: Ledger<S>, interval: Duration, retention: Retention, shutdown: CancellationToken) {
-    let as_ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-    let (idempotency_ms, notifications_ms) = (as_ms(retention.idempotency), as_ms(retention.notifications));
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(interval) => {}
-            () = shutdown.cancelled() => return,
-        }
-        // A full batch means more may be due: keep going until a batch comes back short.
-        loop {
-            match ledger.expire_holds(SWEEP_BATCH).await {
-                Ok(expired) => {
-                    if expired > 0 {
-                        tracing::info!(expired, "released expired holds");
-                    }
-                    if expired < SWEEP_BATCH || shutdown.is_cancelled() {
-                        break;
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "releasing expired holds failed; retrying next sweep");
-                    break;
-                }
-            }
-        }
-        if let Err(error) = ledger.prune_idempotency(idempotency_ms, SWEEP_BATCH * 10).await {
-            tracing::warn!(%error, "pruning idempotency records failed; retrying next sweep");
-        }
-        if let Err(error) = ledger.prune_notifications(notifications_ms).await {
-            tracing::warn!(%error, "pruning notifications failed; retrying next sweep");
-        }
-    }
-}
-
-/// R6: every `tick`, renews the accounts whose next anchored period has started.
-async fn renew_due_accounts<S: Store>(ledger: Ledger<S>, tick: Duration, shutdown: CancellationToken) {
-    loop {
-        match ledger.renew_due_accounts(SWEEP_BATCH).await {
-            Ok(0) => {}
-            Ok(renewed) => tracing::info!(renewed, "renewed due accounts"),
-            Err(error) => tracing::warn!(%error, "renewing due accounts failed; retrying next tick"),
-        }
-        tokio::select! {
-            () = tokio::time::sleep(tick) => {}
-            () = shutdown.cancelled() => return,
-        }
-    }
-}
-
-/// A database URL without its password, for the log.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &url[scheme_end + 3..at];
-            let user = credentials.split(':').next().unwrap_or("");
-            format!("{}{user}@{}", &url[..scheme_end + 3], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    REFLECTED.iter().fold(tonic_reflection::server::Builder::configure(), |builder, set| {
+        builder.register_encoded_file_descriptor_set(set)
+    })
 }

@@ -16,6 +16,7 @@ use std::sync::{Mutex, PoisonError};
 
 use serde_json::Value;
 use tokio::sync::oneshot;
+use tracing::Instrument as _;
 
 use super::charges::{ChargeOutcome, Commit, Consume, Refund, Release, Reserve};
 use super::idempotency::first_difference;
@@ -76,6 +77,8 @@ pub(super) struct Pending {
     /// `None` for calls that keep no idempotency record (expiry).
     request: Option<Value>,
     reply: oneshot::Sender<Result<ChargeOutcome, LedgerError>>,
+    /// The caller's span, so the batch that applies the call is traced under its RPC.
+    span: tracing::Span,
 }
 
 /// The per-scope queues; a scope has an entry exactly while its leader runs.
@@ -220,7 +223,7 @@ impl<S: Store> Ledger<S> {
         request: Option<Value>,
     ) -> Result<ChargeOutcome, LedgerError> {
         let (reply, answer) = oneshot::channel();
-        if self.batcher.enqueue(&scope, Pending { call, key, request, reply }) {
+        if self.batcher.enqueue(&scope, Pending { call, key, request, reply, span: tracing::Span::current() }) {
             // The leader is its own task: a caller that goes away must not strand the queue.
             let ledger = self.clone();
             tokio::spawn(async move { ledger.lead(scope).await });
@@ -234,12 +237,15 @@ impl<S: Store> Ledger<S> {
             let started = std::time::Instant::now();
             // The first attempt is optimistic (see `apply_batch`); a rerun looks everything up.
             let mut attempts = 0;
+            let span = batch_span(&scope, &batch);
             let results = self
                 .retrying(|| {
                     attempts += 1;
                     self.apply_batch(&scope, &batch, attempts > 1)
                 })
+                .instrument(span)
                 .await;
+            crate::metrics::batch_finished(batch.len(), started.elapsed());
             tracing::debug!(
                 scope = scope.id(),
                 calls = batch.len(),
@@ -558,6 +564,7 @@ async fn replay_stored(
             continue;
         };
         *result = Some(if stored_request == request {
+            crate::metrics::replayed();
             serde_json::from_value(response.clone())
                 .map_err(|e| LedgerError::internal(format!("stored result of {}: {e}", pending.key)))
         } else {
@@ -568,6 +575,16 @@ async fn replay_stored(
         });
     }
     Ok(())
+}
+
+/// The span of one batch: a child of its first call's RPC span, following from the others.
+fn batch_span(scope: &ChargeScope, batch: &[Pending]) -> tracing::Span {
+    let Some(first) = batch.first() else { return tracing::Span::none() };
+    let span = tracing::info_span!(parent: &first.span, "batch.commit", scope = scope.id(), calls = batch.len());
+    for pending in &batch[1..] {
+        span.follows_from(&pending.span);
+    }
+    span
 }
 
 fn conflict() -> LedgerError {

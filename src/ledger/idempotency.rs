@@ -73,6 +73,7 @@ impl<S: Store> Ledger<S> {
                 }
                 let result = serde_json::from_value(response)
                     .map_err(|e| LedgerError::internal(format!("stored result of {key}: {e}")))?;
+                crate::metrics::replayed();
                 Ok(Begun::Replayed(result))
             }
         }

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
+use tracing::Instrument as _;
 
 pub use accounts::{AddAccountCredits, CreateAccount, PlanSet, SetAccountPlan};
 pub use charges::{Balance, ChargeOutcome, Commit, Consume, HoldPage, Refund, Release, Reserve};
@@ -161,6 +162,11 @@ impl<S: Store> Ledger<S> {
         Ok(self.store.verify_ledger().await?)
     }
 
+    /// The database gauges the metrics report.
+    pub async fn store_gauges(&self) -> Result<crate::store::StoreGauges, LedgerError> {
+        Ok(self.store.gauges().await?)
+    }
+
     /// The ledger's time (unix ms).
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
@@ -177,6 +183,13 @@ impl<S: Store> Ledger<S> {
             .with_max_delay(Duration::from_millis(100))
             .with_max_times(MAX_CONFLICT_RETRIES)
             .with_jitter();
-        script.retry(backoff).sleep(tokio::time::sleep).when(LedgerError::is_conflict).await
+        let mut script = script;
+        let mut attempt = 0_u32;
+        // One span per database transaction, under the RPC's or the batch's span.
+        let traced = move || {
+            attempt += 1;
+            script().instrument(tracing::info_span!("db.transaction", attempt))
+        };
+        traced.retry(backoff).sleep(tokio::time::sleep).when(LedgerError::is_conflict).await
     }
 }

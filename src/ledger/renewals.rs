@@ -96,6 +96,7 @@ impl<S: Store> Ledger<S> {
             };
             let result = self.finish(tx, scope, &key, result).await?;
             self.outbox_written.notify_one();
+            crate::metrics::renewal(result.renewal.succeeded);
             Ok(result)
         })
         .await

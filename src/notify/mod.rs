@@ -82,6 +82,7 @@ impl Events {
         let mut published = self.wake_ups.published.subscribe();
         let (fallback, shutdown) = (self.settings.fallback_interval, self.shutdown.clone());
         tokio::spawn(async move {
+            let _subscriber = crate::metrics::Subscriber::start();
             let mut cursor = after;
             loop {
                 published.borrow_and_update();

@@ -149,6 +149,38 @@ pub struct LedgerCheck {
     pub buckets_checked: i64,
 }
 
+/// What the database and its pool hold right now, for the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreGauges {
+    /// Connections lent out.
+    pub pool_in_use: u32,
+    /// Connections open and idle.
+    pub pool_idle: u32,
+    /// Open holds (reservations).
+    pub open_holds: i64,
+    /// When the oldest committed but unpublished notification was written (unix ms).
+    pub oldest_unpublished_ms: Option<i64>,
+}
+
+/// The embedded migrations of `migrator` missing from `applied`.
+fn pending_of(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -> Vec<i64> {
+    migrator
+        .iter()
+        .filter(|migration| migration.migration_type.is_up_migration() && !applied.contains(&migration.version))
+        .map(|migration| migration.version)
+        .collect()
+}
+
+/// The versions a database applied, from the result of reading its migrations table; a
+/// database never migrated (no such table) has applied none.
+fn applied(result: Result<Vec<i64>, sqlx::Error>) -> Result<Vec<i64>, StoreError> {
+    match result.map_err(StoreError::from) {
+        Ok(versions) => Ok(versions),
+        Err(StoreError::Database(_)) => Ok(Vec::new()),
+        Err(other) => Err(other),
+    }
+}
+
 /// A database holding creditpool's state.
 pub trait Store: Clone + Send + Sync + 'static {
     /// A transaction on it.
@@ -165,6 +197,12 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     /// Applies the embedded migrations.
     fn migrate(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The versions of the embedded migrations the database has not applied yet.
+    fn pending_migrations(&self) -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send;
+
+    /// Reads the gauges the metrics report (two index scans, no lock).
+    fn gauges(&self) -> impl Future<Output = Result<StoreGauges, StoreError>> + Send;
 
     /// Closes every connection.
     fn close(&self) -> impl Future<Output = ()> + Send;

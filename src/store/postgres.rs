@@ -121,7 +121,25 @@ impl Store for PgStore {
     }
 
     async fn begin(&self) -> Result<PgTx, StoreError> {
+        let _waiting = crate::metrics::Waiting::start();
         Ok(PgTx { tx: self.pool.begin().await? })
+    }
+
+    async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        let applied = sqlx::query_scalar(super::sql::APPLIED_MIGRATIONS).fetch_all(&self.pool).await;
+        Ok(super::pending_of(&MIGRATOR, &super::applied(applied)?))
+    }
+
+    async fn gauges(&self) -> Result<super::StoreGauges, StoreError> {
+        let (open_holds, oldest_unpublished_ms): (i64, Option<i64>) =
+            sqlx::query_as(super::sql::GAUGES).fetch_one(&self.pool).await?;
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
+        Ok(super::StoreGauges {
+            pool_in_use: self.pool.size().saturating_sub(idle),
+            pool_idle: idle,
+            open_holds,
+            oldest_unpublished_ms,
+        })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

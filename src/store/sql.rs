@@ -25,6 +25,13 @@ macro_rules! select_member {
 }
 pub(crate) use {select_account, select_member, select_workspace};
 
+/// The migrations sqlx recorded as applied.
+pub(crate) const APPLIED_MIGRATIONS: &str = "SELECT version FROM _sqlx_migrations WHERE success";
+
+/// What the metrics sampler reports: open holds, and when the oldest unpublished event committed.
+pub(crate) const GAUGES: &str = "SELECT (SELECT COUNT(*) FROM charges WHERE state = 'held'), \
+     (SELECT MIN(created_at_ms) FROM notifications WHERE position IS NULL)";
+
 pub(crate) const OPEN_HOLDS_OF_MEMBER: &str = "SELECT COUNT(*), CAST(COALESCE(SUM(monthly_credits + top_up_credits), 0) AS BIGINT) \
      FROM charges WHERE scope_id = $1 AND scope_kind = $2 AND account_id = $3 AND state = 'held'";
 /// Open holds of a scope (optionally one member), by member, oldest first, after a cursor.

@@ -61,6 +61,34 @@ impl SqliteStore {
         Ok(format!("sqlite://{}", path.display()))
     }
 
+    /// Locks the database file for this process (released when the returned file is dropped),
+    /// or says which file another process already serves. An in-memory database needs none.
+    pub fn lock_file(&self) -> anyhow::Result<Option<std::fs::File>> {
+        let options = self.pool.connect_options();
+        let path = options.get_filename();
+        if path.as_os_str().is_empty() || path == Path::new(":memory:") {
+            return Ok(None);
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| anyhow::anyhow!(e).context(format!("cannot open the SQLite file {}", path.display())))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+                "the SQLite file {} is in use by another creditpool process: one process owns an embedded \
+                 database (run several replicas on Postgres)",
+                path.display()
+            ),
+            Err(std::fs::TryLockError::Error(error)) => {
+                Err(anyhow::anyhow!(error).context(format!("cannot lock the SQLite file {}", path.display())))
+            }
+        }
+    }
+
     /// The pool, for the benchmark's direct-SQL baseline.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
@@ -74,7 +102,25 @@ impl Store for SqliteStore {
     type Tx = SqliteTx;
 
     async fn begin(&self) -> Result<SqliteTx, StoreError> {
+        let _waiting = crate::metrics::Waiting::start();
         Ok(SqliteTx { tx: self.pool.begin().await? })
+    }
+
+    async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        let applied = sqlx::query_scalar(super::sql::APPLIED_MIGRATIONS).fetch_all(&self.pool).await;
+        Ok(super::pending_of(&MIGRATOR, &super::applied(applied)?))
+    }
+
+    async fn gauges(&self) -> Result<super::StoreGauges, StoreError> {
+        let (open_holds, oldest_unpublished_ms): (i64, Option<i64>) =
+            sqlx::query_as(super::sql::GAUGES).fetch_one(&self.pool).await?;
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
+        Ok(super::StoreGauges {
+            pool_in_use: self.pool.size().saturating_sub(idle),
+            pool_idle: idle,
+            open_holds,
+            oldest_unpublished_ms,
+        })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

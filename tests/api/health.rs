@@ -1,10 +1,11 @@
-//! grpc.health.v1.Health follows the database, and SIGTERM drains.
+//! grpc.health.v1.Health: liveness says the process is up, readiness follows the database, and
+//! SIGTERM drains.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use creditpool::jobs::{LIVENESS, READINESS};
 use creditpool::proto::GetAccountRequest;
-use creditpool::server::HEALTH_SERVICE_NAMES;
 use tonic::Code;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
@@ -24,30 +25,31 @@ fn authority(url: &str) -> &str {
     host_port.rsplit('@').next().unwrap_or(host_port)
 }
 
-async fn statuses(health: &mut HealthClient<Channel>) -> Vec<Option<ServingStatus>> {
+async fn statuses(health: &mut HealthClient<Channel>, names: &[&str]) -> Vec<Option<ServingStatus>> {
     let mut statuses = Vec::new();
-    for service in HEALTH_SERVICE_NAMES {
+    for service in names {
         let status =
-            health.check(HealthCheckRequest { service: service.into() }).await.ok().map(|r| r.into_inner().status());
+            health.check(HealthCheckRequest { service: (*service).into() }).await.ok().map(|r| r.into_inner().status());
         statuses.push(status);
     }
     statuses
 }
 
-async fn wait_for_health(health: &mut HealthClient<Channel>, wanted: ServingStatus) {
+/// Waits until every name in `names` reports `wanted`.
+pub async fn wait_for_health(health: &mut HealthClient<Channel>, names: &[&str], wanted: ServingStatus) {
     let deadline = Instant::now() + STATE_CHANGE_DEADLINE;
     loop {
-        let now = statuses(health).await;
+        let now = statuses(health, names).await;
         if now.iter().all(|status| *status == Some(wanted)) {
             return;
         }
-        assert!(Instant::now() < deadline, "health never became {wanted:?} for every service: {now:?}");
+        assert!(Instant::now() < deadline, "health of {names:?} never became {wanted:?}: {now:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 #[tokio::test]
-async fn health_is_serving_then_not_serving_while_the_database_is_unreachable_then_serving_again() {
+async fn readiness_follows_the_database_while_liveness_stays_serving_through_an_outage() {
     let target: SocketAddr = tokio::net::lookup_host(authority(&maintenance_url()))
         .await
         .expect("resolve the test Postgres")
@@ -63,13 +65,18 @@ async fn health_is_serving_then_not_serving_while_the_database_is_unreachable_th
     .await;
     let mut health = app.health.clone();
 
-    wait_for_health(&mut health, ServingStatus::Serving).await;
+    wait_for_health(&mut health, &READINESS, ServingStatus::Serving).await;
     proxy.cut();
-    wait_for_health(&mut health, ServingStatus::NotServing).await;
+    wait_for_health(&mut health, &READINESS, ServingStatus::NotServing).await;
+    let liveness_during_outage = statuses(&mut health, &LIVENESS).await;
     let during_outage = app.admin.clone().get_account(GetAccountRequest { account_id: "anyone".into() }).await;
     proxy.restore();
-    wait_for_health(&mut health, ServingStatus::Serving).await;
+    wait_for_health(&mut health, &READINESS, ServingStatus::Serving).await;
 
+    assert!(
+        liveness_during_outage.iter().all(|status| *status == Some(ServingStatus::Serving)),
+        "liveness must not follow the database: {liveness_during_outage:?}"
+    );
     assert_eq!(during_outage.expect_err("database is down").code(), Code::Unavailable);
     app.assert_ledger_clean().await;
 }
@@ -98,12 +105,12 @@ async fn sigterm_turns_health_not_serving_then_the_process_exits_zero() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let mut health = HealthClient::new(channel);
-    wait_for_health(&mut health, ServingStatus::Serving).await;
+    wait_for_health(&mut health, &[&LIVENESS[..], &READINESS[..]].concat(), ServingStatus::Serving).await;
 
     let pid = server.id().expect("pid").to_string();
     let kill = tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await.expect("kill");
     assert!(kill.success());
-    wait_for_health(&mut health, ServingStatus::NotServing).await;
+    wait_for_health(&mut health, &[&LIVENESS[..], &READINESS[..]].concat(), ServingStatus::NotServing).await;
     let exit = tokio::time::timeout(STATE_CHANGE_DEADLINE, server.wait()).await.expect("exits").expect("status");
 
     assert!(exit.success(), "creditpool exited with {exit}");

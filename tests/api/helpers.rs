@@ -41,7 +41,10 @@ fn init_test_log() {
     static INIT: OnceLock<()> = OnceLock::new();
     INIT.get_or_init(|| {
         if std::env::var("TEST_LOG").is_ok() {
-            let _ = creditpool::telemetry::init("info,creditpool=debug", None);
+            let _ = creditpool::telemetry::init(&creditpool::telemetry::TelemetrySettings {
+                log_filter: "info,creditpool=debug".into(),
+                ..(&Config::default()).into()
+            });
         }
     });
 }

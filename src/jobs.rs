@@ -1,0 +1,140 @@
+//! The background loops of a serving replica: the database watch behind readiness, the hold
+//! sweeper, the renewal scheduler and the metrics sampler. Each runs until `shutdown`.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::ledger::Ledger;
+use crate::store::Store;
+
+/// Health names that say the process is alive: SERVING from start until the drain, whatever the
+/// database does, so a liveness probe never restarts pods because the database is down. `""`
+/// is among them because it is what a probe asks when it names no service.
+pub const LIVENESS: [&str; 2] = ["", "liveness"];
+/// Health names that say calls can be served: SERVING only while the database answers and the
+/// replica is not draining. Readiness probes and load balancers ask these.
+pub const READINESS: [&str; 3] = ["readiness", "creditpool.v1.CreditService", "creditpool.v1.AdminService"];
+
+/// Sets every name in `names` to `status`.
+pub async fn set_health(reporter: &HealthReporter, names: &[&str], status: ServingStatus) {
+    for name in names {
+        reporter.set_service_status(*name, status).await;
+    }
+}
+
+/// Pings the database every `interval`; readiness is SERVING only while it answers.
+pub async fn watch_database<S: Store>(
+    store: S,
+    reporter: HealthReporter,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut serving = false;
+    loop {
+        let answered =
+            matches!(tokio::time::timeout(interval.max(Duration::from_secs(1)), store.ping()).await, Ok(Ok(())));
+        if shutdown.is_cancelled() {
+            return;
+        }
+        if answered != serving {
+            serving = answered;
+            if serving {
+                tracing::info!("database reachable: readiness SERVING");
+                set_health(&reporter, &READINESS, ServingStatus::Serving).await;
+            } else {
+                tracing::warn!("database unreachable: readiness NOT_SERVING");
+                set_health(&reporter, &READINESS, ServingStatus::NotServing).await;
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Holds released per sweep batch; idempotency records deleted per statement is ten times that.
+const SWEEP_BATCH: u32 = 100;
+
+/// How long records are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Idempotency records.
+    pub idempotency: Duration,
+    /// Published notifications.
+    pub notifications: Duration,
+}
+
+/// Every `interval`: releases expired holds (C5), and prunes idempotency records and published
+/// notifications past their retention.
+pub async fn sweep<S: Store>(ledger: Ledger<S>, interval: Duration, retention: Retention, shutdown: CancellationToken) {
+    let as_ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    let (idempotency_ms, notifications_ms) = (as_ms(retention.idempotency), as_ms(retention.notifications));
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = shutdown.cancelled() => return,
+        }
+        // A full batch means more may be due: keep going until a batch comes back short.
+        loop {
+            match ledger.expire_holds(SWEEP_BATCH).await {
+                Ok(expired) => {
+                    if expired > 0 {
+                        crate::metrics::holds_expired(expired);
+                        tracing::info!(expired, "released expired holds");
+                    }
+                    if expired < SWEEP_BATCH || shutdown.is_cancelled() {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "releasing expired holds failed; retrying next sweep");
+                    break;
+                }
+            }
+        }
+        if let Err(error) = ledger.prune_idempotency(idempotency_ms, SWEEP_BATCH * 10).await {
+            tracing::warn!(%error, "pruning idempotency records failed; retrying next sweep");
+        }
+        if let Err(error) = ledger.prune_notifications(notifications_ms).await {
+            tracing::warn!(%error, "pruning notifications failed; retrying next sweep");
+        }
+    }
+}
+
+/// R6: every `tick`, renews the accounts whose next anchored period has started.
+pub async fn renew_due_accounts<S: Store>(ledger: Ledger<S>, tick: Duration, shutdown: CancellationToken) {
+    loop {
+        match ledger.renew_due_accounts(SWEEP_BATCH).await {
+            Ok(0) => {}
+            Ok(renewed) => tracing::info!(renewed, "renewed due accounts"),
+            Err(error) => tracing::warn!(%error, "renewing due accounts failed; retrying next tick"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(tick) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Every `interval`, reads the database gauges (pool, open holds, outbox lag) into the metrics.
+pub async fn sample_gauges<S: Store>(ledger: Ledger<S>, interval: Duration, shutdown: CancellationToken) {
+    loop {
+        match ledger.store_gauges().await {
+            Ok(gauges) => {
+                crate::metrics::database_pool(gauges.pool_in_use, gauges.pool_idle);
+                let lag_ms = gauges.oldest_unpublished_ms.map_or(0, |oldest| ledger.now_ms().saturating_sub(oldest));
+                let lag = Duration::from_millis(u64::try_from(lag_ms).unwrap_or(0));
+                crate::metrics::database_state(gauges.open_holds, lag);
+            }
+            Err(error) => tracing::debug!(%error, "reading the metrics gauges failed; retrying next interval"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
