@@ -49,7 +49,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<RequestBody>) -> Self::Future {
-        let method = request.uri().path().to_owned();
+        let method = request.uri().path().trim_start_matches('/').to_owned();
         let span = rpc_span(&method, request.headers());
         // The clone that was made ready is the one to call (tower's readiness contract).
         let fresh = self.inner.clone();
@@ -83,10 +83,10 @@ where
 
 /// The server span of one RPC, parented to the caller's trace context when it sent one.
 fn rpc_span(method: &str, headers: &http::HeaderMap) -> tracing::Span {
-    let (service, rpc) = method.trim_start_matches('/').split_once('/').unwrap_or(("", method));
+    let (service, rpc) = method.split_once('/').unwrap_or(("", method));
     let span = tracing::info_span!(
         "rpc",
-        otel.name = %method.trim_start_matches('/'),
+        otel.name = %method,
         otel.kind = "server",
         rpc.system = "grpc",
         rpc.service = %service,

@@ -98,6 +98,7 @@ async fn prepare<S: Store>(store: &S, config: &Config) -> anyhow::Result<()> {
         };
         anyhow::anyhow!(error).context(context)
     };
+    store.connect_once().await.map_err(unreachable)?;
     if config.migrate_on_start {
         return store.migrate().await.map_err(unreachable);
     }

@@ -14,12 +14,20 @@ use crate::store::{HoldCursor, NotificationFilter, PublishedNotification};
 
 /// Checks an account id field.
 pub(super) fn account_id(field: &str, value: String) -> Result<AccountId, Status> {
-    AccountId::parse(value).map_err(|e| invalid_argument(field, e))
+    let id = AccountId::parse(value).map_err(|e| invalid_argument(field, e))?;
+    if field == "account_id" {
+        crate::observe::record_scope("account_id", id.as_str());
+    }
+    Ok(id)
 }
 
 /// Checks a workspace id field.
 pub(super) fn workspace_id(field: &str, value: String) -> Result<WorkspaceId, Status> {
-    WorkspaceId::parse(value).map_err(|e| invalid_argument(field, e))
+    let id = WorkspaceId::parse(value).map_err(|e| invalid_argument(field, e))?;
+    if field == "workspace_id" {
+        crate::observe::record_scope("workspace_id", id.as_str());
+    }
+    Ok(id)
 }
 
 /// Checks an idempotency key field.

@@ -189,6 +189,10 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Starts a transaction.
     fn begin(&self) -> impl Future<Output = Result<Self::Tx, StoreError>> + Send;
 
+    /// Opens one connection outside the pool and closes it: at start-up, a failure carries its
+    /// cause (refused, authentication, TLS), where the pool only says it timed out.
+    fn connect_once(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Checks the database answers.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 

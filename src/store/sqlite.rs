@@ -123,6 +123,12 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn connect_once(&self) -> Result<(), StoreError> {
+        use sqlx::{ConnectOptions as _, Connection as _};
+        self.pool.connect_options().connect().await?.close().await?;
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

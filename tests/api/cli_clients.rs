@@ -106,3 +106,35 @@ async fn readme_walkthrough_sets_up_the_design_example(#[values(Backend::Postgre
     assert!(outputs.iter().any(|out| out.contains(r#""status": "SERVING""#)));
     app.assert_ledger_clean().await;
 }
+
+#[rstest]
+#[tokio::test]
+async fn grpcurl_decodes_the_error_details_of_an_insufficient_credits_answer(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let grpcurl = tokio::task::spawn_blocking(|| tool("grpcurl")).await.expect("install grpcurl");
+    let app = spawn_app(backend).await;
+    app.create_account_with_plan("poor", 10).await;
+    let before = app.snapshot().await;
+
+    let output = Command::new(&grpcurl)
+        .args([
+            "-plaintext",
+            "-d",
+            r#"{"idempotency_key": "too-much", "account_id": "poor", "amount_credits": 11}"#,
+            &app.address.to_string(),
+            "creditpool.v1.CreditService/Consume",
+        ])
+        .output()
+        .await
+        .expect("run grpcurl");
+    let printed = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+
+    assert!(!output.status.success(), "the call fails: {printed}");
+    assert!(printed.contains("ResourceExhausted"), "{printed}");
+    assert!(printed.contains("type.googleapis.com/google.rpc.ErrorInfo"), "{printed}");
+    assert!(printed.contains(r#""reason":"INSUFFICIENT_CREDITS""#), "the reason is decoded: {printed}");
+    assert!(!printed.contains("not recognized"), "{printed}");
+    assert_eq!(app.snapshot().await, before, "a refused call changes nothing");
+    app.assert_ledger_clean().await;
+}

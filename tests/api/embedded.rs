@@ -2,73 +2,16 @@
 //! configured, a SQLite file in its working directory.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use creditpool::proto::admin_service_client::AdminServiceClient;
-use creditpool::proto::credit_service_client::CreditServiceClient;
 use creditpool::proto::*;
-use tokio::process::{Child, Command};
-use tonic::transport::Channel;
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
+
+use crate::process::{ServerProcess, free_address, scratch_directory, serve_command};
 
 /// `creditpool serve` started in `directory` with nothing configured but the listen address
 /// (so tests do not collide on 50051): no `DATABASE_URL`, no `CREDITPOOL_*`, no config file.
-struct Process {
-    child: Child,
-    admin: AdminServiceClient<Channel>,
-    credit: CreditServiceClient<Channel>,
-}
-
-async fn start_in(directory: &Path) -> Process {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
-    let address = format!("127.0.0.1:{port}");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_creditpool"));
-    command.args(["serve", "--listen-addr", &address]).current_dir(directory).kill_on_drop(true);
-    for (name, _) in std::env::vars() {
-        if name == "DATABASE_URL" || name.starts_with("CREDITPOOL_") {
-            command.env_remove(name);
-        }
-    }
-    let child = command.spawn().expect("start creditpool serve");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let channel = loop {
-        match Channel::from_shared(format!("http://{address}")).expect("uri").connect().await {
-            Ok(channel) => break channel,
-            Err(error) => assert!(Instant::now() < deadline, "the server never accepted: {error}"),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let mut health = HealthClient::new(channel.clone());
-    loop {
-        let status = health.check(HealthCheckRequest { service: String::new() }).await.map(|r| r.into_inner().status());
-        if status.as_ref().is_ok_and(|s| *s == ServingStatus::Serving) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never SERVING: {status:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Process { child, admin: AdminServiceClient::new(channel.clone()), credit: CreditServiceClient::new(channel) }
-}
-
-impl Process {
-    /// SIGTERM, then the exit status must be success.
-    async fn stop(mut self) {
-        let pid = self.child.id().expect("pid").to_string();
-        let kill = Command::new("kill").args(["-TERM", &pid]).status().await.expect("kill");
-        assert!(kill.success());
-        let exit =
-            tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await.expect("exits").expect("status");
-        assert!(exit.success(), "creditpool exited with {exit}");
-    }
-}
-
-fn scratch_directory(name: &str) -> std::path::PathBuf {
-    let directory = std::env::temp_dir().join(format!("creditpool-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&directory);
-    std::fs::create_dir_all(&directory).expect("scratch directory");
-    directory
+async fn start_in(directory: &Path) -> ServerProcess {
+    let address = free_address();
+    ServerProcess::start(serve_command(directory, &address, &[]), &address).await
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ use tonic_health::pb::health_client::HealthClient;
 
 use crate::helpers::{Backend, CuttableProxy, spawn_app_with};
 use crate::postgres::{fresh_database, maintenance_url};
+use crate::process::{ServerProcess, creditpool, free_address};
 
 /// Generous bound on how long a state change may take to show; the test asserts order, not speed.
 const STATE_CHANGE_DEADLINE: Duration = Duration::from_secs(30);
@@ -83,35 +84,18 @@ async fn readiness_follows_the_database_while_liveness_stays_serving_through_an_
 
 #[tokio::test]
 async fn sigterm_turns_health_not_serving_then_the_process_exits_zero() {
-    let database_url = fresh_database().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
-    let address = format!("127.0.0.1:{port}");
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_creditpool"))
-        .arg("serve")
-        .env("CREDITPOOL_DATABASE_URL", &database_url)
-        .env("CREDITPOOL_LISTEN_ADDR", &address)
+    let address = free_address();
+    let mut command = creditpool(&["serve", "--listen-addr", &address]);
+    command
+        .env("CREDITPOOL_DATABASE_URL", fresh_database().await)
         .env("CREDITPOOL_HEALTH_CHECK_INTERVAL_MS", "100")
-        .env("CREDITPOOL_SHUTDOWN_DRAIN_DELAY_MS", "2000")
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start creditpool serve");
-    let deadline = Instant::now() + STATE_CHANGE_DEADLINE;
-    let channel = loop {
-        // The process binds its own port; retry until it accepts.
-        match Channel::from_shared(format!("http://{address}")).expect("uri").connect().await {
-            Ok(channel) => break channel,
-            Err(error) => assert!(Instant::now() < deadline, "server never accepted: {error}"),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let mut health = HealthClient::new(channel);
-    wait_for_health(&mut health, &[&LIVENESS[..], &READINESS[..]].concat(), ServingStatus::Serving).await;
+        .env("CREDITPOOL_SHUTDOWN_DRAIN_DELAY_MS", "2000");
+    let server = ServerProcess::start(command, &address).await;
+    let mut health = server.health.clone();
+    let every_name = [&LIVENESS[..], &READINESS[..]].concat();
+    wait_for_health(&mut health, &every_name, ServingStatus::Serving).await;
 
-    let pid = server.id().expect("pid").to_string();
-    let kill = tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await.expect("kill");
-    assert!(kill.success());
-    wait_for_health(&mut health, &[&LIVENESS[..], &READINESS[..]].concat(), ServingStatus::NotServing).await;
-    let exit = tokio::time::timeout(STATE_CHANGE_DEADLINE, server.wait()).await.expect("exits").expect("status");
-
-    assert!(exit.success(), "creditpool exited with {exit}");
+    server.terminate().await;
+    wait_for_health(&mut health, &every_name, ServingStatus::NotServing).await;
+    server.wait().await;
 }

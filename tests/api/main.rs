@@ -3,6 +3,7 @@
 
 mod helpers;
 mod postgres;
+mod process;
 
 mod accounts;
 mod bad_input;
@@ -16,5 +17,6 @@ mod idempotency;
 mod ledger;
 mod members;
 mod notifications;
+mod operations;
 mod renewals;
 mod workspaces;

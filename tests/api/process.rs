@@ -1,0 +1,144 @@
+//! The real `creditpool` binary as an operator runs it: a child process with its own settings,
+//! its stderr kept in a file for the test to read.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use creditpool::proto::admin_service_client::AdminServiceClient;
+use creditpool::proto::credit_service_client::CreditServiceClient;
+use tokio::process::{Child, Command};
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+/// Longest a process may take to start serving or to exit.
+const PROCESS_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A free port on the loopback address, as `127.0.0.1:PORT`.
+pub fn free_address() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+    format!("127.0.0.1:{port}")
+}
+
+/// A scratch directory named after this test process.
+pub fn scratch_directory(name: &str) -> PathBuf {
+    let directory = std::env::temp_dir().join(format!("creditpool-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&directory);
+    std::fs::create_dir_all(&directory).expect("scratch directory");
+    directory
+}
+
+/// `creditpool ARGS` with none of the caller's settings: no `DATABASE_URL`, `CREDITPOOL_*` or
+/// `OTEL_*` variables leak in from the test's environment.
+pub fn creditpool(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_creditpool"));
+    command.args(args).kill_on_drop(true).stdin(Stdio::null());
+    for (name, _) in std::env::vars() {
+        if name == "DATABASE_URL" || name == "RUST_LOG" || name.starts_with("CREDITPOOL_") || name.starts_with("OTEL_")
+        {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// Runs `command` to its end and returns (success, stdout, stderr).
+pub async fn run_to_end(mut command: Command) -> (bool, String, String) {
+    let output = tokio::time::timeout(PROCESS_DEADLINE, command.output()).await.expect("exits in time").expect("runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A running `creditpool serve`.
+pub struct ServerProcess {
+    child: Child,
+    stderr: PathBuf,
+    /// AdminService client.
+    pub admin: AdminServiceClient<Channel>,
+    /// CreditService client.
+    pub credit: CreditServiceClient<Channel>,
+    /// Health client.
+    pub health: HealthClient<Channel>,
+}
+
+impl ServerProcess {
+    /// Starts `command` (a `serve` listening on `address`) and waits until it is ready.
+    pub async fn start(mut command: Command, address: &str) -> ServerProcess {
+        let stderr = std::env::temp_dir().join(format!(
+            "creditpool-test-{}-{}.stderr",
+            std::process::id(),
+            address.replace([':', '.'], "_")
+        ));
+        command.stderr(std::fs::File::create(&stderr).expect("stderr file"));
+        let child = command.spawn().expect("start creditpool serve");
+        let deadline = Instant::now() + PROCESS_DEADLINE;
+        let channel = loop {
+            // The process binds its own port; retry until it accepts.
+            match Channel::from_shared(format!("http://{address}")).expect("uri").connect().await {
+                Ok(channel) => break channel,
+                Err(error) => assert!(
+                    Instant::now() < deadline,
+                    "the server never accepted: {error}; its log: {}",
+                    std::fs::read_to_string(&stderr).unwrap_or_default()
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let mut health = HealthClient::new(channel.clone());
+        loop {
+            let status =
+                health.check(HealthCheckRequest { service: "readiness".into() }).await.map(|r| r.into_inner().status());
+            if status.as_ref().is_ok_and(|s| *s == ServingStatus::Serving) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never ready: {status:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        ServerProcess {
+            child,
+            stderr,
+            admin: AdminServiceClient::new(channel.clone()),
+            credit: CreditServiceClient::new(channel.clone()),
+            health,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> String {
+        self.child.id().expect("pid").to_string()
+    }
+
+    /// Sends SIGTERM.
+    pub async fn terminate(&self) {
+        let kill = Command::new("kill").args(["-TERM", &self.pid()]).status().await.expect("kill");
+        assert!(kill.success());
+    }
+
+    /// Waits for the exit, which must be a success. Returns what the process wrote to stderr.
+    pub async fn wait(mut self) -> String {
+        let exit =
+            tokio::time::timeout(PROCESS_DEADLINE, self.child.wait()).await.expect("exits in time").expect("status");
+        let log = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        let _ = std::fs::remove_file(&self.stderr);
+        assert!(exit.success(), "creditpool exited with {exit}: {log}");
+        log
+    }
+
+    /// SIGTERM, then [`ServerProcess::wait`].
+    pub async fn stop(self) -> String {
+        self.terminate().await;
+        self.wait().await
+    }
+}
+
+/// `serve` in `directory` on `address`, with the given extra environment.
+pub fn serve_command(directory: &Path, address: &str, environment: &[(&str, &str)]) -> Command {
+    let mut command = creditpool(&["serve", "--listen-addr", address]);
+    command.current_dir(directory).envs(environment.iter().copied());
+    command
+}
