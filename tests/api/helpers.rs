@@ -19,6 +19,7 @@ use tonic::transport::Channel;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::postgres::fresh_database;
+use crate::process::scratch_path;
 
 /// A running server and clients for it.
 pub struct TestApp {
@@ -64,13 +65,8 @@ async fn fresh_database_for(backend: Backend) -> String {
         Backend::Postgres => fresh_database().await,
         Backend::Sqlite => {
             static NEXT: AtomicU64 = AtomicU64::new(0);
-            static CLEANED: OnceLock<()> = OnceLock::new();
-            CLEANED.get_or_init(remove_sqlite_files_of_dead_runs);
-            let path = std::env::temp_dir().join(format!(
-                "creditpool-test-{}-{}.db",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ));
+            let name = format!("{}.db", NEXT.fetch_add(1, Ordering::Relaxed));
+            let path = tokio::task::spawn_blocking(move || scratch_path(&name)).await.expect("scratch path");
             format!("sqlite://{}", path.display())
         }
     }
@@ -676,17 +672,4 @@ fn render_row(row: &AnyRow) -> String {
         })
         .collect::<Vec<_>>()
         .join(",")
-}
-
-/// Test SQLite files are named after the process that made them; those of finished runs go.
-fn remove_sqlite_files_of_dead_runs() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix("creditpool-test-") else { continue };
-        let pid = rest.split('-').next().unwrap_or("");
-        if !pid.is_empty() && !std::path::Path::new("/proc").join(pid).exists() {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
 }

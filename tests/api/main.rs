@@ -11,6 +11,7 @@ mod bench;
 mod cli_clients;
 mod concurrency;
 mod embedded;
+mod harness;
 mod health;
 mod hot_path;
 mod idempotency;

@@ -51,18 +51,63 @@ pub fn maintenance_url() -> String {
     with_database(server_url(), "postgres")
 }
 
+/// `pg_locks.classid` of the advisory locks that mark live test runs ("cred").
+pub const RUN_LOCK_CLASS: i32 = 0x6372_6564;
+
+/// This test run's id: it names the run's databases and its advisory lock, which a dedicated
+/// connection holds for as long as the process lives. Another run, on this machine or in another
+/// container sharing the server, sees the lock and leaves the databases alone; once the process
+/// is gone (even killed), its connection closes, the lock goes, and a later run drops them.
+pub fn run_id() -> i32 {
+    static RUN: OnceLock<i32> = OnceLock::new();
+    *RUN.get_or_init(|| {
+        let url = maintenance_url();
+        let (taken, answer) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async move {
+                let mut connection = match PgConnection::connect(&url).await {
+                    Ok(connection) => connection,
+                    Err(error) => {
+                        let _ = taken.send(Err(format!("cannot connect to the test Postgres at {url}: {error}")));
+                        return;
+                    }
+                };
+                loop {
+                    let candidate = rand::random::<i32>().abs();
+                    let locked: Result<bool, _> = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
+                        .bind(RUN_LOCK_CLASS)
+                        .bind(candidate)
+                        .fetch_one(&mut connection)
+                        .await;
+                    match locked {
+                        Ok(true) => break taken.send(Ok(candidate)).expect("the harness waits"),
+                        Ok(false) => continue,
+                        Err(error) => return drop(taken.send(Err(format!("cannot take the run lock: {error}")))),
+                    }
+                }
+                // Held until the process exits.
+                std::future::pending::<()>().await;
+                drop(connection);
+            });
+        });
+        answer.recv().expect("the run-lock thread answers").unwrap_or_else(|why| panic!("{why}"))
+    })
+}
+
 /// Creates an empty database for one test and returns its URL.
 pub async fn fresh_database() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     static CLEANED: OnceLock<()> = OnceLock::new();
+    let run = tokio::task::spawn_blocking(run_id).await.expect("run id");
     let maintenance = maintenance_url();
     let mut connection = PgConnection::connect(&maintenance)
         .await
         .unwrap_or_else(|e| panic!("cannot connect to the test Postgres at {maintenance}: {e}"));
     if CLEANED.set(()).is_ok() {
-        drop_databases_of_dead_runs(&mut connection).await;
+        drop_databases_of_finished_runs(&mut connection).await;
     }
-    let name = format!("{TEST_DATABASE_PREFIX}{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+    let name = format!("{TEST_DATABASE_PREFIX}{run}_{}", COUNTER.fetch_add(1, Ordering::Relaxed));
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut connection)
         .await
@@ -70,21 +115,23 @@ pub async fn fresh_database() -> String {
     with_database(server_url(), &name)
 }
 
-/// Test databases are named after the process that made them; those of finished runs go.
-async fn drop_databases_of_dead_runs(connection: &mut PgConnection) {
-    let names: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE $1")
-        .bind(format!("{TEST_DATABASE_PREFIX}%"))
-        .fetch_all(&mut *connection)
-        .await
-        .unwrap_or_default();
+/// Drops the test databases whose run no longer holds its lock (see [`run_id`]).
+pub async fn drop_databases_of_finished_runs(connection: &mut PgConnection) {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT datname FROM pg_database WHERE datname LIKE $1 AND NOT EXISTS ( \
+             SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = $2 AND objsubid = 2 \
+             AND objid::text = split_part(substr(datname, length($3) + 1), '_', 1))",
+    )
+    .bind(format!("{TEST_DATABASE_PREFIX}%"))
+    .bind(RUN_LOCK_CLASS)
+    .bind(TEST_DATABASE_PREFIX)
+    .fetch_all(&mut *connection)
+    .await
+    .unwrap_or_default();
     for name in names {
-        let pid = name.trim_start_matches(TEST_DATABASE_PREFIX).split('_').next().unwrap_or("");
-        let alive = !pid.is_empty() && Path::new("/proc").join(pid).exists();
-        if !alive {
-            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                .execute(&mut *connection)
-                .await;
-        }
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+            .execute(&mut *connection)
+            .await;
     }
 }
 

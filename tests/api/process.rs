@@ -22,12 +22,67 @@ pub fn free_address() -> String {
     format!("127.0.0.1:{port}")
 }
 
-/// A scratch directory named after this test process.
+/// A fresh path in the temporary directory, named after this test run (see [`remove_leftovers`]).
+pub fn scratch_path(name: &str) -> PathBuf {
+    static CLEANED: std::sync::Once = std::sync::Once::new();
+    CLEANED.call_once(remove_leftovers);
+    std::env::temp_dir().join(format!("{SCRATCH_PREFIX}{}-{name}", crate::postgres::run_id()))
+}
+
+/// A scratch directory named after this test run.
 pub fn scratch_directory(name: &str) -> PathBuf {
-    let directory = std::env::temp_dir().join(format!("creditpool-test-{}-{name}", std::process::id()));
+    let directory = scratch_path(name);
     let _ = std::fs::remove_dir_all(&directory);
     std::fs::create_dir_all(&directory).expect("scratch directory");
     directory
+}
+
+const SCRATCH_PREFIX: &str = "creditpool-test-";
+
+/// The lock file that marks a live run's scratch files.
+fn run_lock_path(run: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("{SCRATCH_PREFIX}run-{run}.lock"))
+}
+
+/// Takes this run's lock file (held until the process exits), then removes what finished runs
+/// left behind.
+fn remove_leftovers() {
+    static OWN: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
+    let file = std::fs::File::create(run_lock_path(&crate::postgres::run_id().to_string())).expect("run lock file");
+    file.lock().expect("lock the run's file");
+    let _ = OWN.set(file);
+    remove_scratch_of_finished_runs();
+}
+
+/// Removes the scratch files of runs whose lock file nobody holds: those runs are over, however
+/// they ended (no process ids, which another container or macOS cannot check).
+pub fn remove_scratch_of_finished_runs() {
+    let own = crate::postgres::run_id().to_string();
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(SCRATCH_PREFIX) else { continue };
+        let run = rest.strip_prefix("run-").and_then(|r| r.strip_suffix(".lock")).unwrap_or(rest);
+        let run = run.split('-').next().unwrap_or_default();
+        if run == own || run.is_empty() {
+            continue;
+        }
+        let finished = match std::fs::File::open(run_lock_path(run)) {
+            Ok(lock) => lock.try_lock().is_ok(),
+            Err(_) => true,
+        };
+        if finished {
+            let _ = std::fs::remove_dir_all(entry.path());
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Holds the scratch lock of run `run` while the returned file lives (as another run would).
+pub fn hold_run_lock(run: i32) -> std::fs::File {
+    let file = std::fs::File::create(run_lock_path(&run.to_string())).expect("run lock file");
+    file.lock().expect("lock");
+    file
 }
 
 /// `creditpool ARGS` with none of the caller's settings: no `DATABASE_URL`, `CREDITPOOL_*` or
@@ -69,11 +124,7 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `command` (a `serve` listening on `address`) and waits until it is ready.
     pub async fn start(mut command: Command, address: &str) -> ServerProcess {
-        let stderr = std::env::temp_dir().join(format!(
-            "creditpool-test-{}-{}.stderr",
-            std::process::id(),
-            address.replace([':', '.'], "_")
-        ));
+        let stderr = scratch_path(&format!("{}.stderr", address.replace([':', '.'], "_")));
         command.stderr(std::fs::File::create(&stderr).expect("stderr file"));
         let child = command.spawn().expect("start creditpool serve");
         let deadline = Instant::now() + PROCESS_DEADLINE;
