@@ -49,8 +49,32 @@ pub async fn wait_for_health(health: &mut HealthClient<Channel>, names: &[&str],
     }
 }
 
+/// The health names the chart's (startup, liveness, readiness) probes ask, after checking each
+/// asks the port the server listens on.
+fn chart_probes() -> [String; 3] {
+    let objects = crate::helpers::chart_objects("default");
+    let kind = |kind: &str| objects.iter().find(|o| o["kind"] == kind).unwrap_or_else(|| panic!("no {kind}")).clone();
+    let container = kind("Deployment")["spec"]["template"]["spec"]["containers"][0].clone();
+    let grpc_port = container["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .find(|port| port["name"] == "grpc")
+        .and_then(|port| port["containerPort"].as_u64())
+        .expect("a grpc container port");
+    let listen = kind("ConfigMap")["data"]["CREDITPOOL_LISTEN_ADDR"].as_str().expect("listen address").to_owned();
+    assert!(listen.ends_with(&format!(":{grpc_port}")), "the server listens on the grpc port: {listen}");
+    ["startupProbe", "livenessProbe", "readinessProbe"].map(|probe| {
+        let grpc = &container[probe]["grpc"];
+        assert_eq!(grpc["port"].as_u64(), Some(grpc_port), "{probe} asks the gRPC port");
+        grpc["service"].as_str().unwrap_or_else(|| panic!("{probe} names a health service")).to_owned()
+    })
+}
+
 #[tokio::test]
-async fn readiness_follows_the_database_while_liveness_stays_serving_through_an_outage() {
+async fn the_charts_probes_ask_served_health_names_and_only_readiness_follows_the_database() {
+    let [startup, liveness, readiness] = tokio::task::spawn_blocking(chart_probes).await.expect("render the chart");
+    let alive = [startup.as_str(), liveness.as_str()];
     let target: SocketAddr = tokio::net::lookup_host(authority(&maintenance_url()))
         .await
         .expect("resolve the test Postgres")
@@ -66,17 +90,21 @@ async fn readiness_follows_the_database_while_liveness_stays_serving_through_an_
     .await;
     let mut health = app.health.clone();
 
+    wait_for_health(&mut health, &[readiness.as_str()], ServingStatus::Serving).await;
     wait_for_health(&mut health, &READINESS, ServingStatus::Serving).await;
+    let alive_before = statuses(&mut health, &alive).await;
     proxy.cut();
+    wait_for_health(&mut health, &[readiness.as_str()], ServingStatus::NotServing).await;
     wait_for_health(&mut health, &READINESS, ServingStatus::NotServing).await;
-    let liveness_during_outage = statuses(&mut health, &LIVENESS).await;
+    let alive_during_outage = statuses(&mut health, &[&alive[..], &LIVENESS[..]].concat()).await;
     let during_outage = app.admin.clone().get_account(GetAccountRequest { account_id: "anyone".into() }).await;
     proxy.restore();
-    wait_for_health(&mut health, &READINESS, ServingStatus::Serving).await;
+    wait_for_health(&mut health, &[readiness.as_str()], ServingStatus::Serving).await;
 
+    assert_eq!(alive_before, vec![Some(ServingStatus::Serving); 2], "the probes' names are served");
     assert!(
-        liveness_during_outage.iter().all(|status| *status == Some(ServingStatus::Serving)),
-        "liveness must not follow the database: {liveness_during_outage:?}"
+        alive_during_outage.iter().all(|status| *status == Some(ServingStatus::Serving)),
+        "liveness must not follow the database: {alive_during_outage:?}"
     );
     assert_eq!(during_outage.expect_err("database is down").code(), Code::Unavailable);
     app.assert_ledger_clean().await;

@@ -624,6 +624,19 @@ pub fn tool(name: &str) -> std::path::PathBuf {
                 "@bufbuild/buf".into(),
             ],
         ),
+        // Helm's engine and the manifest validator, for the chart (a Python package, not a binary).
+        "chart" => (
+            root.join("pip/helm_python/__init__.py"),
+            vec![
+                "pip".into(),
+                "install".into(),
+                "--quiet".into(),
+                "--target".into(),
+                root.join("pip").display().to_string(),
+                "helm-python-sdk".into(),
+                "kubernetes-validate".into(),
+            ],
+        ),
         other => panic!("unknown tool {other}"),
     };
     if let Ok(path) = std::env::var(format!("CREDITPOOL_TEST_{}", name.to_uppercase())) {
@@ -639,6 +652,20 @@ pub fn tool(name: &str) -> std::path::PathBuf {
         );
     }
     local
+}
+
+/// The chart's objects rendered by Helm's engine for `values` (`default` or `production`).
+pub fn chart_objects(values: &str) -> Vec<serde_json::Value> {
+    let package = tool("chart");
+    let site = package.parent().and_then(std::path::Path::parent).expect("site directory");
+    let output = std::process::Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/chart.py"))
+        .args(["render", values])
+        .env("PYTHONPATH", site)
+        .output()
+        .expect("run .ci/chart.py");
+    assert!(output.status.success(), "rendering the chart failed: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("rendered objects as JSON")
 }
 
 /// Awaits every task, in order.
