@@ -5,6 +5,7 @@ use tokio::process::Command;
 use rstest::rstest;
 
 use crate::helpers::{Backend, spawn_app, tool};
+use crate::process::{ServerProcess, free_address, scratch_directory, serve_command};
 
 async fn run(program: &std::path::Path, args: &[&str]) -> String {
     let output = Command::new(program).args(args).output().await.expect("run the client");
@@ -80,7 +81,8 @@ async fn readme_walkthrough_sets_up_the_design_example(#[values(Backend::Postgre
     let grpcurl = tokio::task::spawn_blocking(|| tool("grpcurl")).await.expect("install grpcurl");
     let app = spawn_app(backend).await;
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
-    let lines: Vec<&str> = readme.lines().filter(|line| line.starts_with("grpcurl ")).collect();
+    let walkthrough = section(&readme, "## Walkthrough with grpcurl");
+    let lines: Vec<&str> = walkthrough.lines().filter(|line| line.starts_with("grpcurl ")).collect();
     let path = format!("{}:{}", grpcurl.parent().expect("dir").display(), std::env::var("PATH").unwrap_or_default());
 
     let mut outputs = Vec::new();
@@ -137,4 +139,47 @@ async fn grpcurl_decodes_the_error_details_of_an_insufficient_credits_answer(
     assert!(!printed.contains("not recognized"), "{printed}");
     assert_eq!(app.snapshot().await, before, "a refused call changes nothing");
     app.assert_ledger_clean().await;
+}
+
+/// The text of the README section that starts with `heading`, up to the next `## `.
+fn section<'a>(readme: &'a str, heading: &str) -> &'a str {
+    let start = readme.find(heading).unwrap_or_else(|| panic!("the README has no {heading}"));
+    let rest = &readme[start + heading.len()..];
+    &rest[..rest.find("\n## ").unwrap_or(rest.len())]
+}
+
+/// The contents of the ```sh blocks of `text`, in order.
+fn shell_blocks(text: &str) -> Vec<String> {
+    text.split("```sh\n").skip(1).map(|block| block.split("```").next().unwrap_or("").trim().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn the_readme_first_screen_runs_as_written() {
+    let grpcurl = tokio::task::spawn_blocking(|| tool("grpcurl")).await.expect("install grpcurl");
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    let first_screen = &readme[..readme.find("\n## Tests").expect("a Tests section after the first screen")];
+    let blocks = shell_blocks(first_screen);
+    assert_eq!(blocks.len(), 3, "run, test, first call: {blocks:?}");
+    assert_eq!((blocks[0].as_str(), blocks[1].as_str()), ("cargo run -- serve", "cargo test"));
+    let directory = scratch_directory("readme-first-screen");
+    let address = free_address();
+    // `cargo run -- serve` is the binary with `serve`; only the port differs, so that tests
+    // never collide with a service the developer runs on 50051.
+    let mut server = ServerProcess::start(serve_command(&directory, &address, &[]), &address).await;
+
+    let path = format!("{}:{}", grpcurl.parent().expect("dir").display(), std::env::var("PATH").unwrap_or_default());
+    let script = blocks[2].replace("localhost:50051", &address);
+    let output = run(std::path::Path::new("sh"), &["-c", &format!("PATH='{path}'; set -e; {script}")]).await;
+    let created = server
+        .admin
+        .get_account(creditpool::proto::GetAccountRequest { account_id: "hello".into() })
+        .await
+        .map(|r| r.into_inner().account.expect("account").account_id);
+    let verified = server.admin.verify_ledger(creditpool::proto::VerifyLedgerRequest {}).await.expect("verify");
+    server.stop().await;
+
+    assert!(blocks[2].contains("localhost:50051"), "the first call goes to the default address");
+    assert!(output.contains(r#""accountId": "hello""#), "{output}");
+    assert_eq!(created.expect("the account exists"), "hello");
+    assert!(verified.into_inner().clean);
 }
