@@ -15,7 +15,10 @@ FROM gcr.io/distroless/cc-debian12:nonroot
 # CREDITPOOL_DATABASE_URL at Postgres (what the Helm chart does).
 COPY --from=build --chown=65532:65532 /out/data /var/lib/creditpool
 COPY --from=build /out/creditpool /usr/local/bin/creditpool
-ENV CREDITPOOL_SQLITE_PATH=/var/lib/creditpool/creditpool.db
+# Reachable from outside the container: the server then refuses to start without an auth
+# file (CREDITPOOL_AUTH_FILE) unless told --insecure-no-auth.
+ENV CREDITPOOL_SQLITE_PATH=/var/lib/creditpool/creditpool.db \
+    CREDITPOOL_LISTEN_ADDR=0.0.0.0:50051
 USER 65532:65532
 EXPOSE 50051 9090
 ENTRYPOINT ["creditpool"]

@@ -78,6 +78,41 @@ pub struct Config {
     /// Whether `serve` applies migrations before serving; off, it only checks they were applied
     /// (a deployment that runs `creditpool migrate` as its own step).
     pub migrate_on_start: bool,
+    /// The principals file (TOML); unset: no authentication, loopback only.
+    pub auth_file: Option<std::path::PathBuf>,
+    /// Serve without principals on a non-loopback address anyway (never in production).
+    pub insecure_no_auth: bool,
+    /// A separate address for AdminService (CreditService stays on `listen_addr`); unset: both
+    /// on `listen_addr`.
+    pub admin_listen_addr: Option<SocketAddr>,
+    /// Whether server reflection is served (grpcurl and buf curl without proto files).
+    pub reflection_enabled: bool,
+    /// Server certificate chain (PEM); with `tls_key_file`, the server speaks TLS only.
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    /// Server private key (PEM).
+    pub tls_key_file: Option<std::path::PathBuf>,
+    /// CA bundle (PEM) that client certificates must chain to; set, every client needs one (mTLS).
+    pub tls_client_ca_file: Option<std::path::PathBuf>,
+    /// Longest a unary call (or a stream's start) may run; a caller's shorter `grpc-timeout` wins.
+    pub max_call_duration_ms: u64,
+    /// Most calls in progress at once; more are shed at once with UNAVAILABLE, never queued.
+    pub max_concurrent_calls: u32,
+    /// Largest request message accepted, in bytes.
+    pub max_request_bytes: u32,
+    /// HTTP/2 keepalive ping interval (0: off).
+    pub http2_keepalive_interval_ms: u64,
+    /// How long a keepalive ping may go unanswered before the connection is closed.
+    pub http2_keepalive_timeout_ms: u64,
+    /// Connections are closed (gracefully) after this age, so clients rebalance across replicas.
+    pub max_connection_age_ms: u64,
+    /// Most WatchNotifications streams open on this replica.
+    pub max_notification_streams: u32,
+    /// Most WatchNotifications streams one principal may hold open on this replica.
+    pub max_notification_streams_per_principal: u32,
+    /// Calls per second each principal may make on average (0: no rate limit).
+    pub rate_limit_per_second: u32,
+    /// Calls a principal may make at once above its rate.
+    pub rate_limit_burst: u32,
 }
 
 /// The shape of log lines.
@@ -93,7 +128,8 @@ pub enum LogFormat {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen_addr: SocketAddr::from(([0, 0, 0, 0], 50051)),
+            // Loopback: without principals nothing else is allowed (see `insecure_no_auth`).
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             database_url: None,
             sqlite_path: std::path::PathBuf::from("data/creditpool.db"),
             database_max_connections: 16,
@@ -121,6 +157,23 @@ impl Default for Config {
             trace_sample_ratio: 1.0,
             metrics_listen_addr: None,
             migrate_on_start: true,
+            auth_file: None,
+            insecure_no_auth: false,
+            admin_listen_addr: None,
+            reflection_enabled: true,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
+            max_call_duration_ms: 30_000,
+            max_concurrent_calls: 1_024,
+            max_request_bytes: 1 << 20,
+            http2_keepalive_interval_ms: 30_000,
+            http2_keepalive_timeout_ms: 10_000,
+            max_connection_age_ms: 1_800_000,
+            max_notification_streams: 1_000,
+            max_notification_streams_per_principal: 100,
+            rate_limit_per_second: 0,
+            rate_limit_burst: 100,
         }
     }
 }
@@ -137,6 +190,12 @@ pub struct Overrides {
     /// `--no-migrate` (as `Some(false)`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub migrate_on_start: Option<bool>,
+    /// `--auth-file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_file: Option<std::path::PathBuf>,
+    /// `--insecure-no-auth` (as `Some(true)`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insecure_no_auth: Option<bool>,
 }
 
 /// Why the configuration cannot be used.
@@ -216,6 +275,33 @@ impl Config {
             "notification_stream_buffer must be 1..=100000",
         )?;
         check((0.0..=1.0).contains(&self.trace_sample_ratio), "trace_sample_ratio must be 0.0..=1.0")?;
+        check((1..=3_600_000).contains(&self.max_call_duration_ms), "max_call_duration_ms must be 1..=3600000")?;
+        check((1..=1_000_000).contains(&self.max_concurrent_calls), "max_concurrent_calls must be 1..=1000000")?;
+        check((1_024..=64 << 20).contains(&self.max_request_bytes), "max_request_bytes must be 1024..=67108864")?;
+        check(self.http2_keepalive_interval_ms <= 3_600_000, "http2_keepalive_interval_ms must be at most 3600000")?;
+        check(
+            (1..=600_000).contains(&self.http2_keepalive_timeout_ms),
+            "http2_keepalive_timeout_ms must be 1..=600000",
+        )?;
+        check(
+            (1_000..=86_400_000).contains(&self.max_connection_age_ms),
+            "max_connection_age_ms must be 1000..=86400000",
+        )?;
+        check((1..=100_000).contains(&self.max_notification_streams), "max_notification_streams must be 1..=100000")?;
+        check(
+            (1..=self.max_notification_streams).contains(&self.max_notification_streams_per_principal),
+            "max_notification_streams_per_principal must be 1..=max_notification_streams",
+        )?;
+        check(self.rate_limit_per_second <= 1_000_000, "rate_limit_per_second must be at most 1000000")?;
+        check((1..=1_000_000).contains(&self.rate_limit_burst), "rate_limit_burst must be 1..=1000000")?;
+        check(
+            self.tls_cert_file.is_some() == self.tls_key_file.is_some(),
+            "tls_cert_file and tls_key_file must be set together",
+        )?;
+        check(
+            self.tls_client_ca_file.is_none() || self.tls_cert_file.is_some(),
+            "tls_client_ca_file needs tls_cert_file and tls_key_file (mTLS is TLS first)",
+        )?;
         if let Some(url) = &self.database_url {
             check(
                 url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:"),
@@ -339,7 +425,7 @@ mod tests {
             jail.set_env("DATABASE_URL", "postgres://fallback/db");
             let config = Config::load(None, &Overrides::default()).unwrap();
             assert_eq!(config.database_url.as_deref(), Some("postgres://fallback/db"));
-            assert_eq!(config.listen_addr, "0.0.0.0:50051".parse().unwrap());
+            assert_eq!(config.listen_addr, "127.0.0.1:50051".parse().unwrap());
             Ok(())
         });
     }

@@ -138,3 +138,37 @@ pub async fn sample_gauges<S: Store>(ledger: Ledger<S>, interval: Duration, shut
         }
     }
 }
+
+/// On SIGHUP, re-reads the auth file and the TLS files; a bad file keeps what is in force.
+pub async fn reload_on_hangup(
+    authenticator: crate::auth::Authenticator,
+    tls: Option<crate::tls::Tls>,
+    shutdown: CancellationToken,
+) {
+    #[cfg(unix)]
+    {
+        let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGHUP: credentials reload only on restart");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                received = hangups.recv() => if received.is_none() { return },
+                () = shutdown.cancelled() => return,
+            }
+            tracing::info!("SIGHUP received: reloading credentials");
+            authenticator.reload();
+            if let Some(tls) = &tls {
+                tls.reload();
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (authenticator, tls);
+        shutdown.cancelled().await;
+    }
+}

@@ -30,6 +30,12 @@ enum Command {
         /// Do not apply migrations; refuse to start unless `creditpool migrate` applied them all.
         #[arg(long)]
         no_migrate: bool,
+        /// The principals file (overrides CREDITPOOL_AUTH_FILE).
+        #[arg(long)]
+        auth_file: Option<PathBuf>,
+        /// Serve without principals on a non-loopback address (never in production).
+        #[arg(long)]
+        insecure_no_auth: bool,
     },
     /// Prints the effective settings (every layer applied, secrets redacted) as TOML and exits.
     Config,
@@ -63,10 +69,12 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let overrides = match &cli.command {
-        Command::Serve { listen_addr, database_url, no_migrate } => Overrides {
+        Command::Serve { listen_addr, database_url, no_migrate, auth_file, insecure_no_auth } => Overrides {
             listen_addr: *listen_addr,
             database_url: database_url.clone(),
             migrate_on_start: no_migrate.then_some(false),
+            auth_file: auth_file.clone(),
+            insecure_no_auth: insecure_no_auth.then_some(true),
         },
         Command::Migrate { database_url } | Command::Bench { database_url, .. } => {
             Overrides { database_url: database_url.clone(), ..Overrides::default() }

@@ -121,7 +121,7 @@ impl Extractor for Headers<'_> {
 
 /// The status of a response: in its headers when the call failed before any message
 /// ("trailers-only"), else OK so far (a stream's final status comes later, in its trailers).
-fn code_of(headers: &http::HeaderMap) -> Code {
+pub fn code_of(headers: &http::HeaderMap) -> Code {
     headers
         .get("grpc-status")
         .and_then(|value| value.to_str().ok())

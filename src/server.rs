@@ -1,24 +1,28 @@
 //! Wires the services, health, reflection, the tower layers and shutdown around one store.
 
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 
+use crate::auth::{AuthLayer, Authenticator};
 use crate::config::Config;
 use crate::grpc::{AdminApi, CreditApi};
 use crate::jobs;
 use crate::ledger::{Clock, Ledger, SystemClock};
-use crate::notify::Events;
+use crate::limits::LimitsLayer;
+use crate::notify::{Events, StreamLimits};
 use crate::observe::ObserveLayer;
 use crate::proto::admin_service_server::AdminServiceServer;
 use crate::proto::credit_service_server::CreditServiceServer;
 use crate::store::postgres::{PgStore, PoolSettings};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
+use crate::tls::{self, Tls, TlsFiles};
 
 /// The database the service runs on, chosen by the configured URL.
 pub enum StoreChoice {
@@ -118,6 +122,21 @@ async fn run<S: Store>(
     shutdown: CancellationToken,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<()> {
+    let authenticator = Authenticator::load(config.auth_file.as_deref())?;
+    let admin_listener = match config.admin_listen_addr {
+        Some(address) => Some(
+            TcpListener::bind(address)
+                .await
+                .map_err(|e| anyhow::anyhow!(e).context(format!("cannot listen on admin_listen_addr {address}")))?,
+        ),
+        None => None,
+    };
+    let addresses = [
+        Some(("listen_addr", listener.local_addr()?)),
+        admin_listener.as_ref().map(|l| l.local_addr().map(|a| ("admin_listen_addr", a))).transpose()?,
+    ];
+    check_exposure(&config, &authenticator, addresses.iter().flatten().copied())?;
+    let tls = tls_of(&config)?;
     prepare(&store, &config).await?;
     if let Some(address) = config.metrics_listen_addr {
         crate::metrics::serve(address)?;
@@ -158,32 +177,91 @@ async fn run<S: Store>(
         },
         shutdown.clone(),
     )));
+    tasks.push(tokio::spawn(jobs::reload_on_hangup(authenticator.clone(), tls.clone(), shutdown.clone())));
 
-    let address = listener.local_addr()?;
-    tracing::info!(%address, store = store_name, database = %config.database_url.as_deref().map_or_else(|| config.sqlite_path.display().to_string(), crate::config::redact_url), "creditpool serving");
+    tracing::info!(
+        address = %listener.local_addr()?,
+        admin_address = ?admin_listener.as_ref().and_then(|l| l.local_addr().ok()),
+        tls = tls.is_some(),
+        authentication = authenticator.is_enabled(),
+        store = store_name,
+        database = %config.database_url.as_deref().map_or_else(|| config.sqlite_path.display().to_string(), crate::config::redact_url),
+        "creditpool serving"
+    );
     let drain_delay = config.shutdown_drain_delay();
-    let drain_reporter = reporter.clone();
-    let stopping = shutdown.clone();
-    // Cross-cutting concerns, outermost first.
-    let layers = tower::ServiceBuilder::new().layer(ObserveLayer { access_log: config.access_log });
-    let server = tonic::transport::Server::builder()
-        .layer(layers)
-        .add_service(health_service)
-        .add_service(reflection().build_v1()?)
-        .add_service(reflection().build_v1alpha()?)
-        .add_service(AdminServiceServer::new(AdminApi::new(ledger.clone(), events)))
-        .add_service(CreditServiceServer::new(CreditApi::new(ledger)))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            stopping.cancelled().await;
-            jobs::set_health(&drain_reporter, &jobs::READINESS, ServingStatus::NotServing).await;
-            jobs::set_health(&drain_reporter, &jobs::LIVENESS, ServingStatus::NotServing).await;
+    {
+        let (reporter, shutdown) = (reporter.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            shutdown.cancelled().await;
+            jobs::set_health(&reporter, &jobs::READINESS, ServingStatus::NotServing).await;
+            jobs::set_health(&reporter, &jobs::LIVENESS, ServingStatus::NotServing).await;
             tracing::info!(drain_delay_ms = drain_delay.as_millis(), "shutting down: health NOT_SERVING");
+        }));
+    }
+    let drained = || {
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.cancelled().await;
             tokio::time::sleep(drain_delay).await;
-        });
+        }
+    };
+    let max_request_bytes = usize::try_from(config.max_request_bytes).unwrap_or(usize::MAX);
+    let admin = AdminServiceServer::new(AdminApi::new(
+        ledger.clone(),
+        events,
+        StreamLimits::new(
+            usize::try_from(config.max_notification_streams).unwrap_or(usize::MAX),
+            usize::try_from(config.max_notification_streams_per_principal).unwrap_or(usize::MAX),
+        ),
+    ))
+    .max_decoding_message_size(max_request_bytes);
+    let credit = CreditServiceServer::new(CreditApi::new(ledger)).max_decoding_message_size(max_request_bytes);
+    let rate = NonZeroU32::new(config.rate_limit_per_second)
+        .map(|per_second| (per_second, NonZeroU32::new(config.rate_limit_burst).unwrap_or(NonZeroU32::MIN)));
+    // Cross-cutting concerns, outermost first: every call is observed (refused ones too), shed
+    // or cut by the limits, then authenticated.
+    let layers = tower::ServiceBuilder::new()
+        .layer(ObserveLayer { access_log: config.access_log })
+        .layer(LimitsLayer::new(
+            usize::try_from(config.max_concurrent_calls).unwrap_or(usize::MAX),
+            Duration::from_millis(config.max_call_duration_ms),
+        ))
+        .layer(AuthLayer::new(authenticator, rate));
+    let keepalive = Duration::from_millis(config.http2_keepalive_interval_ms);
+    let builder = || {
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval((!keepalive.is_zero()).then_some(keepalive))
+            .http2_keepalive_timeout(Some(Duration::from_millis(config.http2_keepalive_timeout_ms)))
+            .max_connection_age(Duration::from_millis(config.max_connection_age_ms))
+            .layer(layers.clone())
+    };
+    let reflection_v1 = config.reflection_enabled.then(|| reflection().build_v1()).transpose()?;
+    let reflection_v1alpha = config.reflection_enabled.then(|| reflection().build_v1alpha()).transpose()?;
+    let main = builder()
+        .add_service(health_service.clone())
+        .add_optional_service(reflection_v1.clone())
+        .add_optional_service(reflection_v1alpha.clone())
+        .add_service(credit)
+        .add_optional_service(admin_listener.is_none().then(|| admin.clone()))
+        .serve_with_incoming_shutdown(tls::incoming(listener, tls.clone()), drained());
+    let admin_only = admin_listener.map(|admin_listener| {
+        builder()
+            .add_service(health_service)
+            .add_optional_service(reflection_v1)
+            .add_optional_service(reflection_v1alpha)
+            .add_service(admin)
+            .serve_with_incoming_shutdown(tls::incoming(admin_listener, tls), drained())
+    });
+    let servers = async {
+        match admin_only {
+            Some(admin_only) => tokio::try_join!(main, admin_only).map(|_| ()),
+            None => main.await,
+        }
+    };
 
     let grace = drain_delay + config.shutdown_grace();
     let result = tokio::select! {
-        result = server => result.map_err(anyhow::Error::from),
+        result = servers => result.map_err(anyhow::Error::from),
         () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
             tracing::warn!(grace_ms = grace.as_millis(), "grace period over; stopping with calls in flight");
             Ok(())
@@ -195,6 +273,46 @@ async fn run<S: Store>(
     store.close().await;
     tracing::info!("creditpool stopped");
     result
+}
+
+/// Secure by default: without principals, only loopback addresses are served, unless the
+/// operator says `insecure_no_auth`.
+fn check_exposure(
+    config: &Config,
+    authenticator: &Authenticator,
+    addresses: impl IntoIterator<Item = (&'static str, SocketAddr)>,
+) -> anyhow::Result<()> {
+    if authenticator.is_enabled() {
+        return Ok(());
+    }
+    if config.insecure_no_auth {
+        tracing::warn!(
+            "no principals configured and insecure_no_auth is on: anyone who reaches the port may call anything"
+        );
+        return Ok(());
+    }
+    for (setting, address) in addresses {
+        anyhow::ensure!(
+            address.ip().is_loopback(),
+            "{setting} {address} is not a loopback address and no principals are configured: set auth_file \
+             (CREDITPOOL_AUTH_FILE or --auth-file), listen on 127.0.0.1, or pass --insecure-no-auth to serve \
+             unauthenticated anyway"
+        );
+    }
+    tracing::warn!("no principals configured: serving unauthenticated, on loopback only");
+    Ok(())
+}
+
+/// The TLS configuration, when certificate files are configured.
+fn tls_of(config: &Config) -> anyhow::Result<Option<Tls>> {
+    match (&config.tls_cert_file, &config.tls_key_file) {
+        (Some(cert), Some(key)) => Ok(Some(Tls::load(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: config.tls_client_ca_file.clone(),
+        })?)),
+        _ => Ok(None),
+    }
 }
 
 /// The descriptor sets reflection serves: the contract, health, and the `google.rpc` error

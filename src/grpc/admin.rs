@@ -3,17 +3,18 @@
 use std::pin::Pin;
 
 use tokio_stream::Stream;
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 
+use super::access::{authorized, caller_of};
 use super::convert;
-use super::status::{invalid_argument, not_yet};
+use super::status::{error_status, invalid_argument, not_yet};
 use crate::domain::ChargeScope;
 use crate::ledger::{
     AddAccountCredits, AddMember, CreateAccount, CreateWorkspace, FundWorkspacePools, Ledger, RemoveMember,
     RenewAccount, SetAccountPlan, SetLowBalanceThresholds, SetMemberAllowance, SetMemberRole, SetPoolSize,
     TopUpWorkspace,
 };
-use crate::notify::Events;
+use crate::notify::{Events, StreamLimits, StreamsExhausted};
 use crate::proto::admin_service_server::AdminService;
 use crate::proto::*;
 use crate::store::Store;
@@ -26,12 +27,13 @@ pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send
 pub struct AdminApi<S> {
     ledger: Ledger<S>,
     events: Events,
+    streams: StreamLimits,
 }
 
 impl<S: Store> AdminApi<S> {
-    /// Handlers over `ledger`, streaming notifications from `events`.
-    pub fn new(ledger: Ledger<S>, events: Events) -> AdminApi<S> {
-        AdminApi { ledger, events }
+    /// Handlers over `ledger`, streaming notifications from `events` within `streams`.
+    pub fn new(ledger: Ledger<S>, events: Events, streams: StreamLimits) -> AdminApi<S> {
+        AdminApi { ledger, events, streams }
     }
 }
 
@@ -41,7 +43,7 @@ impl<S: Store> AdminService for AdminApi<S> {
         &self,
         request: Request<CreateAccountRequest>,
     ) -> Result<Response<CreateAccountResponse>, Status> {
-        let request = request.into_inner();
+        let request = authorized(request)?;
         let command = CreateAccount {
             idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
             account_id: convert::account_id("account_id", request.account_id)?,
@@ -51,7 +53,7 @@ impl<S: Store> AdminService for AdminApi<S> {
     }
 
     async fn get_account(&self, request: Request<GetAccountRequest>) -> Result<Response<GetAccountResponse>, Status> {
-        let account_id = convert::account_id("account_id", request.into_inner().account_id)?;
+        let account_id = convert::account_id("account_id", authorized(request)?.account_id)?;
         let view = self.ledger.get_account(&account_id).await?;
         Ok(Response::new(GetAccountResponse { account: Some(convert::account(&view)) }))
     }
@@ -60,7 +62,7 @@ impl<S: Store> AdminService for AdminApi<S> {
         &self,
         request: Request<SetAccountPlanRequest>,
     ) -> Result<Response<SetAccountPlanResponse>, Status> {
-        let request = request.into_inner();
+        let request = authorized(request)?;
         let command = SetAccountPlan {
             idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
             account_id: convert::account_id("account_id", request.account_id)?,
@@ -78,7 +80,7 @@ impl<S: Store> AdminService for AdminApi<S> {
         &self,
         request: Request<AddAccountCreditsRequest>,
     ) -> Result<Response<AddAccountCreditsResponse>, Status> {
-        let request = request.into_inner();
+        let request = authorized(request)?;
         let command = AddAccountCredits {
             idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
             account_id: convert::account_id("account_id", request.account_id)?,
@@ -92,7 +94,7 @@ impl<S: Store> AdminService for AdminApi<S> {
         &self,
         request: Request<CreateWorkspaceRequest>,
     ) -> Result<Response<CreateWorkspaceResponse>, Status> {
-        let request = request.into_inner();
+        let request = authorized(request)?;
         let command = CreateWorkspace {
             idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
             workspace_id: convert::workspace_id("workspace_id", request.workspace_id)?,
@@ -106,7 +108,7 @@ impl<S: Store> AdminService for AdminApi<S> {
         &self,
         request: Request<GetWorkspaceRequest>,
     ) -> Result<Response<GetWorkspaceResponse>, Status> {
-        let workspace_id = convert::workspace_id("workspace_id", request.into_inner().workspace_id)?;
+        let workspace_id = convert::workspace_id("workspace_id", authorized(request)?.workspace_id)?;
         let view = self.ledger.get_workspace(&workspace_id).await?;
         Ok(Response::new(GetWorkspaceResponse { workspace: Some(convert::workspace(&view)) }))
     }
@@ -115,7 +117,7 @@ impl<S: Store> AdminService for AdminApi<S> {
         &self,
         request: Request<SetPoolSizeRequest>,
     ) -> Result<Response<SetPoolSizeResponse>, Status> {
-        let request = request.into_inner();
+        let request = authorized(request)?;
         let command = SetPoolSize {
             idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
             workspace_id: convert::workspace_id("workspace_id", request.workspace_id)?,
@@ -134,7 +136,7 @@ impl<S: Store> AdminService for AdminApi<S> {
         &self,
         request: Request<TopUpWorkspaceRequest>,
     ) -> Result<Response<TopUpWorkspaceResponse>, Status> {
-        let request = request.into_inner();
+        let request = authorized(request)?;
         let command = TopUpWorkspace {
             idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
             workspace_id: convert::workspace_id("workspace_id", request.workspace_id)?,
@@ -152,7 +154,7 @@ impl<S: Store> AdminService for AdminApi<S> {
         &self,
         request: Request<SetLowBalanceThresholdsRequest>,
     ) -> Result<Response<SetLowBalanceThresholdsResponse>, Status> {
-        let request = request.into_inner();
+        let request = authorized(request)?;
         let command = SetLowBalanceThresholds {
             idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
             workspace_id: convert::workspace_id("workspace_id", request.workspace_id)?,
@@ -164,7 +166,7 @@ impl<S: Store> AdminService for AdminApi<S> {
     }
 
     async fn add_member(&self, request: Request<AddMemberRequest>) -> Result<Response<AddMemberResponse>, Status> {
-        let request = request.into_inner();
+        let request = authorized(request)?;
         let command = AddMember {
             idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
             workspace_id: convert::workspace_id("workspace_id", request.workspace_id)?,
@@ -180,7 +182,7 @@ impl<S: Store> AdminService for AdminApi<S> {
         &self,
         request: Request<RemoveMemberRequest>,
     ) -> Result<Response<RemoveMemberResponse>, Status> {
-        let request = request.into_inner();
+        let request = authorized(request)?;
         let command = RemoveMember {
             idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
             workspace_id: convert::workspace_id("workspace_id", request.workspace_id)?,
@@ -198,7 +200,7 @@ impl<S: Store> AdminService for AdminApi<S> {
         &self,
         request: Request<SetMemberRoleRequest>,
     ) -> Result<Response<SetMemberRoleResponse>, Status> {
-        let request = request.into_inner();
+        let request = authorized(request)?;
         let command = SetMemberRole {
             idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
             workspace_id: convert::workspace_id("workspace_id", request.workspace_id)?,
@@ -214,7 +216,7 @@ impl<S: Store> AdminService for AdminApi<S> {
         &self,
         request: Request<SetMemberAllowanceRequest>,
     ) -> Result<Response<SetMemberAllowanceResponse>, Status> {
-        let request = request.into_inner();
+        let request = authorized(request)?;
         let command = SetMemberAllowance {
             idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
             workspace_id: convert::workspace_id("workspace_id", request.workspace_id)?,
@@ -237,7 +239,7 @@ impl<S: Store> AdminService for AdminApi<S> {
         &self,
         request: Request<ListMembersRequest>,
     ) -> Result<Response<ListMembersResponse>, Status> {
-        let request = request.into_inner();
+        let request = authorized(request)?;
         let workspace_id = convert::workspace_id("workspace_id", request.workspace_id)?;
         let page_size = convert::page_size("page_size", request.page_size)?;
         let after = convert::account_page_token("page_token", request.page_token)?;
@@ -252,7 +254,7 @@ impl<S: Store> AdminService for AdminApi<S> {
         &self,
         request: Request<ListReservationsRequest>,
     ) -> Result<Response<ListReservationsResponse>, Status> {
-        let request = request.into_inner();
+        let request = authorized(request)?;
         let account_id = if request.account_id.is_empty() {
             None
         } else {
@@ -282,7 +284,7 @@ impl<S: Store> AdminService for AdminApi<S> {
         &self,
         request: Request<RenewAccountRequest>,
     ) -> Result<Response<RenewAccountResponse>, Status> {
-        let request = request.into_inner();
+        let request = authorized(request)?;
         let command = RenewAccount {
             idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
             account_id: convert::account_id("account_id", request.account_id)?,
@@ -304,7 +306,7 @@ impl<S: Store> AdminService for AdminApi<S> {
         &self,
         request: Request<FundWorkspacePoolsRequest>,
     ) -> Result<Response<FundWorkspacePoolsResponse>, Status> {
-        let request = request.into_inner();
+        let request = authorized(request)?;
         let command = FundWorkspacePools {
             idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
             account_id: convert::account_id("account_id", request.account_id)?,
@@ -319,64 +321,73 @@ impl<S: Store> AdminService for AdminApi<S> {
 
     async fn create_profile(
         &self,
-        _request: Request<CreateProfileRequest>,
+        request: Request<CreateProfileRequest>,
     ) -> Result<Response<CreateProfileResponse>, Status> {
+        authorized(request)?;
         Err(not_yet("CreateProfile"))
     }
 
     async fn update_profile(
         &self,
-        _request: Request<UpdateProfileRequest>,
+        request: Request<UpdateProfileRequest>,
     ) -> Result<Response<UpdateProfileResponse>, Status> {
+        authorized(request)?;
         Err(not_yet("UpdateProfile"))
     }
 
     async fn delete_profile(
         &self,
-        _request: Request<DeleteProfileRequest>,
+        request: Request<DeleteProfileRequest>,
     ) -> Result<Response<DeleteProfileResponse>, Status> {
+        authorized(request)?;
         Err(not_yet("DeleteProfile"))
     }
 
     async fn assign_profile_members(
         &self,
-        _request: Request<AssignProfileMembersRequest>,
+        request: Request<AssignProfileMembersRequest>,
     ) -> Result<Response<AssignProfileMembersResponse>, Status> {
+        authorized(request)?;
         Err(not_yet("AssignProfileMembers"))
     }
 
     async fn unassign_profile_members(
         &self,
-        _request: Request<UnassignProfileMembersRequest>,
+        request: Request<UnassignProfileMembersRequest>,
     ) -> Result<Response<UnassignProfileMembersResponse>, Status> {
+        authorized(request)?;
         Err(not_yet("UnassignProfileMembers"))
     }
 
     async fn list_profiles(
         &self,
-        _request: Request<ListProfilesRequest>,
+        request: Request<ListProfilesRequest>,
     ) -> Result<Response<ListProfilesResponse>, Status> {
+        authorized(request)?;
         Err(not_yet("ListProfiles"))
     }
 
     async fn configure_overflow_pool(
         &self,
-        _request: Request<ConfigureOverflowPoolRequest>,
+        request: Request<ConfigureOverflowPoolRequest>,
     ) -> Result<Response<ConfigureOverflowPoolResponse>, Status> {
+        authorized(request)?;
         Err(not_yet("ConfigureOverflowPool"))
     }
 
     async fn get_usage_report(
         &self,
-        _request: Request<GetUsageReportRequest>,
+        request: Request<GetUsageReportRequest>,
     ) -> Result<Response<GetUsageReportResponse>, Status> {
+        authorized(request)?;
         Err(not_yet("GetUsageReport"))
     }
 
     async fn list_journal_entries(
         &self,
-        _request: Request<ListJournalEntriesRequest>,
+        request: Request<ListJournalEntriesRequest>,
     ) -> Result<Response<ListJournalEntriesResponse>, Status> {
+        authorized(request)?;
         Err(not_yet("ListJournalEntries"))
     }
 
@@ -384,15 +395,17 @@ impl<S: Store> AdminService for AdminApi<S> {
 
     async fn export_journal(
         &self,
-        _request: Request<ExportJournalRequest>,
+        request: Request<ExportJournalRequest>,
     ) -> Result<Response<Self::ExportJournalStream>, Status> {
+        authorized(request)?;
         Err(not_yet("ExportJournal"))
     }
 
     async fn verify_ledger(
         &self,
-        _request: Request<VerifyLedgerRequest>,
+        request: Request<VerifyLedgerRequest>,
     ) -> Result<Response<VerifyLedgerResponse>, Status> {
+        authorized(request)?;
         let check = self.ledger.verify_ledger().await?;
         Ok(Response::new(VerifyLedgerResponse {
             clean: check.discrepancies.is_empty(),
@@ -417,7 +430,8 @@ impl<S: Store> AdminService for AdminApi<S> {
         &self,
         request: Request<WatchNotificationsRequest>,
     ) -> Result<Response<Self::WatchNotificationsStream>, Status> {
-        let request = request.into_inner();
+        let caller = caller_of(&request)?;
+        let request = authorized(request)?;
         let filter = convert::notification_filter(request.account_id, request.workspace_id, &request.kinds)?;
         if request.after_sequence < 0 {
             return Err(invalid_argument("after_sequence", "must be 0 or a sequence this stream returned"));
@@ -439,11 +453,28 @@ impl<S: Store> AdminService for AdminApi<S> {
                 ),
             ));
         }
-        let stream = self.events.subscribe(self.ledger.clone(), filter, request.after_sequence).map(|event| {
-            event
-                .map(|event| WatchNotificationsResponse { notification: Some(convert::notification(&event)) })
-                .map_err(Status::from)
-        });
+        let permit = self.streams.admit(&caller.name).map_err(|exhausted| {
+            let (scope, limit) = match exhausted {
+                StreamsExhausted::Total(limit) => ("server", limit),
+                StreamsExhausted::PerPrincipal(limit) => ("principal", limit),
+            };
+            error_status(
+                Code::ResourceExhausted,
+                "TOO_MANY_STREAMS",
+                format!(
+                    "at most {limit} notification streams per {scope} are open here; close one or use another replica"
+                ),
+                &[("limit", limit.to_string()), ("per", scope.to_owned())],
+            )
+        })?;
+        let stream = self
+            .events
+            .subscribe(self.ledger.clone(), filter, caller.tenancy, request.after_sequence, permit)
+            .map(|event| {
+                event
+                    .map(|event| WatchNotificationsResponse { notification: Some(convert::notification(&event)) })
+                    .map_err(Status::from)
+            });
         Ok(Response::new(Box::pin(stream)))
     }
 }

@@ -2,6 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
+use super::access::authorized;
 use super::convert;
 use super::status::invalid_argument;
 use crate::domain::{ChargeScope, Wallet};
@@ -41,7 +42,7 @@ impl<S: Store> CreditApi<S> {
 #[tonic::async_trait]
 impl<S: Store> CreditService for CreditApi<S> {
     async fn consume(&self, request: Request<ConsumeRequest>) -> Result<Response<ConsumeResponse>, Status> {
-        let request = request.into_inner();
+        let request = authorized(request)?;
         let command = Consume {
             idempotency_key: convert::charge_key("idempotency_key", request.idempotency_key)?,
             account_id: convert::account_id("account_id", request.account_id)?,
@@ -53,7 +54,7 @@ impl<S: Store> CreditService for CreditApi<S> {
     }
 
     async fn reserve(&self, request: Request<ReserveRequest>) -> Result<Response<ReserveResponse>, Status> {
-        let request = request.into_inner();
+        let request = authorized(request)?;
         let command = Reserve {
             reservation_key: convert::charge_key("reservation_key", request.reservation_key)?,
             account_id: convert::account_id("account_id", request.account_id)?,
@@ -66,7 +67,7 @@ impl<S: Store> CreditService for CreditApi<S> {
     }
 
     async fn commit(&self, request: Request<CommitRequest>) -> Result<Response<CommitResponse>, Status> {
-        let request = request.into_inner();
+        let request = authorized(request)?;
         let command = Commit {
             reservation_key: convert::charge_key("reservation_key", request.reservation_key)?,
             account_id: convert::account_id("account_id", request.account_id)?,
@@ -82,7 +83,7 @@ impl<S: Store> CreditService for CreditApi<S> {
     }
 
     async fn release(&self, request: Request<ReleaseRequest>) -> Result<Response<ReleaseResponse>, Status> {
-        let request = request.into_inner();
+        let request = authorized(request)?;
         let command = Release {
             reservation_key: convert::charge_key("reservation_key", request.reservation_key)?,
             account_id: convert::account_id("account_id", request.account_id)?,
@@ -97,7 +98,7 @@ impl<S: Store> CreditService for CreditApi<S> {
     }
 
     async fn refund(&self, request: Request<RefundRequest>) -> Result<Response<RefundResponse>, Status> {
-        let request = request.into_inner();
+        let request = authorized(request)?;
         let command = Refund {
             idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
             account_id: convert::account_id("account_id", request.account_id)?,
@@ -117,7 +118,7 @@ impl<S: Store> CreditService for CreditApi<S> {
     }
 
     async fn get_balance(&self, request: Request<GetBalanceRequest>) -> Result<Response<GetBalanceResponse>, Status> {
-        let request = request.into_inner();
+        let request = authorized(request)?;
         let account_id = convert::account_id("account_id", request.account_id)?;
         let workspace_id = convert::optional_workspace_id("workspace_id", request.workspace_id)?;
         let balance = self.ledger.balance(&account_id, workspace_id.as_ref()).await?;

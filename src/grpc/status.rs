@@ -2,8 +2,6 @@
 //! `google.rpc.ErrorInfo` with a stable reason, so callers never parse message text.
 
 use std::collections::HashMap;
-use std::error::Error;
-use std::fmt::Write as _;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -14,7 +12,8 @@ use crate::ledger::LedgerError;
 /// The `ErrorInfo.domain` of every error this service returns.
 pub const ERROR_DOMAIN: &str = "creditpool.v1";
 
-fn status(code: Code, reason: &str, message: String, metadata: &[(&str, String)]) -> Status {
+/// A status with an `ErrorInfo` of `reason` and `metadata`.
+pub(crate) fn error_status(code: Code, reason: &str, message: String, metadata: &[(&str, String)]) -> Status {
     let metadata: HashMap<String, String> = metadata.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
     Status::with_error_details(code, message, ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata))
 }
@@ -29,7 +28,7 @@ pub(super) fn invalid_argument(field: &str, description: impl std::fmt::Display)
 
 /// An OUT_OF_RANGE naming `field`.
 pub(super) fn out_of_range(field: &str, description: impl std::fmt::Display) -> Status {
-    status(Code::OutOfRange, "CURSOR_PRUNED", format!("{field}: {description}"), &[("field", field.to_owned())])
+    error_status(Code::OutOfRange, "CURSOR_PRUNED", format!("{field}: {description}"), &[("field", field.to_owned())])
 }
 
 /// The answer of an RPC that a later release implements.
@@ -37,30 +36,19 @@ pub(super) fn not_yet(rpc: &str) -> Status {
     Status::unimplemented(format!("{rpc} is not implemented yet"))
 }
 
-/// The error and its causes on one line, for the log.
-fn chain(error: &dyn Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let _ = write!(text, ": {cause}");
-        source = cause.source();
-    }
-    text
-}
-
 impl From<LedgerError> for Status {
     fn from(error: LedgerError) -> Status {
         match error {
             LedgerError::Rule(rule) => rule_status(rule),
             LedgerError::NotFound { field, .. } => {
-                status(Code::NotFound, "NOT_FOUND", error.to_string(), &[("field", field.to_owned())])
+                error_status(Code::NotFound, "NOT_FOUND", error.to_string(), &[("field", field.to_owned())])
             }
             LedgerError::AlreadyExists { field, .. } => {
-                status(Code::AlreadyExists, "ALREADY_EXISTS", error.to_string(), &[("field", field.to_owned())])
+                error_status(Code::AlreadyExists, "ALREADY_EXISTS", error.to_string(), &[("field", field.to_owned())])
             }
             LedgerError::IdempotencyConflict { ref field, .. } => {
                 let field = field.clone();
-                status(
+                error_status(
                     Code::AlreadyExists,
                     "IDEMPOTENCY_KEY_REUSED",
                     format!("idempotency_key: {error}"),
@@ -68,12 +56,17 @@ impl From<LedgerError> for Status {
                 )
             }
             LedgerError::Unavailable(ref source) => {
-                tracing::warn!(error = %chain(source), "database unavailable");
-                status(Code::Unavailable, "DATABASE_UNAVAILABLE", "database unavailable; safe to retry".to_owned(), &[])
+                tracing::warn!(error = %crate::error_chain(source), "database unavailable");
+                error_status(
+                    Code::Unavailable,
+                    "DATABASE_UNAVAILABLE",
+                    "database unavailable; safe to retry".to_owned(),
+                    &[],
+                )
             }
             LedgerError::Internal(ref source) => {
-                tracing::error!(error = %chain(source), "internal error");
-                status(Code::Internal, "INTERNAL", "internal error".to_owned(), &[])
+                tracing::error!(error = %crate::error_chain(source), "internal error");
+                error_status(Code::Internal, "INTERNAL", "internal error".to_owned(), &[])
             }
         }
     }
@@ -82,13 +75,13 @@ impl From<LedgerError> for Status {
 fn rule_status(rule: DomainError) -> Status {
     let message = rule.to_string();
     match rule {
-        DomainError::InsufficientCredits { requested, available } => status(
+        DomainError::InsufficientCredits { requested, available } => error_status(
             Code::ResourceExhausted,
             "INSUFFICIENT_CREDITS",
             message,
             &[("requested_credits", requested.to_string()), ("available_credits", available.to_string())],
         ),
-        DomainError::PoolSizesExceedRenewal { owned_total, renewal_capacity } => status(
+        DomainError::PoolSizesExceedRenewal { owned_total, renewal_capacity } => error_status(
             Code::FailedPrecondition,
             "POOL_SIZES_EXCEED_RENEWAL",
             format!("pool_size_credits: {message}"),
@@ -102,7 +95,7 @@ fn rule_status(rule: DomainError) -> Status {
                 crate::domain::PoolKind::Monthly => "monthly_allowance_credits",
                 crate::domain::PoolKind::TopUp => "top_up_allowance_credits",
             };
-            status(
+            error_status(
                 Code::FailedPrecondition,
                 "ALLOWANCE_EXCEEDS_UNALLOCATED",
                 format!("{field}: {message}"),
@@ -113,56 +106,56 @@ fn rule_status(rule: DomainError) -> Status {
                 ],
             )
         }
-        DomainError::RoleHoldsNoAllowance { role } => status(
+        DomainError::RoleHoldsNoAllowance { role } => error_status(
             Code::FailedPrecondition,
             "ROLE_HOLDS_NO_ALLOWANCE",
             format!("account_id: {message}"),
             &[("role", role.to_string())],
         ),
         DomainError::NotPermitted { .. } => {
-            status(Code::PermissionDenied, "NOT_PERMITTED", format!("actor_account_id: {message}"), &[])
+            error_status(Code::PermissionDenied, "NOT_PERMITTED", format!("actor_account_id: {message}"), &[])
         }
         DomainError::OwnerIsPermanent => {
-            status(Code::FailedPrecondition, "OWNER_IS_PERMANENT", format!("account_id: {message}"), &[])
+            error_status(Code::FailedPrecondition, "OWNER_IS_PERMANENT", format!("account_id: {message}"), &[])
         }
         DomainError::OwnerRoleNotAssignable => invalid_argument("role", message),
-        DomainError::RoleCannotConsume { role } => status(
+        DomainError::RoleCannotConsume { role } => error_status(
             Code::PermissionDenied,
             "ROLE_CANNOT_CONSUME",
             format!("account_id: {message}"),
             &[("role", role.to_string())],
         ),
-        DomainError::HoldNotOpen { state } => status(
+        DomainError::HoldNotOpen { state } => error_status(
             Code::FailedPrecondition,
             "HOLD_NOT_OPEN",
             format!("reservation_key: {message}"),
             &[("state", state.to_string())],
         ),
-        DomainError::TooManyOpenHolds { open } => status(
+        DomainError::TooManyOpenHolds { open } => error_status(
             Code::FailedPrecondition,
             "TOO_MANY_OPEN_HOLDS",
             format!("account_id: {message}"),
             &[("open_reservations", open.to_string())],
         ),
-        DomainError::RefundExceedsConsumed { requested, refundable } => status(
+        DomainError::RefundExceedsConsumed { requested, refundable } => error_status(
             Code::FailedPrecondition,
             "REFUND_EXCEEDS_CONSUMED",
             format!("amount_credits: {message}"),
             &[("requested_credits", requested.to_string()), ("refundable_credits", refundable.to_string())],
         ),
         DomainError::RefundOfOpenHold => {
-            status(Code::FailedPrecondition, "REFUND_OF_OPEN_HOLD", format!("consumption_key: {message}"), &[])
+            error_status(Code::FailedPrecondition, "REFUND_OF_OPEN_HOLD", format!("consumption_key: {message}"), &[])
         }
         DomainError::RenewalNotDue { .. } => {
-            status(Code::FailedPrecondition, "RENEWAL_NOT_DUE", format!("period: {message}"), &[])
+            error_status(Code::FailedPrecondition, "RENEWAL_NOT_DUE", format!("period: {message}"), &[])
         }
-        DomainError::NoPlan => status(Code::FailedPrecondition, "NO_PLAN", format!("account_id: {message}"), &[]),
-        DomainError::PeriodNotAfter { current, .. } => status(
+        DomainError::NoPlan => error_status(Code::FailedPrecondition, "NO_PLAN", format!("account_id: {message}"), &[]),
+        DomainError::PeriodNotAfter { current, .. } => error_status(
             Code::FailedPrecondition,
             "PERIOD_NOT_AFTER",
             format!("period: {message}"),
             &[("current_period", current.to_string())],
         ),
-        DomainError::BalanceOverflow => status(Code::FailedPrecondition, "BALANCE_OVERFLOW", message, &[]),
+        DomainError::BalanceOverflow => error_status(Code::FailedPrecondition, "BALANCE_OVERFLOW", message, &[]),
     }
 }

@@ -121,6 +121,8 @@ pub struct Ledger<S> {
     settings: Arc<LedgerSettings>,
     batcher: Arc<batch::Batcher>,
     outbox_written: Arc<tokio::sync::Notify>,
+    /// One full-journal check at a time: a second caller waits for the first.
+    verifying: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl<S: Clone> Clone for Ledger<S> {
@@ -131,6 +133,7 @@ impl<S: Clone> Clone for Ledger<S> {
             settings: Arc::clone(&self.settings),
             batcher: Arc::clone(&self.batcher),
             outbox_written: Arc::clone(&self.outbox_written),
+            verifying: Arc::clone(&self.verifying),
         }
     }
 }
@@ -139,7 +142,14 @@ impl<S: Store> Ledger<S> {
     /// A ledger over `store` reading time from `clock`.
     pub fn new(store: S, clock: Arc<dyn Clock>, settings: LedgerSettings) -> Ledger<S> {
         let batcher = Arc::new(batch::Batcher::new(settings.max_batch_calls));
-        Ledger { store, clock, settings: Arc::new(settings), batcher, outbox_written: Arc::default() }
+        Ledger {
+            store,
+            clock,
+            settings: Arc::new(settings),
+            batcher,
+            outbox_written: Arc::default(),
+            verifying: Arc::default(),
+        }
     }
 
     /// Signalled after a transaction that wrote notifications commits (the publisher waits on it).
@@ -159,6 +169,7 @@ impl<S: Store> Ledger<S> {
 
     /// L1: recomputes every balance from the journal.
     pub async fn verify_ledger(&self) -> Result<LedgerCheck, LedgerError> {
+        let _only_one = self.verifying.lock().await;
         Ok(self.store.verify_ledger().await?)
     }
 

@@ -6,13 +6,15 @@
 //! own task wait on the channel: writers are never blocked and nothing is dropped, because the
 //! task always resumes reading the table from its cursor.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Tenancy;
 use crate::ledger::{Ledger, LedgerError};
 use crate::store::{NotificationFilter, PublishedNotification, Store, WakeUps};
 
@@ -71,17 +73,21 @@ impl Events {
         }
     }
 
-    /// Streams published events after `after` that match `filter`, then new ones as they come.
+    /// Streams published events after `after` that match `filter` and that `tenancy` may see,
+    /// then new ones as they come; the stream holds `permit` until it ends.
     pub fn subscribe<S: Store>(
         &self,
         ledger: Ledger<S>,
         filter: NotificationFilter,
+        tenancy: Tenancy,
         after: i64,
+        permit: StreamPermit,
     ) -> ReceiverStream<Result<PublishedNotification, LedgerError>> {
         let (sender, receiver) = mpsc::channel(self.settings.buffer);
         let mut published = self.wake_ups.published.subscribe();
         let (fallback, shutdown) = (self.settings.fallback_interval, self.shutdown.clone());
         tokio::spawn(async move {
+            let _permit = permit;
             let _subscriber = crate::metrics::Subscriber::start();
             let mut cursor = after;
             loop {
@@ -96,6 +102,9 @@ impl Events {
                 let full = page.len() == usize::try_from(PAGE).unwrap_or(usize::MAX);
                 for event in page {
                     cursor = event.position;
+                    if !visible(&tenancy, &event) {
+                        continue;
+                    }
                     if sender.send(Ok(event)).await.is_err() {
                         return; // the client went away
                     }
@@ -112,5 +121,80 @@ impl Events {
             }
         });
         ReceiverStream::new(receiver)
+    }
+}
+
+/// Whether a confined principal may see `event`: a workspace event in one of its workspaces, an
+/// account event of one of its accounts.
+fn visible(tenancy: &Tenancy, event: &PublishedNotification) -> bool {
+    let notification = &event.notification;
+    match &notification.workspace_id {
+        Some(workspace) => tenancy.allows_workspace(workspace.as_str()),
+        None => tenancy.allows_account(notification.account_id.as_str()),
+    }
+}
+
+/// Caps on open notification streams, in total and per principal, on this replica.
+#[derive(Debug, Clone)]
+pub struct StreamLimits {
+    total: usize,
+    per_principal: usize,
+    open: Arc<Mutex<OpenStreams>>,
+}
+
+#[derive(Debug, Default)]
+struct OpenStreams {
+    total: usize,
+    by_principal: HashMap<String, usize>,
+}
+
+/// Which cap a refused stream hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamsExhausted {
+    /// The replica's total.
+    Total(usize),
+    /// The principal's share.
+    PerPrincipal(usize),
+}
+
+/// One open stream, counted until dropped.
+#[derive(Debug)]
+pub struct StreamPermit {
+    open: Arc<Mutex<OpenStreams>>,
+    principal: String,
+}
+
+impl StreamLimits {
+    /// At most `total` streams, `per_principal` of them for one principal.
+    pub fn new(total: usize, per_principal: usize) -> StreamLimits {
+        StreamLimits { total, per_principal, open: Arc::default() }
+    }
+
+    /// Counts a new stream of `principal`, or says which cap it would pass.
+    pub fn admit(&self, principal: &str) -> Result<StreamPermit, StreamsExhausted> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if open.total >= self.total {
+            return Err(StreamsExhausted::Total(self.total));
+        }
+        let held = open.by_principal.entry(principal.to_owned()).or_default();
+        if *held >= self.per_principal {
+            return Err(StreamsExhausted::PerPrincipal(self.per_principal));
+        }
+        *held += 1;
+        open.total += 1;
+        Ok(StreamPermit { open: Arc::clone(&self.open), principal: principal.to_owned() })
+    }
+}
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        open.total = open.total.saturating_sub(1);
+        if let Some(held) = open.by_principal.get_mut(&self.principal) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                open.by_principal.remove(&self.principal);
+            }
+        }
     }
 }

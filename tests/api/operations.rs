@@ -94,7 +94,7 @@ async fn creditpool_config_prints_the_effective_settings_with_the_password_redac
     assert!(ok, "{stderr}");
     assert!(stdout.contains(r#"database_url = "postgres://app:***@db.internal:5432/credits""#), "{stdout}");
     assert!(stdout.contains("max_batch_calls = 64"), "{stdout}");
-    assert!(stdout.contains(r#"listen_addr = "0.0.0.0:50051""#), "{stdout}");
+    assert!(stdout.contains(r#"listen_addr = "127.0.0.1:50051""#), "{stdout}");
     assert!(!stdout.contains("s3cret"), "{stdout}");
 }
 

@@ -1,0 +1,129 @@
+//! The tower layer that bounds what calls can take: a concurrency limit that sheds the excess at
+//! once (UNAVAILABLE: retry elsewhere or later; nothing queues), and a deadline cap (the shorter of
+//! `max_call_duration_ms` and the caller's `grpc-timeout`). Health and reflection are exempt, so
+//! probes still answer under overload.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tonic::Code;
+use tower::{Layer, Service};
+
+use crate::auth::Scope;
+use crate::grpc::error_status;
+
+/// Adds [`Limits`] around a service.
+#[derive(Debug, Clone)]
+pub struct LimitsLayer {
+    in_flight: Arc<Semaphore>,
+    max_call_duration: Duration,
+}
+
+impl LimitsLayer {
+    /// At most `max_concurrent_calls` at once, none longer than `max_call_duration`.
+    pub fn new(max_concurrent_calls: usize, max_call_duration: Duration) -> LimitsLayer {
+        LimitsLayer { in_flight: Arc::new(Semaphore::new(max_concurrent_calls)), max_call_duration }
+    }
+}
+
+impl<S> Layer<S> for LimitsLayer {
+    type Service = Limits<S>;
+
+    fn layer(&self, inner: S) -> Limits<S> {
+        Limits { inner, in_flight: Arc::clone(&self.in_flight), max_call_duration: self.max_call_duration }
+    }
+}
+
+/// Sheds calls over the concurrency limit and cuts calls at their deadline.
+#[derive(Debug, Clone)]
+pub struct Limits<S> {
+    inner: S,
+    in_flight: Arc<Semaphore>,
+    max_call_duration: Duration,
+}
+
+impl<S, RequestBody, ResponseBody> Service<http::Request<RequestBody>> for Limits<S>
+where
+    S: Service<http::Request<RequestBody>, Response = http::Response<ResponseBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    RequestBody: Send + 'static,
+    ResponseBody: Default + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<RequestBody>) -> Self::Future {
+        let fresh = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, fresh);
+        if Scope::of_method(request.uri().path()).is_none() {
+            return Box::pin(inner.call(request));
+        }
+        let Ok(permit) = Arc::clone(&self.in_flight).try_acquire_owned() else {
+            let status = error_status(
+                Code::Unavailable,
+                "OVERLOADED",
+                "the server is at its concurrency limit; retry with backoff".to_owned(),
+                &[],
+            );
+            return Box::pin(async move { Ok(status.into_http()) });
+        };
+        let asked = request.headers().get("grpc-timeout").and_then(|value| value.to_str().ok()).and_then(grpc_timeout);
+        let deadline = asked.map_or(self.max_call_duration, |asked| asked.min(self.max_call_duration));
+        Box::pin(async move {
+            let result = tokio::time::timeout(deadline, inner.call(request)).await;
+            drop(permit);
+            result.unwrap_or_else(|_| {
+                Ok(error_status(
+                    Code::DeadlineExceeded,
+                    "DEADLINE_EXCEEDED",
+                    format!("the call ran past its deadline of {} ms", deadline.as_millis()),
+                    &[],
+                )
+                .into_http())
+            })
+        })
+    }
+}
+
+/// A `grpc-timeout` value: up to 8 digits and a unit (H, M, S, m, u, n).
+fn grpc_timeout(value: &str) -> Option<Duration> {
+    if value.len() < 2 || value.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount.checked_mul(3_600)?),
+        "M" => Duration::from_secs(amount.checked_mul(60)?),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_in_every_unit_and_nonsense_does_not() {
+        assert_eq!(grpc_timeout("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(grpc_timeout("2H"), Some(Duration::from_secs(7_200)));
+        assert_eq!(grpc_timeout("7u"), Some(Duration::from_micros(7)));
+        assert_eq!(grpc_timeout("S"), None);
+        assert_eq!(grpc_timeout("5x"), None);
+        assert_eq!(grpc_timeout("123456789S"), None);
+    }
+}
