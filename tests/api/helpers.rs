@@ -25,17 +25,72 @@ use crate::process::scratch_path;
 pub struct TestApp {
     /// Where the server listens.
     pub address: SocketAddr,
-    /// AdminService client.
-    pub admin: AdminServiceClient<Channel>,
-    /// CreditService client.
-    pub credit: CreditServiceClient<Channel>,
+    /// AdminService client (sending the app's token, when it has one).
+    pub admin: Admin,
+    /// CreditService client (sending the app's token, when it has one).
+    pub credit: Credit,
     /// Health client.
     pub health: HealthClient<Channel>,
     /// Direct access to the test's database, for assertions only.
     pub db: AnyPool,
     /// The test's database.
     pub database_url: String,
+    channel: Channel,
+    token: Option<String>,
     shutdown: CancellationToken,
+}
+
+/// Adds `authorization: Bearer <token>` to every call, when there is a token.
+#[derive(Debug, Clone, Default)]
+pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl Bearer {
+    /// Sends `token` (none: no `authorization` header).
+    pub fn new(token: Option<&str>) -> Bearer {
+        Bearer(token.map(|token| format!("Bearer {token}").parse().expect("a header value")))
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// An AdminService client with a [`Bearer`].
+pub type Admin = AdminServiceClient<tonic::service::interceptor::InterceptedService<Channel, Bearer>>;
+/// A CreditService client with a [`Bearer`].
+pub type Credit = CreditServiceClient<tonic::service::interceptor::InterceptedService<Channel, Bearer>>;
+
+/// A principal of a test auth file: its name, token and TOML lines beyond those.
+pub struct TestPrincipal<'a> {
+    /// `name`.
+    pub name: &'a str,
+    /// The bearer token (its SHA-256 goes into the file).
+    pub token: &'a str,
+    /// Further keys, e.g. `scopes = ["credit"]`.
+    pub rest: &'a str,
+}
+
+/// Writes an auth file with `principals` and returns its path.
+pub fn auth_file(principals: &[TestPrincipal<'_>]) -> std::path::PathBuf {
+    use sha2::Digest as _;
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let mut text = String::new();
+    for principal in principals {
+        let digest = sha2::Sha256::digest(principal.token.as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        text.push_str(&format!(
+            "[[principal]]\nname = \"{}\"\ntoken_sha256 = \"{hex}\"\n{}\n\n",
+            principal.name, principal.rest
+        ));
+    }
+    let path = scratch_path(&format!("auth-{}.toml", NEXT.fetch_add(1, Ordering::Relaxed)));
+    std::fs::write(&path, text).expect("auth file");
+    path
 }
 
 fn init_test_log() {
@@ -85,7 +140,20 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config
 /// Starts a server whose ledger reads time from `clock`.
 pub async fn spawn_app_at(backend: Backend, clock: Arc<dyn Clock>, configure: impl FnOnce(&mut Config)) -> TestApp {
     init_test_log();
-    spawn_server(fresh_database_for(backend).await, clock, configure).await
+    spawn_server(fresh_database_for(backend).await, clock, configure, None).await
+}
+
+/// Starts a server on the database at `database_url` (which the test created).
+pub async fn spawn_app_on(database_url: String) -> TestApp {
+    init_test_log();
+    spawn_server(database_url, Arc::new(SystemClock), |_| {}, None).await
+}
+
+/// Starts a server with authentication: `configure` sets the auth file; the app's own clients
+/// send `token`.
+pub async fn spawn_app_with_token(backend: Backend, token: &str, configure: impl FnOnce(&mut Config)) -> TestApp {
+    init_test_log();
+    spawn_server(fresh_database_for(backend).await, Arc::new(SystemClock), configure, Some(token.to_owned())).await
 }
 
 impl TestApp {
@@ -96,7 +164,17 @@ impl TestApp {
 
     /// A second server on this app's database, reading time from `clock`.
     pub async fn spawn_replica_at(&self, clock: Arc<dyn Clock>, configure: impl FnOnce(&mut Config)) -> TestApp {
-        spawn_server(self.database_url.clone(), clock, configure).await
+        spawn_server(self.database_url.clone(), clock, configure, self.token.clone()).await
+    }
+
+    /// An AdminService client sending `token` (none: no credentials).
+    pub fn admin_as(&self, token: Option<&str>) -> Admin {
+        AdminServiceClient::with_interceptor(self.channel.clone(), Bearer::new(token))
+    }
+
+    /// A CreditService client sending `token` (none: no credentials).
+    pub fn credit_as(&self, token: Option<&str>) -> Credit {
+        CreditServiceClient::with_interceptor(self.channel.clone(), Bearer::new(token))
     }
 
     /// Renews an account for `period`.
@@ -126,7 +204,12 @@ impl TestApp {
     }
 }
 
-async fn spawn_server(database_url: String, clock: Arc<dyn Clock>, configure: impl FnOnce(&mut Config)) -> TestApp {
+async fn spawn_server(
+    database_url: String,
+    clock: Arc<dyn Clock>,
+    configure: impl FnOnce(&mut Config),
+    token: Option<String>,
+) -> TestApp {
     let mut config = Config {
         listen_addr: "127.0.0.1:0".parse().expect("literal"),
         database_url: Some(database_url.clone()),
@@ -151,13 +234,16 @@ async fn spawn_server(database_url: String, clock: Arc<dyn Clock>, configure: im
         .expect("the server answers");
     sqlx::any::install_default_drivers();
     let db = AnyPool::connect(&database_url).await.expect("connect to the test database");
+    let bearer = Bearer::new(token.as_deref());
     TestApp {
         address,
-        admin: AdminServiceClient::new(channel.clone()),
-        credit: CreditServiceClient::new(channel.clone()),
-        health: HealthClient::new(channel),
+        admin: AdminServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+        credit: CreditServiceClient::with_interceptor(channel.clone(), bearer),
+        health: HealthClient::new(channel.clone()),
         db,
         database_url,
+        channel,
+        token,
         shutdown,
     }
 }

@@ -19,5 +19,8 @@ mod ledger;
 mod members;
 mod notifications;
 mod operations;
+mod pki;
 mod renewals;
+mod security;
+mod transport;
 mod workspaces;

@@ -13,17 +13,9 @@ use tokio_stream::StreamExt as _;
 
 use crate::helpers::Backend;
 use crate::postgres::fresh_database;
-use crate::process::{ServerProcess, creditpool, free_address, run_to_end, scratch_directory, serve_command};
-
-/// The environment that points `serve` at a fresh database of `backend` (none for SQLite: the
-/// embedded default in the working directory), plus quick shutdown for tests.
-async fn database_environment(backend: Backend) -> Vec<(&'static str, String)> {
-    let mut environment = vec![("CREDITPOOL_SHUTDOWN_DRAIN_DELAY_MS", "0".to_owned())];
-    if backend == Backend::Postgres {
-        environment.push(("CREDITPOOL_DATABASE_URL", fresh_database().await));
-    }
-    environment
-}
+use crate::process::{
+    ServerProcess, creditpool, database_environment, free_address, run_to_end, scratch_directory, serve_command,
+};
 
 async fn start(backend: Backend, name: &str, extra: &[(&str, &str)]) -> ServerProcess {
     let directory = scratch_directory(name);
@@ -190,6 +182,20 @@ async fn json_logs_are_one_object_per_line_with_an_access_line_per_rpc_and_text_
     };
     assert!(access("creditpool.v1.AdminService/CreateAccount", "OK"), "{json_log}");
     assert!(access("creditpool.v1.CreditService/Consume", "RESOURCE_EXHAUSTED"), "{json_log}");
+    let audited = lines.iter().any(|line| {
+        line["target"] == "creditpool::audit"
+            && line["rpc"] == "creditpool.v1.AdminService/SetAccountPlan"
+            && line["principal"] == "anonymous"
+            && line["account_id"] == "logged"
+            && line["code"] == "OK"
+    });
+    assert!(audited, "an admin mutation writes its audit line: {json_log}");
+    assert!(
+        !lines
+            .iter()
+            .any(|line| line["target"] == "creditpool::audit" && line["rpc"] == "creditpool.v1.CreditService/Consume"),
+        "the hot path is not audited line by line"
+    );
     assert!(text_log.contains("rpc=creditpool.v1.AdminService/CreateAccount"), "{text_log}");
     assert!(!text_log.contains('\u{1b}'), "ANSI codes in a log that is not a terminal: {text_log:?}");
 }

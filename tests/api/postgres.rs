@@ -174,22 +174,63 @@ fn run_as_postgres(bin: &Path, args: &[&str]) -> Result<(), String> {
 }
 
 fn start_throwaway_cluster() -> Result<String, String> {
+    start_cluster("pg", |_| Ok(String::new()))
+}
+
+/// A throwaway cluster that speaks only TLS, its certificate issued by a test CA for
+/// 127.0.0.1, for the tests of Postgres over TLS: (`postgres://postgres@127.0.0.1:PORT`, CA).
+pub fn tls_cluster() -> &'static (String, crate::pki::Pki) {
+    static CLUSTER: OnceLock<(String, crate::pki::Pki)> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let pki = crate::pki::Pki::new("postgres");
+        let (cert, key) = pki.issue("127.0.0.1");
+        let url = start_cluster("pg-tls", |data| {
+            std::fs::write(data.join("server.crt"), &cert).map_err(|e| e.to_string())?;
+            std::fs::write(data.join("server.key"), &key).map_err(|e| e.to_string())?;
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
+            )
+            .map_err(|e| e.to_string())?;
+            for file in ["server.crt", "server.key", "pg_hba.conf"] {
+                hand_to_postgres(&data.join(file))?;
+            }
+            let status = Command::new("chmod").arg("600").arg(data.join("server.key")).status().map_err(|e| e.to_string())?;
+            if !status.success() {
+                return Err("cannot restrict the server key's mode".into());
+            }
+            Ok("-c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key".to_owned())
+        })
+        .unwrap_or_else(|why| panic!("cannot start a TLS Postgres for the test: {why} (needs the PostgreSQL server binaries: apt-get install postgresql)"));
+        (url.trim_end_matches("/postgres").to_owned(), pki)
+    })
+}
+
+/// Gives `path` to the `postgres` user when we are root (the server refuses files it does not own).
+fn hand_to_postgres(path: &Path) -> Result<(), String> {
+    if !is_root() {
+        return Ok(());
+    }
+    let status = Command::new("chown").args(["postgres:postgres"]).arg(path).status().map_err(|e| e.to_string())?;
+    if status.success() { Ok(()) } else { Err(format!("cannot hand {} to the postgres user", path.display())) }
+}
+
+/// Starts a cluster in a temporary directory named after `name`; `prepare` may write files into
+/// its data directory before the start and returns extra server options.
+fn start_cluster(name: &str, prepare: impl FnOnce(&Path) -> Result<String, String>) -> Result<String, String> {
     let bin = postgres_bin_dir().ok_or("no PostgreSQL server binaries found (initdb)")?;
     let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
-    let dir = std::env::temp_dir().join(format!("creditpool-pg-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("creditpool-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    if is_root() {
-        let status = Command::new("chown").args(["postgres:postgres"]).arg(&dir).status().map_err(|e| e.to_string())?;
-        if !status.success() {
-            return Err("cannot hand the throwaway cluster's directory to the postgres user".into());
-        }
-    }
+    hand_to_postgres(&dir)?;
     let data = dir.join("data");
     let data_str = data.to_str().ok_or("temp path is not UTF-8")?;
     let dir_str = dir.to_str().ok_or("temp path is not UTF-8")?;
     run_as_postgres(&bin.join("initdb"), &["-D", data_str, "-U", "postgres", "--auth=trust", "--no-sync"])?;
-    let options = format!("-p {port} -k {dir_str} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=500");
+    let extra = prepare(&data)?;
+    let options =
+        format!("-p {port} -k {dir_str} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=500 {extra}");
     let log = dir.join("postgres.log");
     run_as_postgres(
         &bin.join("pg_ctl"),

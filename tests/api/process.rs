@@ -119,18 +119,29 @@ pub struct ServerProcess {
     pub credit: CreditServiceClient<Channel>,
     /// Health client.
     pub health: HealthClient<Channel>,
+    /// The connection, for clients with other credentials.
+    pub channel: Channel,
 }
 
 impl ServerProcess {
     /// Starts `command` (a `serve` listening on `address`) and waits until it is ready.
-    pub async fn start(mut command: Command, address: &str) -> ServerProcess {
+    pub async fn start(command: Command, address: &str) -> ServerProcess {
+        ServerProcess::start_with(command, address, None).await
+    }
+
+    /// [`ServerProcess::start`] for a server that speaks TLS, reached with `tls`.
+    pub async fn start_with(
+        mut command: Command,
+        address: &str,
+        tls: Option<tonic::transport::ClientTlsConfig>,
+    ) -> ServerProcess {
         let stderr = scratch_path(&format!("{}.stderr", address.replace([':', '.'], "_")));
         command.stderr(std::fs::File::create(&stderr).expect("stderr file"));
         let child = command.spawn().expect("start creditpool serve");
         let deadline = Instant::now() + PROCESS_DEADLINE;
         let channel = loop {
             // The process binds its own port; retry until it accepts.
-            match Channel::from_shared(format!("http://{address}")).expect("uri").connect().await {
+            match endpoint(address, tls.clone()).connect().await {
                 Ok(channel) => break channel,
                 Err(error) => assert!(
                     Instant::now() < deadline,
@@ -156,6 +167,7 @@ impl ServerProcess {
             admin: AdminServiceClient::new(channel.clone()),
             credit: CreditServiceClient::new(channel.clone()),
             health,
+            channel,
         }
     }
 
@@ -187,9 +199,27 @@ impl ServerProcess {
     }
 }
 
+/// The endpoint of `address`: plaintext, or TLS with `tls`.
+pub fn endpoint(address: &str, tls: Option<tonic::transport::ClientTlsConfig>) -> tonic::transport::Endpoint {
+    match tls {
+        Some(tls) => Channel::from_shared(format!("https://{address}")).expect("uri").tls_config(tls).expect("tls"),
+        None => Channel::from_shared(format!("http://{address}")).expect("uri"),
+    }
+}
+
 /// `serve` in `directory` on `address`, with the given extra environment.
 pub fn serve_command(directory: &Path, address: &str, environment: &[(&str, &str)]) -> Command {
     let mut command = creditpool(&["serve", "--listen-addr", address]);
     command.current_dir(directory).envs(environment.iter().copied());
     command
+}
+
+/// The environment that points `serve` at a fresh database of `backend` (none for SQLite: the
+/// embedded default in the working directory), plus quick shutdown for tests.
+pub async fn database_environment(backend: crate::helpers::Backend) -> Vec<(&'static str, String)> {
+    let mut environment = vec![("CREDITPOOL_SHUTDOWN_DRAIN_DELAY_MS", "0".to_owned())];
+    if backend == crate::helpers::Backend::Postgres {
+        environment.push(("CREDITPOOL_DATABASE_URL", crate::postgres::fresh_database().await));
+    }
+    environment
 }
