@@ -62,6 +62,41 @@ pub struct BenchOptions {
     pub spread_workspaces: usize,
     /// Most calls of one workspace per transaction inside the service.
     pub max_batch_calls: u32,
+    /// Whether the server authenticates every call (a bearer token checked by the auth layer).
+    pub auth: bool,
+}
+
+/// The bearer token the benchmark's clients send when `auth` is on.
+const BENCH_TOKEN: &str = "creditpool-bench-token";
+
+/// Sends the benchmark's bearer token, when there is one.
+#[derive(Debug, Clone, Default)]
+struct Token(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Token {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+type Intercepted = tonic::service::interceptor::InterceptedService<Channel, Token>;
+
+/// An auth file with one principal for the benchmark's token, in the temporary directory.
+fn bench_auth_file() -> anyhow::Result<std::path::PathBuf> {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(BENCH_TOKEN.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let path = std::env::temp_dir().join(format!("creditpool-bench-{}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        format!(
+            "[[principal]]\nname = \"bench\"\ntoken_sha256 = \"{hex}\"\nscopes = [\"credit\", \"admin\", \"verify\"]\n"
+        ),
+    )?;
+    Ok(path)
 }
 
 /// One measurement.
@@ -136,7 +171,7 @@ async fn call_ok<T>(result: Result<T, tonic::Status>) -> anyhow::Result<T> {
 
 /// Creates the owner, the workspaces and a member per client seat.
 async fn set_up(
-    admin: &mut AdminServiceClient<Channel>,
+    admin: &mut AdminServiceClient<Intercepted>,
     max_clients: usize,
     spread_workspaces: usize,
 ) -> anyhow::Result<()> {
@@ -267,6 +302,8 @@ async fn measure(
         database_max_connections: connections,
         max_batch_calls: options.max_batch_calls,
         log_filter: "warn".into(),
+        access_log: false,
+        auth_file: options.auth.then(bench_auth_file).transpose()?,
         ..Config::default()
     };
     let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
@@ -274,18 +311,21 @@ async fn measure(
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(crate::server::serve(config.clone(), listener, shutdown.clone()));
     let channel = Channel::from_shared(format!("http://{address}"))?.connect().await?;
-    let mut admin = AdminServiceClient::new(channel.clone());
+    let token = Token(options.auth.then(|| format!("Bearer {BENCH_TOKEN}").parse()).transpose()?);
+    let mut admin = AdminServiceClient::with_interceptor(channel.clone(), token.clone());
     set_up(&mut admin, max_clients, options.spread_workspaces).await?;
     // One HTTP/2 connection per client, as separate backends would have.
     let mut clients = Vec::new();
     for _ in 0..max_clients {
-        clients.push(CreditServiceClient::new(Channel::from_shared(format!("http://{address}"))?.connect().await?));
+        let channel = Channel::from_shared(format!("http://{address}"))?.connect().await?;
+        clients.push(CreditServiceClient::with_interceptor(channel, token.clone()));
     }
     let clients = Arc::new(clients);
 
     println!(
-        "creditpool bench on {}: {} s per run, {} spread workspaces, batches of up to {} calls, pools of {} connections",
+        "creditpool bench on {}, authentication {}: {} s per run, {} spread workspaces, batches of up to {} calls, pools of {} connections",
         if scratch_url.starts_with("sqlite:") { "sqlite" } else { "postgres" },
+        if options.auth { "on (bearer token)" } else { "off" },
         options.seconds,
         options.spread_workspaces,
         options.max_batch_calls,

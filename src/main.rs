@@ -60,6 +60,9 @@ enum Command {
         /// Workspaces in the spread scenario.
         #[arg(long, default_value_t = 64)]
         spread_workspaces: usize,
+        /// Authenticate every call (bearer token), to measure what authentication costs.
+        #[arg(long)]
+        auth: bool,
     },
     /// Prints the version.
     Version,
@@ -98,13 +101,14 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             Ok(())
         }
-        Command::Bench { seconds, clients, spread_workspaces, .. } => {
+        Command::Bench { seconds, clients, spread_workspaces, auth, .. } => {
             creditpool::bench::run(creditpool::bench::BenchOptions {
                 database_url: config.require_database_url()?.to_owned(),
                 seconds,
                 clients,
                 spread_workspaces,
                 max_batch_calls: config.max_batch_calls,
+                auth,
             })
             .await
         }

@@ -11,14 +11,20 @@ use crate::postgres::maintenance_url;
 #[tokio::test]
 async fn the_benchmark_prints_both_scenarios_beside_direct_sql_and_its_ledger_verifies(
     #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+    #[values(false, true)] auth: bool,
 ) {
     let url = match backend {
         Backend::Postgres => maintenance_url(),
         Backend::Sqlite => "sqlite:bench".to_owned(),
     };
 
+    let mut arguments =
+        vec!["bench", "--database-url", &url, "--seconds", "1", "--clients", "1,2", "--spread-workspaces", "2"];
+    if auth {
+        arguments.push("--auth");
+    }
     let output = Command::new(env!("CARGO_BIN_EXE_creditpool"))
-        .args(["bench", "--database-url", &url, "--seconds", "1", "--clients", "1,2", "--spread-workspaces", "2"])
+        .args(&arguments)
         .env("CREDITPOOL_LOG_FILTER", "warn")
         .output()
         .await
@@ -31,4 +37,6 @@ async fn the_benchmark_prints_both_scenarios_beside_direct_sql_and_its_ledger_ve
     }
     assert!(table.contains("direct/s") && table.contains("ratio"), "{table}");
     assert!(table.contains("VerifyLedger after the runs: clean"), "{table}");
+    assert!(!table.contains("calls failed"), "every call is answered (authenticated when auth is on): {table}");
+    assert!(table.contains(if auth { "authentication on" } else { "authentication off" }), "{table}");
 }
