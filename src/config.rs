@@ -85,6 +85,9 @@ pub struct Config {
     /// A separate address for AdminService (CreditService stays on `listen_addr`); unset: both
     /// on `listen_addr`.
     pub admin_listen_addr: Option<SocketAddr>,
+    /// An extra plaintext address that serves only `grpc.health.v1.Health` (for Kubernetes
+    /// probes, which cannot speak TLS); unset: none.
+    pub health_listen_addr: Option<SocketAddr>,
     /// Whether server reflection is served (grpcurl and buf curl without proto files).
     pub reflection_enabled: bool,
     /// Server certificate chain (PEM); with `tls_key_file`, the server speaks TLS only.
@@ -160,6 +163,7 @@ impl Default for Config {
             auth_file: None,
             insecure_no_auth: false,
             admin_listen_addr: None,
+            health_listen_addr: None,
             reflection_enabled: true,
             tls_cert_file: None,
             tls_key_file: None,

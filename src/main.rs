@@ -93,7 +93,12 @@ async fn main() -> anyhow::Result<()> {
         print!("{}", config.redacted().to_toml()?);
         return Ok(());
     }
-    let telemetry = creditpool::telemetry::init(&(&config).into())?;
+    let mut settings = creditpool::telemetry::TelemetrySettings::from(&config);
+    if let Command::Bench { .. } = cli.command {
+        // The table is the output; the in-process server's info lines (audit of the set-up) are not.
+        settings.log_filter = "warn".to_owned();
+    }
+    let telemetry = creditpool::telemetry::init(&settings)?;
     let result = match cli.command {
         Command::Serve { .. } => serve(config).await,
         Command::Migrate { .. } => {

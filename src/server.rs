@@ -137,6 +137,14 @@ async fn run<S: Store>(
     ];
     check_exposure(&config, &authenticator, addresses.iter().flatten().copied())?;
     let tls = tls_of(&config)?;
+    let health_listener = match config.health_listen_addr {
+        Some(address) => Some(
+            TcpListener::bind(address)
+                .await
+                .map_err(|e| anyhow::anyhow!(e).context(format!("cannot listen on health_listen_addr {address}")))?,
+        ),
+        None => None,
+    };
     prepare(&store, &config).await?;
     if let Some(address) = config.metrics_listen_addr {
         crate::metrics::serve(address)?;
@@ -246,17 +254,32 @@ async fn run<S: Store>(
         .serve_with_incoming_shutdown(tls::incoming(listener, tls.clone()), drained());
     let admin_only = admin_listener.map(|admin_listener| {
         builder()
-            .add_service(health_service)
+            .add_service(health_service.clone())
             .add_optional_service(reflection_v1)
             .add_optional_service(reflection_v1alpha)
             .add_service(admin)
             .serve_with_incoming_shutdown(tls::incoming(admin_listener, tls), drained())
     });
+    // Plaintext, health alone: what a Kubernetes gRPC probe can reach when the ports use TLS.
+    let health_only = health_listener.map(|listener| {
+        tonic::transport::Server::builder()
+            .add_service(health_service.clone())
+            .serve_with_incoming_shutdown(tls::incoming(listener, None), drained())
+    });
     let servers = async {
-        match admin_only {
-            Some(admin_only) => tokio::try_join!(main, admin_only).map(|_| ()),
-            None => main.await,
-        }
+        let admin_only = async {
+            match admin_only {
+                Some(server) => server.await,
+                None => Ok(()),
+            }
+        };
+        let health_only = async {
+            match health_only {
+                Some(server) => server.await,
+                None => Ok(()),
+            }
+        };
+        tokio::try_join!(main, admin_only, health_only).map(|_| ())
     };
 
     let grace = drain_delay + config.shutdown_grace();

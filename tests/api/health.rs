@@ -49,21 +49,28 @@ pub async fn wait_for_health(health: &mut HealthClient<Channel>, names: &[&str],
     }
 }
 
-/// The health names the chart's (startup, liveness, readiness) probes ask, after checking each
-/// asks the port the server listens on.
-fn chart_probes() -> [String; 3] {
-    let objects = crate::helpers::chart_objects("default");
+/// The health names the chart's (startup, liveness, readiness) probes ask with `values`, after
+/// checking each asks the port the server serves health on: the gRPC port, or with TLS the
+/// plaintext health port.
+fn chart_probes(values: &str) -> [String; 3] {
+    let objects = crate::helpers::chart_objects(values);
     let kind = |kind: &str| objects.iter().find(|o| o["kind"] == kind).unwrap_or_else(|| panic!("no {kind}")).clone();
     let container = kind("Deployment")["spec"]["template"]["spec"]["containers"][0].clone();
+    let settings = kind("ConfigMap")["data"].clone();
+    let (port_name, setting) = if settings.get("CREDITPOOL_TLS_CERT_FILE").is_some() {
+        ("health", "CREDITPOOL_HEALTH_LISTEN_ADDR")
+    } else {
+        ("grpc", "CREDITPOOL_LISTEN_ADDR")
+    };
     let grpc_port = container["ports"]
         .as_array()
         .expect("ports")
         .iter()
-        .find(|port| port["name"] == "grpc")
+        .find(|port| port["name"] == port_name)
         .and_then(|port| port["containerPort"].as_u64())
-        .expect("a grpc container port");
-    let listen = kind("ConfigMap")["data"]["CREDITPOOL_LISTEN_ADDR"].as_str().expect("listen address").to_owned();
-    assert!(listen.ends_with(&format!(":{grpc_port}")), "the server listens on the grpc port: {listen}");
+        .unwrap_or_else(|| panic!("a {port_name} container port"));
+    let listen = settings[setting].as_str().unwrap_or_else(|| panic!("{setting} is set")).to_owned();
+    assert!(listen.ends_with(&format!(":{grpc_port}")), "the server serves health on the probed port: {listen}");
     ["startupProbe", "livenessProbe", "readinessProbe"].map(|probe| {
         let grpc = &container[probe]["grpc"];
         assert_eq!(grpc["port"].as_u64(), Some(grpc_port), "{probe} asks the gRPC port");
@@ -73,7 +80,10 @@ fn chart_probes() -> [String; 3] {
 
 #[tokio::test]
 async fn the_charts_probes_ask_served_health_names_and_only_readiness_follows_the_database() {
-    let [startup, liveness, readiness] = tokio::task::spawn_blocking(chart_probes).await.expect("render the chart");
+    let [startup, liveness, readiness] =
+        tokio::task::spawn_blocking(|| chart_probes("default")).await.expect("render the chart");
+    let with_tls = tokio::task::spawn_blocking(|| chart_probes("production")).await.expect("render the chart");
+    assert_eq!(with_tls, [startup.clone(), liveness.clone(), readiness.clone()], "TLS changes the port, not the names");
     let alive = [startup.as_str(), liveness.as_str()];
     let target: SocketAddr = tokio::net::lookup_host(authority(&maintenance_url()))
         .await

@@ -76,6 +76,8 @@ async fn mtls_admits_a_client_whose_certificate_a_principal_names_and_refuses_th
     ] {
         environment.push((name, path.display().to_string()));
     }
+    let health_address = free_address();
+    environment.push(("CREDITPOOL_HEALTH_LISTEN_ADDR", health_address.clone()));
     let address = free_address();
     let directory = scratch_directory(&format!("mtls-{backend:?}"));
     let environment: Vec<(&str, &str)> = environment.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -95,9 +97,18 @@ async fn mtls_admits_a_client_whose_certificate_a_principal_names_and_refuses_th
     let without_certificate = refused(&address, pki.client(None)).await;
     let rogue_certificate = refused(&address, pki.client(Some(&rogue.issue("image-backend")))).await;
     let plaintext = endpoint(&address, None).connect().await;
+    let probe_channel = endpoint(&health_address, None).connect().await.expect("the health port speaks plaintext");
+    let probed = tonic_health::pb::health_client::HealthClient::new(probe_channel)
+        .check(tonic_health::pb::HealthCheckRequest { service: "readiness".into() })
+        .await
+        .map(|r| r.into_inner().status());
     let verified = admin.verify_ledger(VerifyLedgerRequest {}).await.expect("VerifyLedger").into_inner();
     server.stop().await;
 
+    assert_eq!(
+        probed.expect("a probe without TLS is answered"),
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
     assert!(created.is_ok(), "the certificate authenticates image-backend: {created:?}");
     assert_eq!(unknown.expect_err("no principal names CN=stranger").code(), Code::Unauthenticated);
     assert!(without_certificate, "a client without a certificate is refused under mTLS");

@@ -58,3 +58,8 @@ seccompProfile:
   value: {{ $value | quote }}
 {{- end }}
 {{- end -}}
+
+{{/* The port the probes ask: the gRPC port, or the plaintext health port when it uses TLS. */}}
+{{- define "creditpool.probePort" -}}
+{{- if .Values.tls.enabled }}{{ .Values.ports.health }}{{ else }}{{ .Values.ports.grpc }}{{ end -}}
+{{- end -}}
