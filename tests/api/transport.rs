@@ -420,3 +420,45 @@ async fn postgres_over_tls_verify_full_serves_and_the_server_refuses_plaintext()
     assert_eq!(consumed.expect("consume over TLS").amount_credits, 7);
     app.assert_ledger_clean().await;
 }
+
+#[rstest]
+#[tokio::test]
+async fn a_principal_over_its_rate_is_refused_while_another_principal_is_not(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = limited_app(backend, |config| {
+        config.rate_limit_per_second = 1;
+        config.rate_limit_burst = 3;
+    })
+    .await;
+    let read = |token: &'static str| {
+        let mut admin = app.admin_as(Some(token));
+        async move { admin.get_account(GetAccountRequest { account_id: "nobody".into() }).await }
+    };
+
+    let mut limited = Vec::new();
+    for _ in 0..4 {
+        limited.push(read(LIMITED).await.map(drop).map_err(|status| status.code()));
+    }
+    let other = read(OTHER).await.map(drop).map_err(|status| status.code());
+
+    assert_eq!(&limited[..3], &[Err(Code::NotFound); 3], "the burst is served (the account does not exist)");
+    assert_eq!(limited[3], Err(Code::ResourceExhausted), "over the rate");
+    assert_eq!(other, Err(Code::NotFound), "the other principal has its own bucket");
+}
+
+#[rstest]
+#[tokio::test]
+async fn a_request_larger_than_the_limit_is_refused_and_changes_nothing(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = limited_app(backend, |config| config.max_request_bytes = 4_096).await;
+    app.hot_path_example().await;
+    let before = app.snapshot().await;
+
+    let huge = app.consume(&"k".repeat(8_192), "member-a", "team", 1).await;
+
+    assert_eq!(huge.expect_err("over max_request_bytes").code(), Code::OutOfRange);
+    assert_eq!(app.snapshot().await, before);
+    app.assert_ledger_clean().await;
+}
