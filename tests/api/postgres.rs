@@ -115,6 +115,16 @@ pub async fn fresh_database() -> String {
     with_database(server_url(), &name)
 }
 
+/// Drops `name` if it exists and creates it empty.
+pub async fn recreate_database(connection: &mut PgConnection, name: &str) {
+    for statement in [format!("DROP DATABASE IF EXISTS {name}"), format!("CREATE DATABASE {name}")] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement.clone()))
+            .execute(&mut *connection)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+}
+
 /// Drops the test databases whose run no longer holds its lock (see [`run_id`]).
 pub async fn drop_databases_of_finished_runs(connection: &mut PgConnection) {
     let names: Vec<String> = sqlx::query_scalar(

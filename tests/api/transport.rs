@@ -400,14 +400,7 @@ async fn postgres_over_tls_verify_full_serves_and_the_server_refuses_plaintext()
     let mut maintenance = <sqlx::PgConnection as sqlx::Connection>::connect(&verified(&pki.ca_path, "postgres"))
         .await
         .expect("a verify-full connection");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}")))
-        .execute(&mut maintenance)
-        .await
-        .expect("drop");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut maintenance)
-        .await
-        .expect("create");
+    crate::postgres::recreate_database(&mut maintenance, &name).await;
 
     let plaintext = <sqlx::PgConnection as sqlx::Connection>::connect(&format!("{url}/postgres?sslmode=disable")).await;
     let wrong_ca = <sqlx::PgConnection as sqlx::Connection>::connect(&verified(&rogue.ca_path, "postgres")).await;
