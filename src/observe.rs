@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -48,9 +49,11 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<RequestBody>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<RequestBody>) -> Self::Future {
         let method = request.uri().path().trim_start_matches('/').to_owned();
         let span = rpc_span(&method, request.headers());
+        let principal = Principal::default();
+        request.extensions_mut().insert(principal.clone());
         // The clone that was made ready is the one to call (tower's readiness contract).
         let fresh = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, fresh);
@@ -73,11 +76,24 @@ where
                     rpc = %method,
                     code = code_name,
                     latency_ms = latency.as_secs_f64() * 1_000.0,
+                    principal = principal.0.get().map_or("", String::as_str),
                     "rpc"
                 );
             }
             result
         })
+    }
+}
+
+/// Who made the call, once the auth layer (inside this one) knows: for the access log and the span.
+#[derive(Debug, Clone, Default)]
+pub struct Principal(Arc<OnceLock<String>>);
+
+impl Principal {
+    /// Records the authenticated principal's name.
+    pub fn set(&self, name: &str) {
+        let _ = self.0.set(name.to_owned());
+        tracing::Span::current().record("principal", name);
     }
 }
 
@@ -94,6 +110,7 @@ fn rpc_span(method: &str, headers: &http::HeaderMap) -> tracing::Span {
         rpc.grpc.status_code = tracing::field::Empty,
         workspace_id = tracing::field::Empty,
         account_id = tracing::field::Empty,
+        principal = tracing::field::Empty,
     );
     let parent = opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(&Headers(headers)));
     // Without an exporter there is no OpenTelemetry layer to take the parent; that is fine.

@@ -151,6 +151,9 @@ where
             Ok(caller) => caller,
             Err(status) => return Box::pin(async move { Ok(status.into_http()) }),
         };
+        if let Some(principal) = request.extensions().get::<crate::observe::Principal>() {
+            principal.set(&caller.name);
+        }
         let audit = Audit::default();
         let method = request.uri().path().trim_start_matches('/').to_owned();
         request.extensions_mut().insert(caller.clone());

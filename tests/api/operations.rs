@@ -113,6 +113,29 @@ async fn an_unreachable_or_missing_database_at_start_fails_saying_why() {
     assert!(missing_stderr.contains(r#""creditpool_no_such_db" does not exist"#), "{missing_stderr}");
 }
 
+#[tokio::test]
+async fn a_database_refusing_plaintext_or_presenting_an_untrusted_certificate_at_start_fails_saying_why() {
+    let (url, _) = crate::postgres::tls_cluster();
+    let rogue = crate::pki::Pki::new("start-up-rogue");
+    let start = |database_url: String| {
+        let mut command = creditpool(&["serve", "--listen-addr", &free_address()]);
+        command.env("CREDITPOOL_DATABASE_URL", database_url);
+        run_to_end(command)
+    };
+
+    let (plain_ok, _, plain_stderr) = start(format!("{url}/postgres?sslmode=disable")).await;
+    let (untrusted_ok, _, untrusted_stderr) =
+        start(format!("{url}/postgres?sslmode=verify-full&sslrootcert={}", rogue.ca_path.display())).await;
+
+    assert!(!plain_ok && plain_stderr.contains("no encryption"), "{plain_stderr}");
+    assert!(!untrusted_ok, "{untrusted_stderr}");
+    assert!(untrusted_stderr.contains("cannot reach the database"), "{untrusted_stderr}");
+    assert!(
+        untrusted_stderr.to_lowercase().contains("certificate"),
+        "the cause names the certificate: {untrusted_stderr}"
+    );
+}
+
 #[rstest]
 #[tokio::test]
 async fn serve_no_migrate_refuses_an_unmigrated_database_and_serves_once_migrate_ran(
@@ -178,7 +201,9 @@ async fn json_logs_are_one_object_per_line_with_an_access_line_per_rpc_and_text_
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
         .collect();
     let access = |rpc: &str, code: &str| {
-        lines.iter().any(|line| line["message"] == "rpc" && line["rpc"] == rpc && line["code"] == code)
+        lines.iter().any(|line| {
+            line["message"] == "rpc" && line["rpc"] == rpc && line["code"] == code && line["principal"] == "anonymous"
+        })
     };
     assert!(access("creditpool.v1.AdminService/CreateAccount", "OK"), "{json_log}");
     assert!(access("creditpool.v1.CreditService/Consume", "RESOURCE_EXHAUSTED"), "{json_log}");
