@@ -1,7 +1,8 @@
 //! The tower layer that bounds what calls can take: a concurrency limit that sheds the excess at
 //! once (UNAVAILABLE: retry elsewhere or later; nothing queues), and a deadline cap (the shorter of
 //! `max_call_duration_ms` and the caller's `grpc-timeout`). Health and reflection are exempt, so
-//! probes still answer under overload.
+//! probes still answer under overload. It also refuses what is not a well-formed gRPC call: a
+//! content type other than `application/grpc…` (HTTP 415) or an ill-formed `grpc-timeout`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -64,6 +65,31 @@ where
     fn call(&mut self, request: http::Request<RequestBody>) -> Self::Future {
         let fresh = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, fresh);
+        let is_grpc = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("application/grpc"));
+        if !is_grpc {
+            // The gRPC over HTTP/2 protocol's answer to any other content type.
+            let mut response = http::Response::new(ResponseBody::default());
+            *response.status_mut() = http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
+            return Box::pin(async move { Ok(response) });
+        }
+        let asked = match request.headers().get("grpc-timeout").map(|value| value.to_str().ok().and_then(grpc_timeout))
+        {
+            None => None,
+            Some(Some(asked)) => Some(asked),
+            Some(None) => {
+                let status = crate::grpc::error_status(
+                    Code::InvalidArgument,
+                    "INVALID_ARGUMENT",
+                    "grpc-timeout: must be 1 to 8 digits and a unit (H, M, S, m, u, n)".to_owned(),
+                    &[("field", "grpc-timeout".to_owned())],
+                );
+                return Box::pin(async move { Ok(status.into_http()) });
+            }
+        };
         if Scope::of_method(request.uri().path()).is_none() {
             return Box::pin(inner.call(request));
         }
@@ -76,7 +102,6 @@ where
             );
             return Box::pin(async move { Ok(status.into_http()) });
         };
-        let asked = request.headers().get("grpc-timeout").and_then(|value| value.to_str().ok()).and_then(grpc_timeout);
         let deadline = asked.map_or(self.max_call_duration, |asked| asked.min(self.max_call_duration));
         Box::pin(async move {
             let result = tokio::time::timeout(deadline, inner.call(request)).await;

@@ -3,6 +3,7 @@
 
 mod access;
 mod admin;
+pub mod codec;
 mod convert;
 mod credit;
 mod status;

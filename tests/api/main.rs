@@ -13,6 +13,7 @@ mod concurrency;
 mod embedded;
 mod harness;
 mod health;
+mod hostile;
 mod hot_path;
 mod idempotency;
 mod ledger;
