@@ -1,6 +1,8 @@
 //! The background loops of a serving replica: the database watch behind readiness, the hold
 //! sweeper, the renewal scheduler and the metrics sampler. Each runs until `shutdown`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -25,10 +27,30 @@ pub async fn set_health(reporter: &HealthReporter, names: &[&str], status: Servi
     }
 }
 
-/// Pings the database every `interval`; readiness is SERVING only while it answers.
+/// Whether the database answered the last health check; calls fail fast while it does not.
+/// Starts as reachable: start-up has just connected.
+#[derive(Debug, Clone)]
+pub struct DatabaseState(Arc<AtomicBool>);
+
+impl Default for DatabaseState {
+    fn default() -> Self {
+        DatabaseState(Arc::new(AtomicBool::new(true)))
+    }
+}
+
+impl DatabaseState {
+    /// Whether the database answered the last check.
+    pub fn is_reachable(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Pings the database every `interval`; readiness is SERVING only while it answers, and
+/// `state` says whether it did.
 pub async fn watch_database<S: Store>(
     store: S,
     reporter: HealthReporter,
+    state: DatabaseState,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
@@ -39,6 +61,7 @@ pub async fn watch_database<S: Store>(
         if shutdown.is_cancelled() {
             return;
         }
+        state.0.store(answered, Ordering::Relaxed);
         if answered != serving {
             serving = answered;
             if serving {

@@ -1,7 +1,8 @@
 //! The tower layer that bounds what calls can take: a concurrency limit that sheds the excess at
 //! once (UNAVAILABLE: retry elsewhere or later; nothing queues), and a deadline cap (the shorter of
 //! `max_call_duration_ms` and the caller's `grpc-timeout`). Health and reflection are exempt, so
-//! probes still answer under overload. It also refuses what is not a well-formed gRPC call: a
+//! probes still answer under overload. While the database is known to be down (its health check
+//! fails) calls fail at once with UNAVAILABLE instead of each waiting out the acquire timeout. It also refuses what is not a well-formed gRPC call: a
 //! content type other than `application/grpc…` (HTTP 415) or an ill-formed `grpc-timeout`.
 
 use std::future::Future;
@@ -16,18 +17,21 @@ use tower::{Layer, Service};
 
 use crate::auth::Scope;
 use crate::grpc::error_status;
+use crate::jobs::DatabaseState;
 
 /// Adds [`Limits`] around a service.
 #[derive(Debug, Clone)]
 pub struct LimitsLayer {
     in_flight: Arc<Semaphore>,
     max_call_duration: Duration,
+    database: DatabaseState,
 }
 
 impl LimitsLayer {
-    /// At most `max_concurrent_calls` at once, none longer than `max_call_duration`.
-    pub fn new(max_concurrent_calls: usize, max_call_duration: Duration) -> LimitsLayer {
-        LimitsLayer { in_flight: Arc::new(Semaphore::new(max_concurrent_calls)), max_call_duration }
+    /// At most `max_concurrent_calls` at once, none longer than `max_call_duration`, none while
+    /// `database` is known to be unreachable.
+    pub fn new(max_concurrent_calls: usize, max_call_duration: Duration, database: DatabaseState) -> LimitsLayer {
+        LimitsLayer { in_flight: Arc::new(Semaphore::new(max_concurrent_calls)), max_call_duration, database }
     }
 }
 
@@ -35,7 +39,12 @@ impl<S> Layer<S> for LimitsLayer {
     type Service = Limits<S>;
 
     fn layer(&self, inner: S) -> Limits<S> {
-        Limits { inner, in_flight: Arc::clone(&self.in_flight), max_call_duration: self.max_call_duration }
+        Limits {
+            inner,
+            in_flight: Arc::clone(&self.in_flight),
+            max_call_duration: self.max_call_duration,
+            database: self.database.clone(),
+        }
     }
 }
 
@@ -45,6 +54,7 @@ pub struct Limits<S> {
     inner: S,
     in_flight: Arc<Semaphore>,
     max_call_duration: Duration,
+    database: DatabaseState,
 }
 
 impl<S, RequestBody, ResponseBody> Service<http::Request<RequestBody>> for Limits<S>
@@ -92,6 +102,16 @@ where
         };
         if Scope::of_method(request.uri().path()).is_none() {
             return Box::pin(inner.call(request));
+        }
+        if !self.database.is_reachable() {
+            // Known down: answer now rather than after the connection-acquire timeout.
+            let status = error_status(
+                Code::Unavailable,
+                "DATABASE_UNAVAILABLE",
+                "database unavailable (its health check fails); safe to retry".to_owned(),
+                &[],
+            );
+            return Box::pin(async move { Ok(status.into_http()) });
         }
         let Ok(permit) = Arc::clone(&self.in_flight).try_acquire_owned() else {
             let status = error_status(

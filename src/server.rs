@@ -154,9 +154,11 @@ async fn run<S: Store>(
     let (reporter, health_service) = tonic_health::server::health_reporter();
     jobs::set_health(&reporter, &jobs::LIVENESS, ServingStatus::Serving).await;
     jobs::set_health(&reporter, &jobs::READINESS, ServingStatus::NotServing).await;
+    let database = jobs::DatabaseState::default();
     let mut tasks = vec![tokio::spawn(jobs::watch_database(
         store.clone(),
         reporter.clone(),
+        database.clone(),
         config.health_check_interval(),
         shutdown.clone(),
     ))];
@@ -233,6 +235,7 @@ async fn run<S: Store>(
         .layer(LimitsLayer::new(
             usize::try_from(config.max_concurrent_calls).unwrap_or(usize::MAX),
             Duration::from_millis(config.max_call_duration_ms),
+            database,
         ))
         .layer(AuthLayer::new(authenticator, rate));
     let keepalive = Duration::from_millis(config.http2_keepalive_interval_ms);

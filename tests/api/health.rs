@@ -95,7 +95,8 @@ async fn the_charts_probes_ask_served_health_names_and_only_readiness_follows_th
     let app = spawn_app_with(Backend::Postgres, |config| {
         let url = config.database_url.take().expect("url");
         config.database_url = Some(url.replacen(authority(&url), &proxy_address.to_string(), 1));
-        config.database_acquire_timeout_ms = 500;
+        // Long, so a call that waited for a connection instead of failing fast would show.
+        config.database_acquire_timeout_ms = 10_000;
     })
     .await;
     let mut health = app.health.clone();
@@ -107,7 +108,9 @@ async fn the_charts_probes_ask_served_health_names_and_only_readiness_follows_th
     wait_for_health(&mut health, &[readiness.as_str()], ServingStatus::NotServing).await;
     wait_for_health(&mut health, &READINESS, ServingStatus::NotServing).await;
     let alive_during_outage = statuses(&mut health, &[&alive[..], &LIVENESS[..]].concat()).await;
+    let asked = Instant::now();
     let during_outage = app.admin.clone().get_account(GetAccountRequest { account_id: "anyone".into() }).await;
+    let answered_after = asked.elapsed();
     proxy.restore();
     wait_for_health(&mut health, &[readiness.as_str()], ServingStatus::Serving).await;
 
@@ -117,6 +120,10 @@ async fn the_charts_probes_ask_served_health_names_and_only_readiness_follows_th
         "liveness must not follow the database: {alive_during_outage:?}"
     );
     assert_eq!(during_outage.expect_err("database is down").code(), Code::Unavailable);
+    assert!(
+        answered_after < Duration::from_secs(5),
+        "known down, the call fails fast instead of waiting the 10 s acquire timeout: {answered_after:?}"
+    );
     app.assert_ledger_clean().await;
 }
 
