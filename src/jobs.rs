@@ -79,6 +79,15 @@ pub async fn watch_database<S: Store>(
     }
 }
 
+/// At shutdown, turns every health name NOT_SERVING (the listeners stay open for the drain
+/// delay, so load balancers see it and stop routing here).
+pub async fn drain_health(reporter: HealthReporter, drain_delay: Duration, shutdown: CancellationToken) {
+    shutdown.cancelled().await;
+    set_health(&reporter, &READINESS, ServingStatus::NotServing).await;
+    set_health(&reporter, &LIVENESS, ServingStatus::NotServing).await;
+    tracing::info!(drain_delay_ms = drain_delay.as_millis(), "shutting down: health NOT_SERVING");
+}
+
 /// Holds released per sweep batch; idempotency records deleted per statement is ten times that.
 const SWEEP_BATCH: u32 = 100;
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
+use tower::layer::util::{Identity, Stack};
 
 use crate::auth::{AuthLayer, Authenticator};
 use crate::config::Config;
@@ -123,91 +124,42 @@ async fn run<S: Store>(
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<()> {
     let authenticator = Authenticator::load(config.auth_file.as_deref())?;
-    let admin_listener = match config.admin_listen_addr {
-        Some(address) => Some(
-            TcpListener::bind(address)
-                .await
-                .map_err(|e| anyhow::anyhow!(e).context(format!("cannot listen on admin_listen_addr {address}")))?,
-        ),
-        None => None,
-    };
+    let admin_listener = bind(config.admin_listen_addr, "admin_listen_addr").await?;
     let addresses = [
         Some(("listen_addr", listener.local_addr()?)),
         admin_listener.as_ref().map(|l| l.local_addr().map(|a| ("admin_listen_addr", a))).transpose()?,
     ];
     check_exposure(&config, &authenticator, addresses.iter().flatten().copied())?;
     let tls = tls_of(&config)?;
-    let health_listener = match config.health_listen_addr {
-        Some(address) => Some(
-            TcpListener::bind(address)
-                .await
-                .map_err(|e| anyhow::anyhow!(e).context(format!("cannot listen on health_listen_addr {address}")))?,
-        ),
-        None => None,
-    };
+    let health_listener = bind(config.health_listen_addr, "health_listen_addr").await?;
     prepare(&store, &config).await?;
     if let Some(address) = config.metrics_listen_addr {
         crate::metrics::serve(address)?;
     }
-    let ledger = Ledger::new(store.clone(), clock, config.ledger_settings());
-
     let (reporter, health_service) = tonic_health::server::health_reporter();
-    jobs::set_health(&reporter, &jobs::LIVENESS, ServingStatus::Serving).await;
-    jobs::set_health(&reporter, &jobs::READINESS, ServingStatus::NotServing).await;
-    let database = jobs::DatabaseState::default();
-    let mut tasks = vec![tokio::spawn(jobs::watch_database(
-        store.clone(),
-        reporter.clone(),
-        database.clone(),
-        config.health_check_interval(),
-        shutdown.clone(),
-    ))];
-    if config.renewal_scheduler_enabled {
-        tasks.push(tokio::spawn(jobs::renew_due_accounts(
-            ledger.clone(),
-            Duration::from_millis(config.renewal_tick_ms),
-            shutdown.clone(),
-        )));
-    }
-    if config.metrics_listen_addr.is_some() {
-        tasks.push(tokio::spawn(jobs::sample_gauges(ledger.clone(), config.health_check_interval(), shutdown.clone())));
-    }
-    let events = Events::new(config.stream_settings(), ledger.outbox_written(), shutdown.clone());
-    tasks.push(tokio::spawn(events.clone().publish(ledger.clone())));
-    {
-        let (store, wake_ups, shutdown) = (store.clone(), events.wake_ups(), shutdown.clone());
-        tasks.push(tokio::spawn(async move { store.relay_wake_ups(wake_ups, shutdown).await }));
-    }
-    tasks.push(tokio::spawn(jobs::sweep(
-        ledger.clone(),
-        Duration::from_millis(config.hold_sweep_interval_ms),
-        jobs::Retention {
-            idempotency: Duration::from_secs(config.idempotency_retention_seconds),
-            notifications: Duration::from_secs(config.notification_retention_seconds),
-        },
-        shutdown.clone(),
-    )));
-    tasks.push(tokio::spawn(jobs::reload_on_hangup(authenticator.clone(), tls.clone(), shutdown.clone())));
-
+    let ledger = Ledger::new(store.clone(), clock, config.ledger_settings());
+    let replica = Replica {
+        events: Events::new(config.stream_settings(), ledger.outbox_written(), shutdown.clone()),
+        store: store.clone(),
+        ledger,
+        reporter,
+        database: jobs::DatabaseState::default(),
+        authenticator,
+        tls,
+        shutdown: shutdown.clone(),
+    };
+    let tasks = replica.spawn_jobs(&config).await;
     tracing::info!(
         address = %listener.local_addr()?,
         admin_address = ?admin_listener.as_ref().and_then(|l| l.local_addr().ok()),
-        tls = tls.is_some(),
-        authentication = authenticator.is_enabled(),
+        tls = replica.tls.is_some(),
+        authentication = replica.authenticator.is_enabled(),
         store = store_name,
         database = %config.database_url.as_deref().map_or_else(|| config.sqlite_path.display().to_string(), crate::config::redact_url),
         "creditpool serving"
     );
+
     let drain_delay = config.shutdown_drain_delay();
-    {
-        let (reporter, shutdown) = (reporter.clone(), shutdown.clone());
-        tasks.push(tokio::spawn(async move {
-            shutdown.cancelled().await;
-            jobs::set_health(&reporter, &jobs::READINESS, ServingStatus::NotServing).await;
-            jobs::set_health(&reporter, &jobs::LIVENESS, ServingStatus::NotServing).await;
-            tracing::info!(drain_delay_ms = drain_delay.as_millis(), "shutting down: health NOT_SERVING");
-        }));
-    }
     let drained = || {
         let shutdown = shutdown.clone();
         async move {
@@ -217,27 +169,17 @@ async fn run<S: Store>(
     };
     let max_request_bytes = usize::try_from(config.max_request_bytes).unwrap_or(usize::MAX);
     let admin = AdminServiceServer::new(AdminApi::new(
-        ledger.clone(),
-        events,
+        replica.ledger.clone(),
+        replica.events.clone(),
         StreamLimits::new(
             usize::try_from(config.max_notification_streams).unwrap_or(usize::MAX),
             usize::try_from(config.max_notification_streams_per_principal).unwrap_or(usize::MAX),
         ),
     ))
     .max_decoding_message_size(max_request_bytes);
-    let credit = CreditServiceServer::new(CreditApi::new(ledger)).max_decoding_message_size(max_request_bytes);
-    let rate = NonZeroU32::new(config.rate_limit_per_second)
-        .map(|per_second| (per_second, NonZeroU32::new(config.rate_limit_burst).unwrap_or(NonZeroU32::MIN)));
-    // Cross-cutting concerns, outermost first: every call is observed (refused ones too), shed
-    // or cut by the limits, then authenticated.
-    let layers = tower::ServiceBuilder::new()
-        .layer(ObserveLayer { access_log: config.access_log })
-        .layer(LimitsLayer::new(
-            usize::try_from(config.max_concurrent_calls).unwrap_or(usize::MAX),
-            Duration::from_millis(config.max_call_duration_ms),
-            database,
-        ))
-        .layer(AuthLayer::new(authenticator, rate));
+    let credit =
+        CreditServiceServer::new(CreditApi::new(replica.ledger.clone())).max_decoding_message_size(max_request_bytes);
+    let layers = replica.layers(&config);
     let keepalive = Duration::from_millis(config.http2_keepalive_interval_ms);
     let builder = || {
         tonic::transport::Server::builder()
@@ -254,14 +196,14 @@ async fn run<S: Store>(
         .add_optional_service(reflection_v1alpha.clone())
         .add_service(credit)
         .add_optional_service(admin_listener.is_none().then(|| admin.clone()))
-        .serve_with_incoming_shutdown(tls::incoming(listener, tls.clone()), drained());
+        .serve_with_incoming_shutdown(tls::incoming(listener, replica.tls.clone()), drained());
     let admin_only = admin_listener.map(|admin_listener| {
         builder()
             .add_service(health_service.clone())
             .add_optional_service(reflection_v1)
             .add_optional_service(reflection_v1alpha)
             .add_service(admin)
-            .serve_with_incoming_shutdown(tls::incoming(admin_listener, tls), drained())
+            .serve_with_incoming_shutdown(tls::incoming(admin_listener, replica.tls.clone()), drained())
     });
     // Plaintext, health alone: what a Kubernetes gRPC probe can reach when the ports use TLS.
     let health_only = health_listener.map(|listener| {
@@ -269,21 +211,7 @@ async fn run<S: Store>(
             .add_service(health_service.clone())
             .serve_with_incoming_shutdown(tls::incoming(listener, None), drained())
     });
-    let servers = async {
-        let admin_only = async {
-            match admin_only {
-                Some(server) => server.await,
-                None => Ok(()),
-            }
-        };
-        let health_only = async {
-            match health_only {
-                Some(server) => server.await,
-                None => Ok(()),
-            }
-        };
-        tokio::try_join!(main, admin_only, health_only).map(|_| ())
-    };
+    let servers = async { tokio::try_join!(main, optional(admin_only), optional(health_only)).map(|_| ()) };
 
     let grace = drain_delay + config.shutdown_grace();
     let result = tokio::select! {
@@ -299,6 +227,105 @@ async fn run<S: Store>(
     store.close().await;
     tracing::info!("creditpool stopped");
     result
+}
+
+/// The tower layers every call passes, outermost first: observe, limits, auth.
+type Layers = tower::ServiceBuilder<Stack<AuthLayer, Stack<LimitsLayer, Stack<ObserveLayer, Identity>>>>;
+
+/// What a serving replica shares between its jobs, its layers and its services.
+struct Replica<S> {
+    store: S,
+    ledger: Ledger<S>,
+    events: Events,
+    reporter: tonic_health::server::HealthReporter,
+    database: jobs::DatabaseState,
+    authenticator: Authenticator,
+    tls: Option<Tls>,
+    shutdown: CancellationToken,
+}
+
+impl<S: Store> Replica<S> {
+    /// Sets health as at start (alive, not yet ready) and spawns the background loops.
+    async fn spawn_jobs(&self, config: &Config) -> Vec<tokio::task::JoinHandle<()>> {
+        let (ledger, shutdown) = (&self.ledger, &self.shutdown);
+        jobs::set_health(&self.reporter, &jobs::LIVENESS, ServingStatus::Serving).await;
+        jobs::set_health(&self.reporter, &jobs::READINESS, ServingStatus::NotServing).await;
+        let mut tasks = vec![
+            tokio::spawn(jobs::watch_database(
+                self.store.clone(),
+                self.reporter.clone(),
+                self.database.clone(),
+                config.health_check_interval(),
+                shutdown.clone(),
+            )),
+            tokio::spawn(self.events.clone().publish(ledger.clone())),
+            tokio::spawn({
+                let (store, wake_ups, shutdown) = (self.store.clone(), self.events.wake_ups(), shutdown.clone());
+                async move { store.relay_wake_ups(wake_ups, shutdown).await }
+            }),
+            tokio::spawn(jobs::sweep(
+                ledger.clone(),
+                Duration::from_millis(config.hold_sweep_interval_ms),
+                jobs::Retention {
+                    idempotency: Duration::from_secs(config.idempotency_retention_seconds),
+                    notifications: Duration::from_secs(config.notification_retention_seconds),
+                },
+                shutdown.clone(),
+            )),
+            tokio::spawn(jobs::reload_on_hangup(self.authenticator.clone(), self.tls.clone(), shutdown.clone())),
+            tokio::spawn(jobs::drain_health(self.reporter.clone(), config.shutdown_drain_delay(), shutdown.clone())),
+        ];
+        if config.renewal_scheduler_enabled {
+            tasks.push(tokio::spawn(jobs::renew_due_accounts(
+                ledger.clone(),
+                Duration::from_millis(config.renewal_tick_ms),
+                shutdown.clone(),
+            )));
+        }
+        if config.metrics_listen_addr.is_some() {
+            tasks.push(tokio::spawn(jobs::sample_gauges(
+                ledger.clone(),
+                config.health_check_interval(),
+                shutdown.clone(),
+            )));
+        }
+        tasks
+    }
+
+    /// The cross-cutting concerns, outermost first: every call is observed (refused ones too),
+    /// shed or cut by the limits, then authenticated.
+    fn layers(&self, config: &Config) -> Layers {
+        let rate = NonZeroU32::new(config.rate_limit_per_second)
+            .map(|per_second| (per_second, NonZeroU32::new(config.rate_limit_burst).unwrap_or(NonZeroU32::MIN)));
+        tower::ServiceBuilder::new()
+            .layer(ObserveLayer { access_log: config.access_log })
+            .layer(LimitsLayer::new(
+                usize::try_from(config.max_concurrent_calls).unwrap_or(usize::MAX),
+                Duration::from_millis(config.max_call_duration_ms),
+                self.database.clone(),
+            ))
+            .layer(AuthLayer::new(self.authenticator.clone(), rate))
+    }
+}
+
+/// Listens on `address` when it is configured; `setting` names it in the error.
+async fn bind(address: Option<SocketAddr>, setting: &str) -> anyhow::Result<Option<TcpListener>> {
+    match address {
+        Some(address) => Ok(Some(
+            TcpListener::bind(address)
+                .await
+                .map_err(|e| anyhow::anyhow!(e).context(format!("cannot listen on {setting} {address}")))?,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Runs `server` if there is one.
+async fn optional<E>(server: Option<impl Future<Output = Result<(), E>>>) -> Result<(), E> {
+    match server {
+        Some(server) => server.await,
+        None => Ok(()),
+    }
 }
 
 /// Secure by default: without principals, only loopback addresses are served, unless the
