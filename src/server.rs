@@ -259,6 +259,7 @@ impl<S: Store> Replica<S> {
                 shutdown.clone(),
             )),
             tokio::spawn(self.events.clone().publish(ledger.clone())),
+            tokio::spawn(self.events.clone().tail(ledger.clone())),
             tokio::spawn({
                 let (store, wake_ups, shutdown) = (self.store.clone(), self.events.wake_ups(), shutdown.clone());
                 async move { store.relay_wake_ups(wake_ups, shutdown).await }

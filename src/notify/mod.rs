@@ -1,16 +1,19 @@
 //! The outbox tail: publishing committed events in order, and streaming them to subscribers.
 //!
-//! The table is the truth. A subscriber's task reads it from its cursor, in stream order, into a
-//! bounded channel; when it has caught up it waits for a wake-up (a publish in this process, a
-//! Postgres `NOTIFY` from another replica) or the fallback interval. A slow client only makes its
-//! own task wait on the channel: writers are never blocked and nothing is dropped, because the
-//! task always resumes reading the table from its cursor.
+//! The table is the truth. A subscriber's task first reads it from its cursor, in stream order,
+//! into a bounded channel. Once caught up it takes new events from the process's one *tail*: a
+//! single reader that, when woken (a publish in this process, a Postgres `NOTIFY` from another
+//! replica, or the fallback interval), reads what was published since it last looked and
+//! broadcasts it to every subscriber; so idle subscribers cost the database nothing. A slow
+//! client only makes its own task wait on the channel: writers are never blocked and nothing is
+//! dropped, because a subscriber that falls behind the broadcast goes back to reading the table
+//! from its cursor.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +23,9 @@ use crate::store::{NotificationFilter, PublishedNotification, Store, WakeUps};
 
 /// Events read per query.
 const PAGE: u32 = 500;
+/// Events the tail's broadcast holds for subscribers that are behind; one further behind reads
+/// the table instead.
+const BROADCAST_CAPACITY: usize = 4_096;
 
 /// How subscribers and the publisher wait.
 #[derive(Debug, Clone)]
@@ -38,6 +44,7 @@ pub struct Events {
     wake_ups: WakeUps,
     settings: StreamSettings,
     shutdown: CancellationToken,
+    live: broadcast::Sender<Arc<PublishedNotification>>,
 }
 
 impl Events {
@@ -45,7 +52,7 @@ impl Events {
     /// commits (other replicas' writes are relayed into the same signal).
     pub fn new(settings: StreamSettings, outbox_written: Arc<Notify>, shutdown: CancellationToken) -> Events {
         let wake_ups = WakeUps { outbox: outbox_written, published: Arc::new(watch::Sender::new(0)) };
-        Events { wake_ups, settings, shutdown }
+        Events { wake_ups, settings, shutdown, live: broadcast::Sender::new(BROADCAST_CAPACITY) }
     }
 
     /// The wake-ups, for the store's cross-replica bridge.
@@ -73,6 +80,42 @@ impl Events {
         }
     }
 
+    /// The tail: reads each newly published event once for the whole process and broadcasts it.
+    pub async fn tail<S: Store>(self, ledger: Ledger<S>) {
+        let mut published = self.wake_ups.published.subscribe();
+        let everything = NotificationFilter::default();
+        let mut cursor = None;
+        loop {
+            published.borrow_and_update();
+            let read = match cursor {
+                // Only what is published from now on: subscribers read the past from the table.
+                None => ledger.stream_bounds().await.map(|bounds| {
+                    cursor = Some(bounds.last);
+                    false
+                }),
+                Some(after) => ledger.notifications_after(after, &everything, PAGE).await.map(|page| {
+                    let full = page.len() == usize::try_from(PAGE).unwrap_or(usize::MAX);
+                    for event in page {
+                        cursor = Some(event.position);
+                        // No subscriber is fine: the event is in the table for later ones.
+                        let _ = self.live.send(Arc::new(event));
+                    }
+                    full
+                }),
+            };
+            match read {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, "reading published notifications failed; retrying"),
+            }
+            tokio::select! {
+                changed = published.changed() => if changed.is_err() { return },
+                () = tokio::time::sleep(self.settings.fallback_interval) => {}
+                () = self.shutdown.cancelled() => return,
+            }
+        }
+    }
+
     /// Streams published events after `after` that match `filter` and that `tenancy` may see,
     /// then new ones as they come; the stream holds `permit` until it ends.
     pub fn subscribe<S: Store>(
@@ -84,39 +127,57 @@ impl Events {
         permit: StreamPermit,
     ) -> ReceiverStream<Result<PublishedNotification, LedgerError>> {
         let (sender, receiver) = mpsc::channel(self.settings.buffer);
-        let mut published = self.wake_ups.published.subscribe();
-        let (fallback, shutdown) = (self.settings.fallback_interval, self.shutdown.clone());
+        // Taken before the first read of the table, so nothing published after that read is missed.
+        let mut live = self.live.subscribe();
+        let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let _subscriber = crate::metrics::Subscriber::start();
             let mut cursor = after;
-            loop {
-                published.borrow_and_update();
-                let page = match ledger.notifications_after(cursor, &filter, PAGE).await {
-                    Ok(page) => page,
-                    Err(error) => {
-                        let _ = sender.send(Err(error)).await;
-                        return;
+            'catch_up: loop {
+                // From the table, until a page comes back short.
+                loop {
+                    let page = match ledger.notifications_after(cursor, &filter, PAGE).await {
+                        Ok(page) => page,
+                        Err(error) => {
+                            let _ = sender.send(Err(error)).await;
+                            return;
+                        }
+                    };
+                    let full = page.len() == usize::try_from(PAGE).unwrap_or(usize::MAX);
+                    for event in page {
+                        cursor = event.position;
+                        if visible(&tenancy, &event) && sender.send(Ok(event)).await.is_err() {
+                            return; // the client went away
+                        }
                     }
-                };
-                let full = page.len() == usize::try_from(PAGE).unwrap_or(usize::MAX);
-                for event in page {
-                    cursor = event.position;
-                    if !visible(&tenancy, &event) {
-                        continue;
-                    }
-                    if sender.send(Ok(event)).await.is_err() {
-                        return; // the client went away
+                    if !full {
+                        break;
                     }
                 }
-                if full {
-                    continue;
-                }
-                tokio::select! {
-                    changed = published.changed() => if changed.is_err() { return },
-                    () = tokio::time::sleep(fallback) => {}
-                    () = shutdown.cancelled() => return,
-                    () = sender.closed() => return,
+                // Then from the tail. Positions are dense and broadcast in order, so skipping
+                // what the table already gave (at or before the cursor) leaves no gap.
+                loop {
+                    let event = tokio::select! {
+                        received = live.recv() => received,
+                        () = shutdown.cancelled() => return,
+                        () = sender.closed() => return,
+                    };
+                    match event {
+                        Ok(event) if event.position <= cursor => {}
+                        Ok(event) => {
+                            cursor = event.position;
+                            if filter.matches(&event.notification)
+                                && visible(&tenancy, &event)
+                                && sender.send(Ok(PublishedNotification::clone(&event))).await.is_err()
+                            {
+                                return;
+                            }
+                        }
+                        // Fell behind the broadcast: the table still has everything.
+                        Err(broadcast::error::RecvError::Lagged(_)) => continue 'catch_up,
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
                 }
             }
         });

@@ -114,6 +114,20 @@ pub struct NotificationFilter {
     pub kinds: Vec<&'static str>,
 }
 
+impl NotificationFilter {
+    /// Whether `notification` passes, as the table query decides it (account concerned or
+    /// member; workspace; kind).
+    pub fn matches(&self, notification: &Notification) -> bool {
+        let account = self.account_id.is_empty()
+            || notification.account_id.as_str() == self.account_id
+            || notification.member_account_id.as_ref().is_some_and(|member| member.as_str() == self.account_id);
+        let workspace = self.workspace_id.is_empty()
+            || notification.workspace_id.as_ref().is_some_and(|workspace| workspace.as_str() == self.workspace_id);
+        let kind = self.kinds.is_empty() || self.kinds.contains(&notification.kind.as_str());
+        account && workspace && kind
+    }
+}
+
 /// An event as published on the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishedNotification {

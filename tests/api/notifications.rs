@@ -340,3 +340,53 @@ async fn bad_subscriptions_and_thresholds_are_refused_precisely(
     watch(vec![], 0).await.expect("0 asks for whatever is kept");
     app.assert_ledger_clean().await;
 }
+
+/// Transactions ended (committed or rolled back: reads roll back) in the test's database so far
+/// (Postgres statistics).
+async fn transactions(app: &crate::helpers::TestApp) -> i64 {
+    sqlx::query_scalar(
+        "SELECT CAST(xact_commit + xact_rollback AS BIGINT) FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("pg_stat_database")
+}
+
+#[tokio::test]
+async fn idle_subscribers_share_one_reader_and_cost_the_database_nothing_each() {
+    let app = crate::helpers::spawn_app_with(Backend::Postgres, |config| {
+        config.notification_fallback_interval_ms = 100;
+        config.hold_sweep_interval_ms = 1_000;
+        config.max_notification_streams_per_principal = 1_000;
+    })
+    .await;
+    app.hot_path_example().await;
+    let mut streams = Vec::new();
+    for _ in 0..200 {
+        streams.push(
+            app.admin
+                .clone()
+                .watch_notifications(WatchNotificationsRequest::default())
+                .await
+                .expect("subscribe")
+                .into_inner(),
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await; // every subscriber caught up and idle
+
+    let before = transactions(&app).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let per_second = (transactions(&app).await - before) / 3;
+    app.consume("after-idling", "member-a", "team", 150).await.expect("drain the allowance");
+    let mut delivered = 0_usize;
+    for stream in &mut streams {
+        let event = tokio::time::timeout(Duration::from_secs(30), stream.message()).await.expect("an event in time");
+        delivered += usize::from(event.is_ok_and(|event| event.is_some()));
+    }
+
+    // One reader polling every 100 ms plus health and sweeps is tens of transactions a second;
+    // 200 subscribers polling on their own were about 2,000.
+    assert!(per_second < 200, "idle subscribers made {per_second} transactions/s");
+    assert_eq!(delivered, 200, "every subscriber still gets the new event");
+    app.assert_ledger_clean().await;
+}
