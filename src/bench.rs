@@ -64,6 +64,8 @@ pub struct BenchOptions {
     pub max_batch_calls: u32,
     /// Whether the server authenticates every call (a bearer token checked by the auth layer).
     pub auth: bool,
+    /// WatchNotifications streams held open (and idle) during the runs.
+    pub idle_subscribers: usize,
 }
 
 /// The bearer token the benchmark's clients send when `auth` is on.
@@ -93,7 +95,7 @@ fn bench_auth_file() -> anyhow::Result<std::path::PathBuf> {
     std::fs::write(
         &path,
         format!(
-            "[[principal]]\nname = \"bench\"\ntoken_sha256 = \"{hex}\"\nscopes = [\"credit\", \"admin\", \"verify\"]\n"
+            "[[principal]]\nname = \"bench\"\ntoken_sha256 = \"{hex}\"\nscopes = [\"credit\", \"admin\", \"watch\", \"verify\"]\n"
         ),
     )?;
     Ok(path)
@@ -304,6 +306,8 @@ async fn measure(
         log_filter: "warn".into(),
         access_log: false,
         auth_file: options.auth.then(bench_auth_file).transpose()?,
+        max_notification_streams: u32::try_from(options.idle_subscribers + 10).unwrap_or(u32::MAX),
+        max_notification_streams_per_principal: u32::try_from(options.idle_subscribers + 10).unwrap_or(u32::MAX),
         ..Config::default()
     };
     let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
@@ -321,11 +325,18 @@ async fn measure(
         clients.push(CreditServiceClient::with_interceptor(channel, token.clone()));
     }
     let clients = Arc::new(clients);
+    // Idle subscribers watch a workspace nobody writes to, so they receive nothing.
+    let mut idle = Vec::with_capacity(options.idle_subscribers);
+    for _ in 0..options.idle_subscribers {
+        let request = WatchNotificationsRequest { workspace_id: "bench-nobody".into(), ..Default::default() };
+        idle.push(admin.watch_notifications(request).await?.into_inner());
+    }
 
     println!(
-        "creditpool bench on {}, authentication {}: {} s per run, {} spread workspaces, batches of up to {} calls, pools of {} connections",
+        "creditpool bench on {}, authentication {}, {} idle subscribers: {} s per run, {} spread workspaces, batches of up to {} calls, pools of {} connections",
         if scratch_url.starts_with("sqlite:") { "sqlite" } else { "postgres" },
         if options.auth { "on (bearer token)" } else { "off" },
+        options.idle_subscribers,
         options.seconds,
         options.spread_workspaces,
         options.max_batch_calls,
@@ -407,6 +418,7 @@ async fn measure(
         check.entries_checked,
         check.buckets_checked
     );
+    drop(idle);
     shutdown.cancel();
     server.await??;
     direct.close().await;

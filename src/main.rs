@@ -63,6 +63,9 @@ enum Command {
         /// Authenticate every call (bearer token), to measure what authentication costs.
         #[arg(long)]
         auth: bool,
+        /// Hold this many idle WatchNotifications streams open during the runs.
+        #[arg(long, default_value_t = 0)]
+        idle_subscribers: usize,
     },
     /// Prints the version.
     Version,
@@ -106,7 +109,7 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             Ok(())
         }
-        Command::Bench { seconds, clients, spread_workspaces, auth, .. } => {
+        Command::Bench { seconds, clients, spread_workspaces, auth, idle_subscribers, .. } => {
             creditpool::bench::run(creditpool::bench::BenchOptions {
                 database_url: config.require_database_url()?.to_owned(),
                 seconds,
@@ -114,6 +117,7 @@ async fn main() -> anyhow::Result<()> {
                 spread_workspaces,
                 max_batch_calls: config.max_batch_calls,
                 auth,
+                idle_subscribers,
             })
             .await
         }

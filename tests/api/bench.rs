@@ -21,7 +21,7 @@ async fn the_benchmark_prints_both_scenarios_beside_direct_sql_and_its_ledger_ve
     let mut arguments =
         vec!["bench", "--database-url", &url, "--seconds", "1", "--clients", "1,2", "--spread-workspaces", "2"];
     if auth {
-        arguments.push("--auth");
+        arguments.extend(["--auth", "--idle-subscribers", "20"]);
     }
     let output = Command::new(env!("CARGO_BIN_EXE_creditpool"))
         .args(&arguments)
@@ -39,4 +39,5 @@ async fn the_benchmark_prints_both_scenarios_beside_direct_sql_and_its_ledger_ve
     assert!(table.contains("VerifyLedger after the runs: clean"), "{table}");
     assert!(!table.contains("calls failed"), "every call is answered (authenticated when auth is on): {table}");
     assert!(table.contains(if auth { "authentication on" } else { "authentication off" }), "{table}");
+    assert!(table.contains(if auth { "20 idle subscribers" } else { "0 idle subscribers" }), "{table}");
 }
