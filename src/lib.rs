@@ -15,6 +15,7 @@ pub mod config;
 pub mod domain;
 pub mod grpc;
 pub mod jobs;
+pub mod layer;
 pub mod ledger;
 pub mod limits;
 pub mod metrics;

@@ -5,8 +5,6 @@
 //! fails) calls fail at once with UNAVAILABLE instead of each waiting out the acquire timeout. It also refuses what is not a well-formed gRPC call: a
 //! content type other than `application/grpc…` (HTTP 415) or an ill-formed `grpc-timeout`.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -66,15 +64,14 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    type Future = crate::layer::Answer<Self::Response, Self::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: http::Request<RequestBody>) -> Self::Future {
-        let fresh = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, fresh);
+        let mut inner = crate::layer::take_ready(&mut self.inner);
         let is_grpc = request
             .headers()
             .get(http::header::CONTENT_TYPE)

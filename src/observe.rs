@@ -1,8 +1,6 @@
 //! The tower layer every RPC passes through: one server span (child of the caller's W3C
 //! `traceparent`), the RPC metrics, and one access-log line.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -43,7 +41,7 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    type Future = crate::layer::Answer<Self::Response, Self::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -54,9 +52,7 @@ where
         let span = rpc_span(&method, request.headers());
         let principal = Principal::default();
         request.extensions_mut().insert(principal.clone());
-        // The clone that was made ready is the one to call (tower's readiness contract).
-        let fresh = self.inner.clone();
-        let ready = std::mem::replace(&mut self.inner, fresh);
+        let ready = crate::layer::take_ready(&mut self.inner);
         let access_log = self.access_log;
         Box::pin(async move {
             let started = Instant::now();

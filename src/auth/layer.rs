@@ -1,9 +1,7 @@
 //! The tower layer that authenticates every call, checks its scope and rate, puts the [`Caller`]
 //! into the request's extensions, and writes the audit line of admin mutations.
 
-use std::future::Future;
 use std::num::NonZeroU32;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
@@ -135,15 +133,14 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    type Future = crate::layer::Answer<Self::Response, Self::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut request: http::Request<RequestBody>) -> Self::Future {
-        let fresh = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, fresh);
+        let mut inner = crate::layer::take_ready(&mut self.inner);
         let Some(scope) = Scope::of_method(request.uri().path()) else {
             return Box::pin(inner.call(request));
         };
