@@ -212,7 +212,7 @@ impl Account {
     }
 
     fn movement(&self, from: BucketRef, to: BucketRef, amount: Credits, cause: Cause) -> Option<Movement> {
-        (!amount.is_zero()).then_some(Movement { from, to, amount, cause, member: None })
+        (!amount.is_zero()).then_some(Movement { from, to, amount, cause, member: None, scope: None })
     }
 }
 

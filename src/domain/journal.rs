@@ -120,6 +120,10 @@ pub struct Movement {
     pub cause: Cause,
     /// The member it was for, when any.
     pub member: Option<AccountId>,
+    /// The workspace or account whose transaction made it, when its buckets do not say (a
+    /// forfeit runs from `consumed` to `expired`, neither of which has an owner).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 impl Movement {
@@ -128,6 +132,9 @@ impl Movement {
     /// This is the distribution key of the journal (DESIGN §5): a movement that touches a
     /// workspace lives with that workspace, one within an account lives with the account.
     pub fn ledger_scope_id(&self) -> &str {
+        if let Some(scope) = &self.scope {
+            return scope;
+        }
         self.from
             .workspace()
             .or_else(|| self.to.workspace())

@@ -236,8 +236,18 @@ impl Wallet {
         }
     }
 
+    /// The journal key of the wallet's movements: its workspace, or the account in personal
+    /// context.
+    fn scope_id(&self) -> &str {
+        match self {
+            Wallet::Workspace { workspace, .. } => workspace.id.as_str(),
+            Wallet::Personal { account } => account.id.as_str(),
+        }
+    }
+
     fn movements(&self, parts: &[(BucketRef, BucketRef, Credits)], cause: Cause) -> Vec<Movement> {
         let member = Some(self.account_id().clone());
+        let scope = Some(self.scope_id().to_owned());
         parts
             .iter()
             .filter(|(_, _, amount)| !amount.is_zero())
@@ -247,6 +257,7 @@ impl Wallet {
                 amount: *amount,
                 cause,
                 member: member.clone(),
+                scope: scope.clone(),
             })
             .collect()
     }

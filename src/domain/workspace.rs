@@ -121,6 +121,7 @@ impl Workspace {
             amount: expired,
             cause: Cause::Expiry,
             member: None,
+            scope: None,
         };
         (!expired.is_zero()).then_some(expiry).into_iter().collect()
     }

@@ -67,3 +67,32 @@ async fn l1_verify_ledger_reports_a_balance_that_differs_from_its_journal(
         }]
     );
 }
+
+#[rstest]
+#[tokio::test]
+async fn l1_every_journal_entry_carries_its_scope_key_even_the_forfeit_of_a_refund_after_a_renewal(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    app.hot_path_example().await;
+    app.consume("before-renewal", "member-a", "team", 100).await.expect("consume");
+    let period = crate::helpers::next_period(&app.account("owner").await.current_period);
+    app.renew("owner", &period).await.expect("renew");
+
+    let refund = app.refund("before-renewal", "member-a", "team", None).await.expect("refund");
+    let unkeyed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM journal_entries WHERE ledger_scope_id = ''")
+        .fetch_one(&app.db)
+        .await
+        .expect("journal");
+    let forfeit_scopes: Vec<String> = sqlx::query_scalar(
+        "SELECT ledger_scope_id FROM journal_entries WHERE from_bucket = 'consumed' AND to_bucket = 'expired'",
+    )
+    .fetch_all(&app.db)
+    .await
+    .expect("journal");
+
+    assert_eq!(refund.forfeited_credits, 100, "the monthly part drawn before the renewal is forfeited");
+    assert_eq!(unkeyed, 0, "no journal entry lacks its scope key");
+    assert_eq!(forfeit_scopes, vec!["team".to_owned()], "the forfeit lives with its workspace");
+    app.assert_ledger_clean().await;
+}
