@@ -74,21 +74,25 @@ pub fn database_pool(in_use: u32, idle: u32) {
     gauge!(POOL_CONNECTIONS, "state" => "idle").set(f64::from(idle));
 }
 
-/// Keeps [`POOL_WAITING`] counted while a transaction waits for its connection.
-pub struct Waiting(());
+/// Counts one in a gauge for as long as it lives.
+pub struct Counted(&'static str);
 
-impl Waiting {
-    /// One more transaction waits.
-    pub fn start() -> Waiting {
-        gauge!(POOL_WAITING).increment(1.0);
-        Waiting(())
+impl Counted {
+    fn start(gauge: &'static str) -> Counted {
+        gauge!(gauge).increment(1.0);
+        Counted(gauge)
     }
 }
 
-impl Drop for Waiting {
+impl Drop for Counted {
     fn drop(&mut self) {
-        gauge!(POOL_WAITING).decrement(1.0);
+        gauge!(self.0).decrement(1.0);
     }
+}
+
+/// Keeps a transaction counted in [`POOL_WAITING`] while it waits for its connection.
+pub fn waiting_for_connection() -> Counted {
+    Counted::start(POOL_WAITING)
 }
 
 /// What the database holds right now: open holds, and the age of the oldest unpublished event.
@@ -97,21 +101,9 @@ pub fn database_state(open_holds: i64, outbox_lag: Duration) {
     gauge!(OUTBOX_LAG).set(outbox_lag.as_secs_f64());
 }
 
-/// Keeps [`SUBSCRIBERS`] counted while a notification stream is open.
-pub struct Subscriber(());
-
-impl Subscriber {
-    /// A stream opened.
-    pub fn start() -> Subscriber {
-        gauge!(SUBSCRIBERS).increment(1.0);
-        Subscriber(())
-    }
-}
-
-impl Drop for Subscriber {
-    fn drop(&mut self) {
-        gauge!(SUBSCRIBERS).decrement(1.0);
-    }
+/// Keeps a notification stream counted in [`SUBSCRIBERS`] while it is open.
+pub fn subscriber() -> Counted {
+    Counted::start(SUBSCRIBERS)
 }
 
 /// A renewal committed: funded (`true`) or failed for lack of credits.

@@ -132,7 +132,7 @@ impl Events {
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let _subscriber = crate::metrics::Subscriber::start();
+            let _subscriber = crate::metrics::subscriber();
             let mut cursor = after;
             'catch_up: loop {
                 // From the table, until a page comes back short.

@@ -121,7 +121,7 @@ impl Store for PgStore {
     }
 
     async fn begin(&self) -> Result<PgTx, StoreError> {
-        let _waiting = crate::metrics::Waiting::start();
+        let _waiting = crate::metrics::waiting_for_connection();
         Ok(PgTx { tx: self.pool.begin().await? })
     }
 

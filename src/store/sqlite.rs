@@ -102,7 +102,7 @@ impl Store for SqliteStore {
     type Tx = SqliteTx;
 
     async fn begin(&self) -> Result<SqliteTx, StoreError> {
-        let _waiting = crate::metrics::Waiting::start();
+        let _waiting = crate::metrics::waiting_for_connection();
         Ok(SqliteTx { tx: self.pool.begin().await? })
     }
 
