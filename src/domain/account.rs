@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{AccountId, BucketRef, Cause, Credits, DomainError, Movement, Period};
+use super::{AccountId, BucketRef, Cause, Credits, DomainError, DrawBucket, Movement, Period, Split};
 
 /// When an account renews on its own: monthly on this day and time, UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,15 +66,6 @@ pub struct Account {
     pub next_renewal_at_ms: Option<i64>,
     /// When the account was created (unix ms).
     pub created_at_ms: i64,
-}
-
-/// How a draw on account credits fell: monthly first, then top-up.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AccountDraw {
-    /// Taken from monthly credits.
-    pub monthly: Credits,
-    /// Taken from top-up credits.
-    pub top_up: Credits,
 }
 
 impl Account {
@@ -189,26 +180,60 @@ impl Account {
         Ok(purchase.into_iter().collect())
     }
 
-    /// Draws `amount` into `to`, monthly credits first, then top-up (W1, W3); all or nothing.
+    /// Draws `amount` into `to`, monthly credits first, then top-up (W1, W3, A1); all or nothing.
     pub fn withdraw(
         &mut self,
         amount: Credits,
         to: &BucketRef,
         cause: Cause,
-    ) -> Result<(AccountDraw, Vec<Movement>), DomainError> {
-        let available = self.balance();
-        if amount > available {
-            return Err(DomainError::InsufficientCredits { requested: amount, available });
+    ) -> Result<(Split, Vec<Movement>), DomainError> {
+        let available = self.drawable();
+        let split = Split::first_drawn(available, amount)
+            .ok_or(DomainError::InsufficientCredits { requested: amount, available: available.total() })?;
+        let mut movements = Vec::new();
+        for (bucket, part) in split.parts() {
+            self.take(bucket, part);
+            movements.extend(self.movement(self.bucket(bucket), to.clone(), part, cause));
         }
-        let monthly = amount.min(self.monthly);
-        let top_up = amount.saturating_sub(monthly);
-        self.monthly = self.monthly.saturating_sub(monthly);
-        self.top_up = self.top_up.saturating_sub(top_up);
-        let movements = [
-            self.movement(BucketRef::AccountMonthly(self.id.clone()), to.clone(), monthly, cause),
-            self.movement(BucketRef::AccountTopUp(self.id.clone()), to.clone(), top_up, cause),
-        ];
-        Ok((AccountDraw { monthly, top_up }, movements.into_iter().flatten().collect()))
+        Ok((split, movements))
+    }
+
+    /// What a draw could take: the monthly credits, then the top-up credits.
+    pub fn drawable(&self) -> Split {
+        Split::of(self.monthly, self.top_up)
+    }
+
+    /// Takes `amount` (at most what `drawable` says) out of one link of the chain.
+    pub(super) fn take(&mut self, bucket: DrawBucket, amount: Credits) {
+        match bucket {
+            DrawBucket::Monthly => self.monthly = self.monthly.saturating_sub(amount),
+            DrawBucket::TopUp => self.top_up = self.top_up.saturating_sub(amount),
+            DrawBucket::Overflow => debug_assert!(amount.is_zero(), "an account has no overflow pool"),
+        }
+    }
+
+    /// Returns `amount` to one link of the chain.
+    pub(super) fn put_back(&mut self, bucket: DrawBucket, amount: Credits) -> Result<(), DomainError> {
+        let part = match bucket {
+            DrawBucket::Monthly => &mut self.monthly,
+            DrawBucket::TopUp => &mut self.top_up,
+            DrawBucket::Overflow => {
+                debug_assert!(amount.is_zero(), "an account has no overflow pool");
+                return Ok(());
+            }
+        };
+        *part = part.checked_add(amount).ok_or(DomainError::BalanceOverflow)?;
+        Ok(())
+    }
+
+    /// The journal bucket behind one link of the chain. An account has no overflow pool: its
+    /// overflow part is always zero, and zero parts make no movement.
+    pub(super) fn bucket(&self, bucket: DrawBucket) -> BucketRef {
+        match bucket {
+            DrawBucket::Monthly => BucketRef::AccountMonthly(self.id.clone()),
+            DrawBucket::TopUp => BucketRef::AccountTopUp(self.id.clone()),
+            DrawBucket::Overflow => BucketRef::External,
+        }
     }
 
     fn movement(&self, from: BucketRef, to: BucketRef, amount: Credits, cause: Cause) -> Option<Movement> {
@@ -260,7 +285,7 @@ mod tests {
         let refused = account.withdraw(credits(151), &to, Cause::WorkspaceTopUp);
         assert_eq!(refused, Err(DomainError::InsufficientCredits { requested: credits(151), available: credits(150) }));
         let (draw, movements) = account.withdraw(credits(120), &to, Cause::WorkspaceTopUp).unwrap();
-        assert_eq!(draw, AccountDraw { monthly: credits(100), top_up: credits(20) });
+        assert_eq!(draw, Split::of(credits(100), credits(20)));
         assert_eq!(movements.len(), 2);
         assert_eq!((account.monthly, account.top_up), (Credits::ZERO, credits(30)));
     }

@@ -235,12 +235,12 @@ mod tests {
     fn committing_less_than_held_returns_the_last_drawn_bucket_first() {
         let mut wallet = wallet();
         let (mut hold, _) = Charge::hold(key("job"), &mut wallet, credits(180), 0, 60_000).unwrap();
-        assert_eq!(hold.split, Split { monthly: credits(150), top_up: credits(30) });
+        assert_eq!(hold.split, Split::of(credits(150), credits(30)));
         let (outcome, _) = hold.commit(&mut wallet, credits(140)).unwrap();
-        assert_eq!(outcome.given_back.returned, Split { monthly: credits(10), top_up: credits(30) });
-        assert_eq!(outcome.captured, Split { monthly: credits(140), top_up: Credits::ZERO });
+        assert_eq!(outcome.given_back.returned, Split::of(credits(10), credits(30)));
+        assert_eq!(outcome.captured, Split::of(credits(140), Credits::ZERO));
         assert_eq!(hold.state, ChargeState::Captured);
-        assert_eq!(wallet.drawable(), Split { monthly: credits(10), top_up: credits(100) });
+        assert_eq!(wallet.drawable(), Split::of(credits(10), credits(100)));
     }
 
     #[test]
@@ -251,7 +251,7 @@ mod tests {
         assert!(matches!(hold.commit(&mut wallet, credits(251)), Err(DomainError::InsufficientCredits { .. })));
         assert_eq!((&hold, &wallet), (&before_hold, &before_wallet));
         let (outcome, _) = hold.commit(&mut wallet, credits(250)).unwrap();
-        assert_eq!(outcome.captured, Split { monthly: credits(150), top_up: credits(100) });
+        assert_eq!(outcome.captured, Split::of(credits(150), credits(100)));
     }
 
     #[test]
@@ -259,15 +259,15 @@ mod tests {
         let mut wallet = wallet();
         let (mut charge, _) = Charge::consume(key("gen"), &mut wallet, credits(180), 0).unwrap();
         let (first, _) = charge.refund(&mut wallet, Some(credits(40))).unwrap();
-        assert_eq!(first.returned, Split { monthly: credits(10), top_up: credits(30) });
+        assert_eq!(first.returned, Split::of(credits(10), credits(30)));
         assert_eq!(
             charge.refund(&mut wallet, Some(credits(141))),
             Err(DomainError::RefundExceedsConsumed { requested: credits(141), refundable: credits(140) })
         );
         let (rest, _) = charge.refund(&mut wallet, None).unwrap();
-        assert_eq!(rest.returned, Split { monthly: credits(140), top_up: Credits::ZERO });
+        assert_eq!(rest.returned, Split::of(credits(140), Credits::ZERO));
         assert_eq!(charge.refundable(), Credits::ZERO);
-        assert_eq!(wallet.drawable(), Split { monthly: credits(150), top_up: credits(100) });
+        assert_eq!(wallet.drawable(), Split::of(credits(150), credits(100)));
     }
 
     #[test]

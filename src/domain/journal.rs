@@ -17,6 +17,9 @@ pub enum BucketRef {
     WorkspaceMonthly(WorkspaceId),
     /// A workspace top-up pool.
     WorkspaceTopUp(WorkspaceId),
+    /// A workspace's enterprise overflow pool (C4). It lends credits to pool-access members,
+    /// billed by units: its balance is minus the credits it has lent and not got back.
+    WorkspaceOverflow(WorkspaceId),
     /// Credits held by a workspace's open holds.
     WorkspaceHeld(WorkspaceId),
     /// Credits held by an account's open personal holds.
@@ -36,6 +39,7 @@ impl BucketRef {
             BucketRef::AccountTopUp(_) => "account_top_up",
             BucketRef::WorkspaceMonthly(_) => "workspace_monthly",
             BucketRef::WorkspaceTopUp(_) => "workspace_top_up",
+            BucketRef::WorkspaceOverflow(_) => "workspace_overflow",
             BucketRef::WorkspaceHeld(_) => "workspace_held",
             BucketRef::AccountHeld(_) => "account_held",
             BucketRef::Consumed => "consumed",
@@ -49,16 +53,20 @@ impl BucketRef {
             BucketRef::AccountMonthly(id) | BucketRef::AccountTopUp(id) | BucketRef::AccountHeld(id) => {
                 Some(id.as_str())
             }
-            BucketRef::WorkspaceMonthly(id) | BucketRef::WorkspaceTopUp(id) | BucketRef::WorkspaceHeld(id) => {
-                Some(id.as_str())
-            }
+            BucketRef::WorkspaceMonthly(id)
+            | BucketRef::WorkspaceTopUp(id)
+            | BucketRef::WorkspaceOverflow(id)
+            | BucketRef::WorkspaceHeld(id) => Some(id.as_str()),
             BucketRef::External | BucketRef::Consumed | BucketRef::Expired => None,
         }
     }
 
     fn workspace(&self) -> Option<&WorkspaceId> {
         match self {
-            BucketRef::WorkspaceMonthly(id) | BucketRef::WorkspaceTopUp(id) | BucketRef::WorkspaceHeld(id) => Some(id),
+            BucketRef::WorkspaceMonthly(id)
+            | BucketRef::WorkspaceTopUp(id)
+            | BucketRef::WorkspaceOverflow(id)
+            | BucketRef::WorkspaceHeld(id) => Some(id),
             _ => None,
         }
     }

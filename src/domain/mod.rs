@@ -13,13 +13,14 @@ mod member;
 mod notification;
 mod period;
 mod renewal;
+mod split;
 mod wallet;
 mod workspace;
 
 #[cfg(test)]
 mod properties;
 
-pub use account::{Account, AccountDraw, BillingAnchor, Plan};
+pub use account::{Account, BillingAnchor, Plan};
 pub use charge::{Captured, Charge, ChargeState};
 pub use credits::{Credits, MAX_AMOUNT_CREDITS};
 pub use error::DomainError;
@@ -29,5 +30,6 @@ pub use member::{AdminAction, AllowanceState, Member, PoolKind, PoolReservations
 pub use notification::{Notification, NotificationKind, NotificationPayload, low_balance_crossings};
 pub use period::{Period, PeriodError};
 pub use renewal::{Renewal, renew};
-pub use wallet::{ChargeScope, GivenBack, Split, Wallet};
+pub use split::{DrawBucket, Split};
+pub use wallet::{ChargeScope, GivenBack, Wallet};
 pub use workspace::{LowBalanceThresholds, PoolSizeChange, Workspace};

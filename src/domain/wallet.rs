@@ -2,50 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Account, AccountId, BucketRef, Cause, Credits, DomainError, Member, Movement, Workspace, WorkspaceId};
-
-/// How an amount falls over a wallet's two buckets, in draw order: monthly, then top-up.
-///
-/// In a workspace these are the monthly and top-up pools (through the member's allowances); in
-/// personal context the account's monthly and top-up credits.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Split {
-    /// From the monthly bucket.
-    pub monthly: Credits,
-    /// From the top-up bucket.
-    pub top_up: Credits,
-}
-
-impl Split {
-    /// Both parts together.
-    pub fn total(self) -> Credits {
-        self.monthly.checked_add(self.top_up).unwrap_or(Credits::new(i64::MAX).unwrap_or_default())
-    }
-
-    /// Part by part sum; `None` on overflow.
-    pub fn checked_add(self, other: Split) -> Option<Split> {
-        Some(Split {
-            monthly: self.monthly.checked_add(other.monthly)?,
-            top_up: self.top_up.checked_add(other.top_up)?,
-        })
-    }
-
-    /// Part by part difference; `None` if a part would go negative.
-    pub fn checked_sub(self, other: Split) -> Option<Split> {
-        Some(Split {
-            monthly: self.monthly.checked_sub(other.monthly)?,
-            top_up: self.top_up.checked_sub(other.top_up)?,
-        })
-    }
-
-    /// The last-drawn `amount` of this split: top-up first, then monthly (C5, C6). `amount` is
-    /// capped at the total.
-    pub fn last_drawn(self, amount: Credits) -> Split {
-        let top_up = amount.min(self.top_up);
-        let monthly = amount.saturating_sub(top_up).min(self.monthly);
-        Split { monthly, top_up }
-    }
-}
+use super::{
+    Account, AccountId, BucketRef, Cause, Credits, DomainError, DrawBucket, Member, Movement, Split, Workspace,
+    WorkspaceId,
+};
 
 /// Whose charge it is: a workspace's, or an account's own (personal context).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -137,11 +97,11 @@ impl Wallet {
     /// member's remaining allowance and the backing pool.
     pub fn drawable(&self) -> Split {
         match self {
-            Wallet::Workspace { workspace, member } => Split {
-                monthly: member.monthly.remaining().min(workspace.monthly_pool),
-                top_up: member.top_up.remaining().min(workspace.top_up_pool),
-            },
-            Wallet::Personal { account } => Split { monthly: account.monthly, top_up: account.top_up },
+            Wallet::Workspace { workspace, member } => Split::of(
+                member.monthly.remaining().min(workspace.monthly_pool),
+                member.top_up.remaining().min(workspace.top_up_pool),
+            ),
+            Wallet::Personal { account } => account.drawable(),
         }
     }
 
@@ -154,31 +114,53 @@ impl Wallet {
         cause: Cause,
     ) -> Result<(Split, Vec<Movement>), DomainError> {
         let drawable = self.drawable();
-        if amount > drawable.total() {
-            return Err(DomainError::InsufficientCredits { requested: amount, available: drawable.total() });
+        let split = Split::first_drawn(drawable, amount)
+            .ok_or(DomainError::InsufficientCredits { requested: amount, available: drawable.total() })?;
+        for (bucket, part) in split.parts() {
+            self.take(bucket, part)?;
         }
-        let monthly = amount.min(drawable.monthly);
-        let split = Split { monthly, top_up: amount.saturating_sub(monthly) };
-        let (monthly_bucket, top_up_bucket) = self.buckets();
-        match self {
-            Wallet::Workspace { workspace, member } => {
-                workspace.monthly_pool = workspace.monthly_pool.saturating_sub(split.monthly);
-                workspace.top_up_pool = workspace.top_up_pool.saturating_sub(split.top_up);
-                member.monthly.used =
-                    member.monthly.used.checked_add(split.monthly).ok_or(DomainError::BalanceOverflow)?;
-                member.top_up.used =
-                    member.top_up.used.checked_add(split.top_up).ok_or(DomainError::BalanceOverflow)?;
+        let parts: Vec<_> = split.parts().map(|(bucket, part)| (self.bucket(bucket), to.clone(), part)).collect();
+        Ok((split, self.movements(&parts, cause)))
+    }
+
+    /// Takes `amount` out of one link of the chain; usage goes up with it.
+    fn take(&mut self, bucket: DrawBucket, amount: Credits) -> Result<(), DomainError> {
+        let overflow = DomainError::BalanceOverflow;
+        match (self, bucket) {
+            (Wallet::Workspace { workspace, member }, DrawBucket::Monthly) => {
+                workspace.monthly_pool = workspace.monthly_pool.saturating_sub(amount);
+                member.monthly.used = member.monthly.used.checked_add(amount).ok_or(overflow)?;
             }
-            Wallet::Personal { account } => {
-                account.monthly = account.monthly.saturating_sub(split.monthly);
-                account.top_up = account.top_up.saturating_sub(split.top_up);
+            (Wallet::Workspace { workspace, member }, DrawBucket::TopUp) => {
+                workspace.top_up_pool = workspace.top_up_pool.saturating_sub(amount);
+                member.top_up.used = member.top_up.used.checked_add(amount).ok_or(overflow)?;
+            }
+            (Wallet::Personal { account }, bucket) => account.take(bucket, amount),
+            (Wallet::Workspace { .. }, DrawBucket::Overflow) => {
+                debug_assert!(amount.is_zero(), "the overflow pool is drawn only where it is loaded");
             }
         }
-        let movements = self.movements(
-            &[(monthly_bucket, to.clone(), split.monthly), (top_up_bucket, to.clone(), split.top_up)],
-            cause,
-        );
-        Ok((split, movements))
+        Ok(())
+    }
+
+    /// Returns `amount` to one link of the chain; usage goes down with it.
+    fn put_back(&mut self, bucket: DrawBucket, amount: Credits) -> Result<(), DomainError> {
+        let overflow = DomainError::BalanceOverflow;
+        match (self, bucket) {
+            (Wallet::Workspace { workspace, member }, DrawBucket::Monthly) => {
+                workspace.monthly_pool = workspace.monthly_pool.checked_add(amount).ok_or(overflow)?;
+                member.monthly.used = member.monthly.used.saturating_sub(amount);
+            }
+            (Wallet::Workspace { workspace, member }, DrawBucket::TopUp) => {
+                workspace.top_up_pool = workspace.top_up_pool.checked_add(amount).ok_or(overflow)?;
+                member.top_up.used = member.top_up.used.saturating_sub(amount);
+            }
+            (Wallet::Personal { account }, bucket) => account.put_back(bucket, amount)?,
+            (Wallet::Workspace { .. }, DrawBucket::Overflow) => {
+                debug_assert!(amount.is_zero(), "the overflow pool is drawn only where it is loaded");
+            }
+        }
+        Ok(())
     }
 
     /// C5b, C6: returns `split` from `from` (spent, or a hold) to the buckets it came from and
@@ -192,47 +174,35 @@ impl Wallet {
     ) -> Result<(GivenBack, Vec<Movement>), DomainError> {
         let renewed = drawn_in_cycle != self.monthly_cycle();
         let forfeited = if renewed { split.monthly } else { Credits::ZERO };
-        let returned = Split { monthly: split.monthly.saturating_sub(forfeited), top_up: split.top_up };
-        let overflow = DomainError::BalanceOverflow;
-        match self {
-            Wallet::Workspace { workspace, member } => {
-                workspace.monthly_pool =
-                    workspace.monthly_pool.checked_add(returned.monthly).ok_or(overflow.clone())?;
-                workspace.top_up_pool = workspace.top_up_pool.checked_add(returned.top_up).ok_or(overflow)?;
-                member.monthly.used = member.monthly.used.saturating_sub(returned.monthly);
-                member.top_up.used = member.top_up.used.saturating_sub(returned.top_up);
-            }
-            Wallet::Personal { account } => {
-                account.monthly = account.monthly.checked_add(returned.monthly).ok_or(overflow.clone())?;
-                account.top_up = account.top_up.checked_add(returned.top_up).ok_or(overflow)?;
-            }
+        let returned = Split { monthly: split.monthly.saturating_sub(forfeited), ..split };
+        for (bucket, part) in returned.parts() {
+            self.put_back(bucket, part)?;
         }
-        let (monthly_bucket, top_up_bucket) = self.buckets();
-        let movements = self.movements(
-            &[
-                (from.clone(), top_up_bucket, returned.top_up),
-                (from.clone(), monthly_bucket, returned.monthly),
-                (from.clone(), BucketRef::Expired, forfeited),
-            ],
-            cause,
-        );
+        let mut parts: Vec<_> =
+            returned.parts().rev().map(|(bucket, part)| (from.clone(), self.bucket(bucket), part)).collect();
+        parts.push((from.clone(), BucketRef::Expired, forfeited));
+        let movements = self.movements(&parts, cause);
         Ok((GivenBack { returned, forfeited }, movements))
     }
 
     /// Moves `split` from one place to another without touching the wallet's buckets (a hold
     /// being captured).
     pub fn transfer(&self, split: Split, from: &BucketRef, to: &BucketRef, cause: Cause) -> Vec<Movement> {
-        self.movements(&[(from.clone(), to.clone(), split.monthly), (from.clone(), to.clone(), split.top_up)], cause)
+        let parts: Vec<_> = split.parts().map(|(_, part)| (from.clone(), to.clone(), part)).collect();
+        self.movements(&parts, cause)
     }
 
-    fn buckets(&self) -> (BucketRef, BucketRef) {
-        match self {
-            Wallet::Workspace { workspace, .. } => {
-                (BucketRef::WorkspaceMonthly(workspace.id.clone()), BucketRef::WorkspaceTopUp(workspace.id.clone()))
+    /// The journal bucket behind one link of the chain.
+    fn bucket(&self, bucket: DrawBucket) -> BucketRef {
+        match (self, bucket) {
+            (Wallet::Workspace { workspace, .. }, DrawBucket::Monthly) => {
+                BucketRef::WorkspaceMonthly(workspace.id.clone())
             }
-            Wallet::Personal { account } => {
-                (BucketRef::AccountMonthly(account.id.clone()), BucketRef::AccountTopUp(account.id.clone()))
+            (Wallet::Workspace { workspace, .. }, DrawBucket::TopUp) => BucketRef::WorkspaceTopUp(workspace.id.clone()),
+            (Wallet::Workspace { workspace, .. }, DrawBucket::Overflow) => {
+                BucketRef::WorkspaceOverflow(workspace.id.clone())
             }
+            (Wallet::Personal { account }, bucket) => account.bucket(bucket),
         }
     }
 
@@ -287,7 +257,7 @@ mod tests {
     fn draws_monthly_allowance_first_then_top_up() {
         let mut wallet = wallet(500, 100, 150, 50);
         let (split, movements) = wallet.draw(credits(180), &BucketRef::Consumed, Cause::Consume).unwrap();
-        assert_eq!(split, Split { monthly: credits(150), top_up: credits(30) });
+        assert_eq!(split, Split::of(credits(150), credits(30)));
         assert_eq!(movements.len(), 2);
         let Wallet::Workspace { workspace, member } = &wallet else { unreachable!() };
         assert_eq!((workspace.monthly_pool, workspace.top_up_pool), (credits(350), credits(70)));
@@ -298,18 +268,10 @@ mod tests {
     fn each_bucket_gives_at_most_the_smaller_of_allowance_and_pool_and_nothing_is_partial() {
         let mut wallet = wallet(40, 100, 150, 20);
         let before = wallet.clone();
-        assert_eq!(wallet.drawable(), Split { monthly: credits(40), top_up: credits(20) });
+        assert_eq!(wallet.drawable(), Split::of(credits(40), credits(20)));
         let refused = wallet.draw(credits(61), &BucketRef::Consumed, Cause::Consume);
         assert_eq!(refused, Err(DomainError::InsufficientCredits { requested: credits(61), available: credits(60) }));
         assert_eq!(wallet, before);
-    }
-
-    #[test]
-    fn last_drawn_takes_top_up_before_monthly() {
-        let split = Split { monthly: credits(150), top_up: credits(30) };
-        assert_eq!(split.last_drawn(credits(20)), Split { monthly: Credits::ZERO, top_up: credits(20) });
-        assert_eq!(split.last_drawn(credits(50)), Split { monthly: credits(20), top_up: credits(30) });
-        assert_eq!(split.last_drawn(credits(999)), split);
     }
 
     #[test]
@@ -320,10 +282,7 @@ mod tests {
             workspace.monthly_cycle += 1;
         }
         let (given, movements) = wallet.give_back(split, &BucketRef::Consumed, 0, Cause::Refund).unwrap();
-        assert_eq!(
-            given,
-            GivenBack { returned: Split { monthly: Credits::ZERO, top_up: credits(30) }, forfeited: credits(150) }
-        );
+        assert_eq!(given, GivenBack { returned: Split::of(Credits::ZERO, credits(30)), forfeited: credits(150) });
         assert!(movements.iter().any(|m| m.to == BucketRef::Expired && m.amount == credits(150)));
     }
 

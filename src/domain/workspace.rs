@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Account, AccountDraw, AccountId, BucketRef, Cause, Credits, DomainError, Movement, WorkspaceId};
+use super::{Account, AccountId, BucketRef, Cause, Credits, DomainError, Movement, Split, WorkspaceId};
 
 /// When LOW_BALANCE fires for a workspace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,7 +54,7 @@ pub struct PoolSizeChange {
     /// Moved from the owner's account into the monthly pool now.
     pub funded: Credits,
     /// Where it came from.
-    pub draw: AccountDraw,
+    pub draw: Split,
 }
 
 impl Workspace {
@@ -156,11 +156,7 @@ impl Workspace {
     }
 
     /// W3: moves credits from the owner (monthly first, then top-up) into the top-up pool.
-    pub fn top_up(
-        &mut self,
-        owner: &mut Account,
-        amount: Credits,
-    ) -> Result<(AccountDraw, Vec<Movement>), DomainError> {
+    pub fn top_up(&mut self, owner: &mut Account, amount: Credits) -> Result<(Split, Vec<Movement>), DomainError> {
         debug_assert_eq!(owner.id, self.owner);
         let to = BucketRef::WorkspaceTopUp(self.id.clone());
         let top_up_pool = self.top_up_pool.checked_add(amount).ok_or(DomainError::BalanceOverflow)?;
@@ -221,7 +217,7 @@ mod tests {
         owner.add_purchase(credits(100)).unwrap();
         let mut a = workspace("a");
         let (draw, movements) = a.top_up(&mut owner, credits(150)).unwrap();
-        assert_eq!(draw, AccountDraw { monthly: credits(100), top_up: credits(50) });
+        assert_eq!(draw, Split::of(credits(100), credits(50)));
         assert_eq!(movements.len(), 2);
         assert_eq!(a.top_up_pool, credits(150));
     }

@@ -4,7 +4,7 @@ use tonic::Status;
 
 use super::status::invalid_argument;
 use crate::domain::{
-    AccountDraw, AccountId, AllowanceState, BillingAnchor, Charge, ChargeKey, ChargeScope, ChargeState, Credits,
+    AccountId, AllowanceState, BillingAnchor, Charge, ChargeKey, ChargeScope, ChargeState, Credits, DrawBucket,
     GivenBack, IdempotencyKey, LowBalanceThresholds, MAX_AMOUNT_CREDITS, Member, NotificationKind, NotificationPayload,
     Period, PoolKind, Role, Split, WorkspaceId,
 };
@@ -186,17 +186,8 @@ pub(super) fn member(view: &MemberView) -> proto::Member {
 }
 
 /// Where an account draw came from, as split parts (zero parts left out).
-pub(super) fn account_draw(draw: AccountDraw) -> Vec<proto::SplitPart> {
-    [(proto::Bucket::AccountMonthly, draw.monthly), (proto::Bucket::AccountTopUp, draw.top_up)]
-        .into_iter()
-        .filter(|(_, amount)| !amount.is_zero())
-        .map(|(bucket, amount)| proto::SplitPart {
-            bucket: bucket.into(),
-            amount_credits: amount.get(),
-            overflow_units: 0,
-            overage_units: 0,
-        })
-        .collect()
+pub(super) fn account_draw(draw: Split) -> Vec<proto::SplitPart> {
+    parts(false, draw)
 }
 
 /// Checks a charge key field (a Consume idempotency key, a hold or consumption key).
@@ -209,22 +200,34 @@ pub(super) fn optional_workspace_id(field: &str, value: String) -> Result<Option
     if value.is_empty() { Ok(None) } else { workspace_id(field, value).map(Some) }
 }
 
-fn part(bucket: proto::Bucket, amount: Credits) -> Option<proto::SplitPart> {
-    (!amount.is_zero()).then(|| proto::SplitPart {
-        bucket: bucket.into(),
-        amount_credits: amount.get(),
-        overflow_units: 0,
-        overage_units: 0,
-    })
+/// The proto bucket of one link of the draw chain, in a workspace or in personal context.
+fn bucket(in_workspace: bool, bucket: DrawBucket) -> proto::Bucket {
+    match (in_workspace, bucket) {
+        (true, DrawBucket::Monthly) => proto::Bucket::WorkspaceMonthly,
+        (true, DrawBucket::TopUp) => proto::Bucket::WorkspaceTopUp,
+        (_, DrawBucket::Overflow) => proto::Bucket::Overflow,
+        (false, DrawBucket::Monthly) => proto::Bucket::AccountMonthly,
+        (false, DrawBucket::TopUp) => proto::Bucket::AccountTopUp,
+    }
+}
+
+/// A split as parts in draw order, zero parts left out.
+fn parts(in_workspace: bool, split: Split) -> Vec<proto::SplitPart> {
+    split
+        .parts()
+        .filter(|(_, amount)| !amount.is_zero())
+        .map(|(part, amount)| proto::SplitPart {
+            bucket: bucket(in_workspace, part).into(),
+            amount_credits: amount.get(),
+            overflow_units: 0,
+            overage_units: 0,
+        })
+        .collect()
 }
 
 /// A split as parts in draw order (zero parts left out), named by the scope's buckets.
 pub(super) fn split(scope: &ChargeScope, split: Split) -> Vec<proto::SplitPart> {
-    let (monthly, top_up) = match scope {
-        ChargeScope::Workspace(_) => (proto::Bucket::WorkspaceMonthly, proto::Bucket::WorkspaceTopUp),
-        ChargeScope::Personal(_) => (proto::Bucket::AccountMonthly, proto::Bucket::AccountTopUp),
-    };
-    [part(monthly, split.monthly), part(top_up, split.top_up)].into_iter().flatten().collect()
+    parts(matches!(scope, ChargeScope::Workspace(_)), split)
 }
 
 /// What went back, last-drawn bucket first (the order it was returned in).

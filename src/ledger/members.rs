@@ -162,7 +162,7 @@ impl<S: Store> Ledger<S> {
             // others' totals read below cannot move before commit (M2 under races).
             let workspace = self.lock_workspace_as(&mut tx, &command.workspace_id, &command.actor_account_id).await?;
             let mut member = existing_member(&mut tx, &workspace.id, &command.account_id, Lock::Update).await?;
-            let others = tx.reserved_totals(&workspace.id, Some(&member.account_id)).await?;
+            let others = tx.allocated_totals(&workspace.id, Some(&member.account_id)).await?;
             member.set_allowances(
                 command.monthly_allowance_credits,
                 command.top_up_allowance_credits,

@@ -50,7 +50,7 @@ pub(super) async fn account_view(tx: &mut impl StoreTx, account: Account) -> Res
 }
 
 pub(super) async fn workspace_view(tx: &mut impl StoreTx, workspace: Workspace) -> Result<WorkspaceView, LedgerError> {
-    let reserved = tx.reserved_totals(&workspace.id, None).await?;
+    let reserved = tx.allocated_totals(&workspace.id, None).await?;
     Ok(WorkspaceView { workspace, monthly_reserved: reserved.monthly, top_up_reserved: reserved.top_up })
 }
 

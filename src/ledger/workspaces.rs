@@ -6,8 +6,8 @@ use super::idempotency::fingerprint;
 use super::views::{WorkspaceView, existing_account, existing_workspace, workspace_view};
 use super::{Ledger, LedgerError};
 use crate::domain::{
-    Account, AccountDraw, AccountId, AdminAction, Credits, DomainError, IdempotencyKey, Member, Movement,
-    PoolSizeChange, Role, Workspace, WorkspaceId, authorize,
+    Account, AccountId, AdminAction, Credits, DomainError, IdempotencyKey, Member, Movement, PoolSizeChange, Role,
+    Split, Workspace, WorkspaceId, authorize,
 };
 use crate::store::{IdempotencyScope, Lock, Store, StoreTx};
 
@@ -63,7 +63,7 @@ pub struct ToppedUp {
     /// The workspace.
     pub workspace: WorkspaceView,
     /// Where the credits came from.
-    pub draw: AccountDraw,
+    pub draw: Split,
 }
 
 impl<S: Store> Ledger<S> {

@@ -285,21 +285,21 @@ macro_rules! shared_tx_methods {
             rows.into_iter().map(Member::try_from).collect()
         }
 
-        async fn reserved_totals(
+        async fn allocated_totals(
             &mut self,
             workspace: &WorkspaceId,
             except: Option<&AccountId>,
-        ) -> Result<ReservedTotals, StoreError> {
-            let (monthly, top_up): (i64, i64) = sqlx::query_as(sql::RESERVED_TOTALS)
+        ) -> Result<$crate::domain::Split, StoreError> {
+            let (monthly, top_up): (i64, i64) = sqlx::query_as(sql::ALLOCATED_TOTALS)
                 .bind(workspace.as_str())
                 .bind(except.map_or("", AccountId::as_str))
                 .fetch_one(&mut *self.tx)
                 .await?;
-            let corrupt = || StoreError::Corrupt(format!("reservations of {workspace} are negative"));
-            Ok(ReservedTotals {
-                monthly: Credits::new(monthly).ok_or_else(corrupt)?,
-                top_up: Credits::new(top_up).ok_or_else(corrupt)?,
-            })
+            let corrupt = || StoreError::Corrupt(format!("allocations of {workspace} are negative"));
+            Ok($crate::domain::Split::of(
+                Credits::new(monthly).ok_or_else(corrupt)?,
+                Credits::new(top_up).ok_or_else(corrupt)?,
+            ))
         }
 
         async fn open_holds_of(&mut self, scope: &ChargeScope, account: &AccountId) -> Result<OpenHolds, StoreError> {

@@ -19,8 +19,8 @@ use serde_json::Value;
 
 pub use crate::domain::Account;
 use crate::domain::{
-    AccountId, Charge, ChargeKey, ChargeScope, Credits, IdempotencyKey, Member, Movement, Notification, Workspace,
-    WorkspaceId,
+    AccountId, Charge, ChargeKey, ChargeScope, Credits, IdempotencyKey, Member, Movement, Notification, Split,
+    Workspace, WorkspaceId,
 };
 
 /// Whether a read takes a row lock until commit.
@@ -62,15 +62,6 @@ pub enum Claim {
         /// Its response.
         response: Value,
     },
-}
-
-/// Sums of members' remaining reservations in one workspace.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ReservedTotals {
-    /// Reserved out of the monthly pool.
-    pub monthly: Credits,
-    /// Reserved out of the top-up pool.
-    pub top_up: Credits,
 }
 
 /// A member's (or personal account's) open holds.
@@ -364,12 +355,13 @@ pub trait StoreTx: Send {
         after: Option<&AccountId>,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<Member>, StoreError>> + Send;
-    /// Members' remaining reservations in a workspace, leaving out `except`.
-    fn reserved_totals(
+    /// M2: members' remaining allowances in a workspace (what is allocated out of each pool),
+    /// leaving out `except`.
+    fn allocated_totals(
         &mut self,
         workspace: &WorkspaceId,
         except: Option<&AccountId>,
-    ) -> impl Future<Output = Result<ReservedTotals, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Split, StoreError>> + Send;
 
     /// Reads the charges of `keys` in `scope` (those that exist), in key order.
     fn charges(

@@ -261,14 +261,14 @@ impl TryFrom<ChargeRecord> for Charge {
             account_id: account_id("account_id", row.account_id)?,
             state: ChargeState::from_stored(&row.state)
                 .ok_or_else(|| StoreError::Corrupt(format!("state: {}", row.state)))?,
-            split: Split {
-                monthly: credits("monthly_credits", row.monthly_credits)?,
-                top_up: credits("top_up_credits", row.top_up_credits)?,
-            },
-            refunded: Split {
-                monthly: credits("refunded_monthly_credits", row.refunded_monthly_credits)?,
-                top_up: credits("refunded_top_up_credits", row.refunded_top_up_credits)?,
-            },
+            split: Split::of(
+                credits("monthly_credits", row.monthly_credits)?,
+                credits("top_up_credits", row.top_up_credits)?,
+            ),
+            refunded: Split::of(
+                credits("refunded_monthly_credits", row.refunded_monthly_credits)?,
+                credits("refunded_top_up_credits", row.refunded_top_up_credits)?,
+            ),
             forfeited: credits("forfeited_credits", row.forfeited_credits)?,
             cycle: row.cycle,
             created_at_ms: row.created_at_ms,

@@ -78,7 +78,7 @@ pub(crate) const DELETE_MEMBER: &str = "DELETE FROM members WHERE workspace_id =
 pub(crate) const LIST_MEMBERS: &str = "SELECT workspace_id, account_id, role, monthly_allowance_credits, monthly_used_credits, \
      top_up_allowance_credits, top_up_used_credits, created_at_ms \
      FROM members WHERE workspace_id = $1 AND account_id > $2 ORDER BY account_id LIMIT $3";
-pub(crate) const RESERVED_TOTALS: &str = "SELECT \
+pub(crate) const ALLOCATED_TOTALS: &str = "SELECT \
      CAST(COALESCE(SUM(CASE WHEN monthly_allowance_credits > monthly_used_credits \
          THEN monthly_allowance_credits - monthly_used_credits ELSE 0 END), 0) AS BIGINT), \
      CAST(COALESCE(SUM(CASE WHEN top_up_allowance_credits > top_up_used_credits \

@@ -19,9 +19,7 @@ use super::records::{AccountRecord, ChargeRecord, MemberRecord, WorkspaceRecord,
 use super::sql::{
     self, select_account, select_member, select_owned_workspaces, select_stream_position, select_workspace,
 };
-use super::{
-    Claim, HoldCursor, IdempotencyScope, LedgerCheck, Lock, OpenHolds, ReservedTotals, Store, StoreError, StoreTx,
-};
+use super::{Claim, HoldCursor, IdempotencyScope, LedgerCheck, Lock, OpenHolds, Store, StoreError, StoreTx};
 use crate::domain::{
     Account, AccountId, Charge, ChargeKey, ChargeScope, Credits, IdempotencyKey, Member, Movement, Notification,
     Workspace, WorkspaceId,
