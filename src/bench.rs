@@ -374,6 +374,7 @@ async fn measure(
                             account_id: member,
                             workspace_id: workspace,
                             amount_credits: 1,
+                            allow_overflow: false,
                         })
                         .await
                         .is_ok()

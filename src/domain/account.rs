@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{AccountId, BucketRef, Cause, Credits, DomainError, DrawBucket, Movement, Period, Split};
+use super::{AccountId, BucketRef, Cause, Credits, DomainError, DrawBucket, Movement, OverflowUnits, Period, Split};
 
 /// When an account renews on its own: monthly on this day and time, UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,7 +237,16 @@ impl Account {
     }
 
     fn movement(&self, from: BucketRef, to: BucketRef, amount: Credits, cause: Cause) -> Option<Movement> {
-        (!amount.is_zero()).then_some(Movement { from, to, amount, cause, member: None, scope: None })
+        (!amount.is_zero()).then_some(Movement {
+            from,
+            to,
+            amount,
+            cause,
+            member: None,
+            scope: None,
+            part: None,
+            units: OverflowUnits::default(),
+        })
     }
 }
 

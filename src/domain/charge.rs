@@ -6,7 +6,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AccountId, BucketRef, Cause, ChargeKey, ChargeScope, Credits, DomainError, GivenBack, Movement, Split, Wallet,
+    AccountId, BucketRef, Cause, ChargeKey, ChargeScope, Credits, DomainError, GivenBack, Movement, OverflowTake,
+    Split, Wallet,
 };
 
 /// Where a charge is in its life.
@@ -75,6 +76,9 @@ pub struct Charge {
     pub created_at_ms: i64,
     /// When an open hold expires (unix ms); `None` for a one-shot consumption.
     pub expires_at_ms: Option<i64>,
+    /// The overflow units the charge holds, so returns give back exactly what it took (C4, C6).
+    #[serde(default, skip_serializing_if = "OverflowTake::is_none")]
+    pub overflow: OverflowTake,
 }
 
 /// What a Commit did.
@@ -94,8 +98,8 @@ impl Charge {
         amount: Credits,
         now_ms: i64,
     ) -> Result<(Charge, Vec<Movement>), DomainError> {
-        let (split, movements) = wallet.draw(amount, &BucketRef::Consumed, Cause::Consume)?;
-        Ok((Charge::new(key, wallet, ChargeState::Captured, split, now_ms, None), movements))
+        let drawn = wallet.draw(amount, &BucketRef::Consumed, Cause::Consume)?;
+        Ok((Charge::new(key, wallet, ChargeState::Captured, &drawn, now_ms, None), drawn.movements))
     }
 
     /// C5: a hold of `amount` from `wallet` until `expires_at_ms`.
@@ -106,30 +110,45 @@ impl Charge {
         now_ms: i64,
         expires_at_ms: i64,
     ) -> Result<(Charge, Vec<Movement>), DomainError> {
-        let (split, movements) = wallet.draw(amount, &wallet.scope().held(), Cause::Hold)?;
-        Ok((Charge::new(key, wallet, ChargeState::Held, split, now_ms, Some(expires_at_ms)), movements))
+        let drawn = wallet.draw(amount, &wallet.scope().held(), Cause::Hold)?;
+        Ok((Charge::new(key, wallet, ChargeState::Held, &drawn, now_ms, Some(expires_at_ms)), drawn.movements))
     }
 
     fn new(
         key: ChargeKey,
         wallet: &Wallet,
         state: ChargeState,
-        split: Split,
+        drawn: &super::Drawn,
         now_ms: i64,
         expires_at_ms: Option<i64>,
     ) -> Charge {
+        let mut overflow = wallet.overflow_take();
+        overflow.units = drawn.units;
         Charge {
             key,
             scope: wallet.scope(),
             account_id: wallet.account_id().clone(),
             state,
-            split,
+            split: drawn.split,
             refunded: Split::default(),
             forfeited: Credits::ZERO,
             cycle: wallet.monthly_cycle(),
             created_at_ms: now_ms,
             expires_at_ms,
+            overflow,
         }
+    }
+
+    /// Gives `back` of what the charge holds (`holding`) back to the wallet's buckets.
+    fn give_back(
+        &mut self,
+        wallet: &mut Wallet,
+        back: Split,
+        holding: Split,
+        from: &BucketRef,
+        cause: Cause,
+    ) -> Result<(GivenBack, Vec<Movement>), DomainError> {
+        wallet.give_back(back, from, self.cycle, &mut self.overflow, holding.overflow, cause)
     }
 
     fn ensure_held(&self) -> Result<(), DomainError> {
@@ -146,16 +165,21 @@ impl Charge {
         let outcome = if amount <= held.total() {
             let rest = held.last_drawn(held.total().saturating_sub(amount));
             let captured = held.checked_sub(rest).ok_or(DomainError::BalanceOverflow)?;
-            let (given_back, returned) = wallet.give_back(rest, &from, self.cycle, Cause::Release)?;
+            let (given_back, returned) = self.give_back(wallet, rest, held, &from, Cause::Release)?;
             movements.extend(wallet.transfer(captured, &from, &BucketRef::Consumed, Cause::Capture));
             movements.extend(returned);
             Captured { captured, given_back }
         } else {
-            let (extra, drawn) =
-                wallet.draw(amount.saturating_sub(held.total()), &BucketRef::Consumed, Cause::Capture)?;
+            let extra = wallet.draw(amount.saturating_sub(held.total()), &BucketRef::Consumed, Cause::Capture)?;
             movements.extend(wallet.transfer(held, &from, &BucketRef::Consumed, Cause::Capture));
-            movements.extend(drawn);
-            let captured = held.checked_add(extra).ok_or(DomainError::BalanceOverflow)?;
+            movements.extend(extra.movements);
+            if !extra.units.is_zero() {
+                if self.overflow.units.is_zero() {
+                    self.overflow = wallet.overflow_take();
+                }
+                self.overflow.units = self.overflow.units.plus(extra.units);
+            }
+            let captured = held.checked_add(extra.split).ok_or(DomainError::BalanceOverflow)?;
             Captured { captured, given_back: GivenBack::default() }
         };
         self.state = ChargeState::Captured;
@@ -169,7 +193,7 @@ impl Charge {
     pub fn release(&mut self, wallet: &mut Wallet, expired: bool) -> Result<(GivenBack, Vec<Movement>), DomainError> {
         self.ensure_held()?;
         let cause = if expired { Cause::Expiry } else { Cause::Release };
-        let (given_back, movements) = wallet.give_back(self.split, &self.scope.held(), self.cycle, cause)?;
+        let (given_back, movements) = self.give_back(wallet, self.split, self.split, &self.scope.held(), cause)?;
         self.state = if expired { ChargeState::Expired } else { ChargeState::Released };
         self.forfeited = given_back.forfeited;
         Ok((given_back, movements))
@@ -200,7 +224,7 @@ impl Charge {
         }
         let remaining = self.split.checked_sub(self.refunded).ok_or(DomainError::BalanceOverflow)?;
         let back = remaining.last_drawn(requested);
-        let (given_back, movements) = wallet.give_back(back, &BucketRef::Consumed, self.cycle, Cause::Refund)?;
+        let (given_back, movements) = self.give_back(wallet, back, remaining, &BucketRef::Consumed, Cause::Refund)?;
         self.refunded = self.refunded.checked_add(back).ok_or(DomainError::BalanceOverflow)?;
         self.forfeited = self.forfeited.checked_add(given_back.forfeited).ok_or(DomainError::BalanceOverflow)?;
         Ok((given_back, movements))
@@ -210,6 +234,7 @@ impl Charge {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::PoolAccess;
     use crate::domain::{AllowanceState, Member, Role, Workspace, WorkspaceId};
 
     fn credits(value: i64) -> Credits {
@@ -224,7 +249,7 @@ mod tests {
         let mut member = Member::new(id, AccountId::parse("m").unwrap(), Role::Editor, 0);
         member.monthly = AllowanceState { allowance: credits(150), used: Credits::ZERO };
         member.top_up = AllowanceState { allowance: credits(100), used: Credits::ZERO };
-        Wallet::for_member(workspace, member).unwrap()
+        Wallet::for_member(workspace, member, PoolAccess::Denied).unwrap()
     }
 
     fn key(k: &str) -> ChargeKey {

@@ -103,6 +103,17 @@ pub enum DomainError {
         /// The period asked for.
         requested: Period,
     },
+    /// C1, consent: the member's profiles require consent before the overflow pool is drawn,
+    /// and the request did not give it (`allow_overflow`).
+    #[error(
+        "the overflow pool would lend {credits} credits ({units} units); the request must allow it (allow_overflow)"
+    )]
+    OverflowNeedsConsent {
+        /// Credits the overflow pool would lend.
+        credits: Credits,
+        /// Units they would cost.
+        units: i64,
+    },
     /// A balance would pass i64::MAX.
     #[error("the balance would exceed the largest storable amount")]
     BalanceOverflow,

@@ -86,6 +86,10 @@ id_type!(
     WorkspaceId
 );
 id_type!(
+    /// The id of a product profile, unique within its workspace.
+    ProfileId
+);
+id_type!(
     /// A caller's key that makes a mutation safe to retry.
     IdempotencyKey
 );

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{AccountId, Credits, WorkspaceId};
+use super::{AccountId, Credits, DrawBucket, OverflowUnits, WorkspaceId};
 
 /// One end of a movement.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,6 +132,12 @@ pub struct Movement {
     /// forfeit runs from `consumed` to `expired`, neither of which has an owner).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// The link of the draw chain the credits belong to, for movements of a charge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<DrawBucket>,
+    /// Overflow units the movement took from (or gave back to) the overflow pool.
+    #[serde(default, skip_serializing_if = "OverflowUnits::is_zero")]
+    pub units: OverflowUnits,
 }
 
 impl Movement {

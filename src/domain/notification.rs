@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{AccountId, Charge, Credits, Period, PoolKind, Renewal, Wallet, WorkspaceId};
+use super::{AccountId, Charge, Credits, Period, PoolKind, ProfileId, Renewal, Wallet, WorkspaceId};
 
 /// What a notification reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +47,29 @@ pub enum NotificationPayload {
         balance: Credits,
         /// The threshold crossed, in credits.
         threshold: Credits,
+    },
+    /// LOW_BALANCE of the overflow pool: units left in its quota fell to or below the threshold.
+    OverflowLow {
+        /// Units left in the quota after the change.
+        quota_left_units: i64,
+        /// The threshold crossed, in units.
+        threshold_units: i64,
+    },
+    /// OVERAGE_STARTED: the overflow pool ran past its quota in this contract period.
+    OverageStarted {
+        /// Overage units after the draw.
+        overage_units: i64,
+        /// The limit, if any.
+        overage_limit_units: Option<i64>,
+        /// The contract period.
+        period: String,
+    },
+    /// MEMBER_ASSIGNED_TO_PROFILE.
+    ProfileAssigned {
+        /// The profile.
+        profile_id: ProfileId,
+        /// Its name.
+        profile_name: String,
     },
     /// RESERVATION_EXPIRED: the hold as released.
     ReservationExpired {
@@ -126,7 +149,7 @@ fn owner_of(wallet: &Wallet) -> (AccountId, Option<WorkspaceId>) {
 /// threshold re-arms as soon as a refund, top-up, renewal or raised allowance lifts the balance
 /// above it again.
 pub fn low_balance_crossings(before: &Wallet, after: &Wallet) -> Vec<Notification> {
-    let (Wallet::Workspace { workspace: was, member: member_was }, Wallet::Workspace { workspace, member }) =
+    let (Wallet::Workspace { workspace: was, member: member_was, .. }, Wallet::Workspace { workspace, member, .. }) =
         (before, after)
     else {
         return Vec::new();
@@ -161,12 +184,44 @@ pub fn low_balance_crossings(before: &Wallet, after: &Wallet) -> Vec<Notificatio
             events.push(event(pool, now.remaining(), threshold, Some(&member.account_id)));
         }
     }
+    if let (Some(pool_was), Some(pool)) = (&was.overflow, &workspace.overflow) {
+        let threshold = thresholds.overflow_units;
+        let (left_was, left) = (pool_was.quota_left(), pool.quota_left());
+        if pool_was.cycle == pool.cycle && left_was > threshold && left <= threshold {
+            events.push(Notification {
+                kind: NotificationKind::LowBalance,
+                account_id: workspace.owner.clone(),
+                workspace_id: Some(workspace.id.clone()),
+                member_account_id: Some(member.account_id.clone()),
+                payload: NotificationPayload::OverflowLow { quota_left_units: left, threshold_units: threshold },
+            });
+        }
+    }
     events
+}
+
+/// C4: OVERAGE_STARTED when a draw on `after` ran the overflow pool past its quota for the first
+/// time in its contract period; marks the period so it fires once.
+pub fn overage_started(after: &mut Wallet) -> Option<Notification> {
+    let Wallet::Workspace { workspace, member, .. } = after else { return None };
+    let pool = workspace.overflow.as_mut()?;
+    pool.overage_started().then(|| Notification {
+        kind: NotificationKind::OverageStarted,
+        account_id: workspace.owner.clone(),
+        workspace_id: Some(workspace.id.clone()),
+        member_account_id: Some(member.account_id.clone()),
+        payload: NotificationPayload::OverageStarted {
+            overage_units: pool.overage_units,
+            overage_limit_units: pool.overage_limit_units,
+            period: pool.period.clone(),
+        },
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::PoolAccess;
     use crate::domain::{AllowanceState, BucketRef, Cause, Member, Role, Workspace};
 
     fn credits(value: i64) -> Credits {
@@ -180,7 +235,7 @@ mod tests {
         workspace.thresholds.monthly_pool = credits(40);
         let mut member = Member::new(id, AccountId::parse("m").unwrap(), Role::Editor, 0);
         member.monthly = AllowanceState { allowance: credits(100), used: Credits::ZERO };
-        Wallet::for_member(workspace, member).unwrap()
+        Wallet::for_member(workspace, member, PoolAccess::Denied).unwrap()
     }
 
     fn drain(wallet: &mut Wallet, amount: i64) -> Vec<Notification> {

@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Account, AccountId, BucketRef, Cause, Credits, DomainError, DrawBucket, Member, Movement, Split, Workspace,
-    WorkspaceId,
+    Account, AccountId, BucketRef, Cause, Credits, DomainError, DrawBucket, Member, Movement, OverflowTake,
+    OverflowUnits, PoolAccess, Split, Workspace, WorkspaceId,
 };
 
 /// Whose charge it is: a workspace's, or an account's own (personal context).
@@ -36,13 +36,16 @@ impl ChargeScope {
 
 /// The buckets one charge draws from, loaded and locked.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[expect(clippy::large_enum_variant, reason = "a wallet lives for one call; boxing would allocate per call")]
 pub enum Wallet {
-    /// A member's allowances over its workspace's pools.
+    /// A member's allowances over its workspace's pools, and its access to the overflow pool.
     Workspace {
         /// The workspace (its pools).
         workspace: Workspace,
         /// The member (its allowances and usage).
         member: Member,
+        /// What the member's profiles, and the call's consent, allow of the overflow pool.
+        access: PoolAccess,
     },
     /// An account's own credits (A1).
     Personal {
@@ -58,15 +61,38 @@ pub struct GivenBack {
     pub returned: Split,
     /// Monthly credits drawn in an earlier cycle: they expire instead of returning.
     pub forfeited: Credits,
+    /// Overflow units returned to the pool with the overflow credits.
+    #[serde(default, skip_serializing_if = "OverflowUnits::is_zero")]
+    pub units: OverflowUnits,
+}
+
+/// What a draw took: the split, the overflow units its overflow part cost, and the movements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drawn {
+    /// By bucket.
+    pub split: Split,
+    /// The units the overflow part cost (C4).
+    pub units: OverflowUnits,
+    /// The journal entries.
+    pub movements: Vec<Movement>,
+}
+
+/// One movement to be: from, to, how much, of which link, with which overflow units.
+struct Leg {
+    from: BucketRef,
+    to: BucketRef,
+    amount: Credits,
+    part: Option<DrawBucket>,
+    units: OverflowUnits,
 }
 
 impl Wallet {
     /// A member's wallet; REVIEWER and CLIENT cannot consume (M1).
-    pub fn for_member(workspace: Workspace, member: Member) -> Result<Wallet, DomainError> {
+    pub fn for_member(workspace: Workspace, member: Member, access: PoolAccess) -> Result<Wallet, DomainError> {
         if !member.role.holds_allowance() {
             return Err(DomainError::RoleCannotConsume { role: member.role });
         }
-        Ok(Wallet::Workspace { workspace, member })
+        Ok(Wallet::Workspace { workspace, member, access })
     }
 
     /// The scope charges on this wallet belong to.
@@ -93,103 +119,177 @@ impl Wallet {
         }
     }
 
+    /// What a new overflow draw on this wallet would record on its charge: the pool's ratio and
+    /// contract period.
+    pub fn overflow_take(&self) -> OverflowTake {
+        match self {
+            Wallet::Workspace { workspace: Workspace { overflow: Some(pool), .. }, .. } => {
+                OverflowTake { units: OverflowUnits::default(), ratio: pool.ratio, cycle: pool.cycle }
+            }
+            _ => OverflowTake::default(),
+        }
+    }
+
     /// C2: what a draw could take now from each bucket: in a workspace, the smaller of the
-    /// member's remaining allowance and the backing pool.
+    /// member's remaining allowance and the backing pool, then what the overflow pool could lend
+    /// a member with access.
     pub fn drawable(&self) -> Split {
         match self {
-            Wallet::Workspace { workspace, member } => Split::of(
-                member.monthly.remaining().min(workspace.monthly_pool),
-                member.top_up.remaining().min(workspace.top_up_pool),
-            ),
+            Wallet::Workspace { workspace, member, access } => Split {
+                monthly: member.monthly.remaining().min(workspace.monthly_pool),
+                top_up: member.top_up.remaining().min(workspace.top_up_pool),
+                overflow: match (&workspace.overflow, access) {
+                    (Some(pool), PoolAccess::Granted | PoolAccess::NeedsConsent) => pool.drawable(),
+                    _ => Credits::ZERO,
+                },
+            },
             Wallet::Personal { account } => account.drawable(),
         }
     }
 
-    /// C1–C3: takes `amount`, monthly first, then top-up, into `to` (spent, or a hold); all or
-    /// nothing. Member usage goes up by what was taken.
-    pub fn draw(
-        &mut self,
-        amount: Credits,
-        to: &BucketRef,
-        cause: Cause,
-    ) -> Result<(Split, Vec<Movement>), DomainError> {
+    /// C1–C4: takes `amount` along the draw chain into `to` (spent, or a hold); all or nothing.
+    /// Member usage goes up by what was taken from the allowances; the overflow part costs units.
+    pub fn draw(&mut self, amount: Credits, to: &BucketRef, cause: Cause) -> Result<Drawn, DomainError> {
         let drawable = self.drawable();
         let split = Split::first_drawn(drawable, amount)
             .ok_or(DomainError::InsufficientCredits { requested: amount, available: drawable.total() })?;
-        for (bucket, part) in split.parts() {
-            self.take(bucket, part)?;
+        if let Wallet::Workspace { access: PoolAccess::NeedsConsent, workspace, .. } = self
+            && !split.overflow.is_zero()
+        {
+            let units = workspace.overflow.as_ref().map_or(0, |pool| pool.ratio.units_for(split.overflow));
+            return Err(DomainError::OverflowNeedsConsent { credits: split.overflow, units });
         }
-        let parts: Vec<_> = split.parts().map(|(bucket, part)| (self.bucket(bucket), to.clone(), part)).collect();
-        Ok((split, self.movements(&parts, cause)))
+        let mut units = OverflowUnits::default();
+        let mut legs = Vec::new();
+        for (bucket, part) in split.parts() {
+            let taken = self.take(bucket, part)?;
+            if bucket == DrawBucket::Overflow {
+                units = taken;
+            }
+            legs.push(Leg {
+                from: self.bucket(bucket),
+                to: to.clone(),
+                amount: part,
+                part: Some(bucket),
+                units: taken,
+            });
+        }
+        Ok(Drawn { split, units, movements: self.movements(legs, cause) })
     }
 
-    /// Takes `amount` out of one link of the chain; usage goes up with it.
-    fn take(&mut self, bucket: DrawBucket, amount: Credits) -> Result<(), DomainError> {
+    /// Takes `amount` out of one link of the chain: usage goes up with it; the overflow pool
+    /// answers with the units it cost (zero for the other links).
+    fn take(&mut self, bucket: DrawBucket, amount: Credits) -> Result<OverflowUnits, DomainError> {
         let overflow = DomainError::BalanceOverflow;
         match (self, bucket) {
-            (Wallet::Workspace { workspace, member }, DrawBucket::Monthly) => {
+            (Wallet::Workspace { workspace, member, .. }, DrawBucket::Monthly) => {
                 workspace.monthly_pool = workspace.monthly_pool.saturating_sub(amount);
                 member.monthly.used = member.monthly.used.checked_add(amount).ok_or(overflow)?;
             }
-            (Wallet::Workspace { workspace, member }, DrawBucket::TopUp) => {
+            (Wallet::Workspace { workspace, member, .. }, DrawBucket::TopUp) => {
                 workspace.top_up_pool = workspace.top_up_pool.saturating_sub(amount);
                 member.top_up.used = member.top_up.used.checked_add(amount).ok_or(overflow)?;
             }
-            (Wallet::Personal { account }, bucket) => account.take(bucket, amount),
-            (Wallet::Workspace { .. }, DrawBucket::Overflow) => {
-                debug_assert!(amount.is_zero(), "the overflow pool is drawn only where it is loaded");
+            (Wallet::Workspace { workspace, .. }, DrawBucket::Overflow) => {
+                if amount.is_zero() {
+                    return Ok(OverflowUnits::default());
+                }
+                let pool = workspace.overflow.as_mut().ok_or(DomainError::BalanceOverflow)?;
+                let units = pool.draw(amount)?;
+                workspace.overflow_lent = workspace.overflow_lent.checked_add(amount).ok_or(overflow)?;
+                return Ok(units);
             }
+            (Wallet::Personal { account }, bucket) => account.take(bucket, amount),
         }
-        Ok(())
+        Ok(OverflowUnits::default())
+    }
+
+    /// C5b, C6: returns `split` from `from` (spent, or a hold) to the buckets it came from and
+    /// lowers usage. A monthly part drawn in an earlier cycle is forfeited: it would have expired.
+    /// An overflow part gives back the units `take` says it cost, overage first; units of a
+    /// closed contract period stay counted there (the period's totals are final).
+    /// `overflow_held` is the overflow credits the charge holds before this return.
+    pub fn give_back(
+        &mut self,
+        split: Split,
+        from: &BucketRef,
+        drawn_in_cycle: i64,
+        take: &mut OverflowTake,
+        overflow_held: Credits,
+        cause: Cause,
+    ) -> Result<(GivenBack, Vec<Movement>), DomainError> {
+        let renewed = drawn_in_cycle != self.monthly_cycle();
+        let forfeited = if renewed { split.monthly } else { Credits::ZERO };
+        let returned = Split { monthly: split.monthly.saturating_sub(forfeited), ..split };
+        let units = if returned.overflow.is_zero() {
+            OverflowUnits::default()
+        } else {
+            let released = take.returning(overflow_held, returned.overflow);
+            self.put_back_units(take.cycle, released)
+        };
+        let mut legs = Vec::new();
+        for (bucket, part) in returned.parts().rev() {
+            self.put_back(bucket, part)?;
+            let units = if bucket == DrawBucket::Overflow { units } else { OverflowUnits::default() };
+            legs.push(Leg { from: from.clone(), to: self.bucket(bucket), amount: part, part: Some(bucket), units });
+        }
+        let forfeit = OverflowUnits::default();
+        legs.push(Leg {
+            from: from.clone(),
+            to: BucketRef::Expired,
+            amount: forfeited,
+            part: Some(DrawBucket::Monthly),
+            units: forfeit,
+        });
+        Ok((GivenBack { returned, forfeited, units }, self.movements(legs, cause)))
+    }
+
+    /// Gives `units` of contract period `cycle` back to the overflow pool, if that period is
+    /// still the pool's; answers what the pool took back.
+    fn put_back_units(&mut self, cycle: i64, units: OverflowUnits) -> OverflowUnits {
+        match self {
+            Wallet::Workspace { workspace: Workspace { overflow: Some(pool), .. }, .. } if pool.cycle == cycle => {
+                pool.give_back(units);
+                units
+            }
+            _ => OverflowUnits::default(),
+        }
     }
 
     /// Returns `amount` to one link of the chain; usage goes down with it.
     fn put_back(&mut self, bucket: DrawBucket, amount: Credits) -> Result<(), DomainError> {
         let overflow = DomainError::BalanceOverflow;
         match (self, bucket) {
-            (Wallet::Workspace { workspace, member }, DrawBucket::Monthly) => {
+            (Wallet::Workspace { workspace, member, .. }, DrawBucket::Monthly) => {
                 workspace.monthly_pool = workspace.monthly_pool.checked_add(amount).ok_or(overflow)?;
                 member.monthly.used = member.monthly.used.saturating_sub(amount);
             }
-            (Wallet::Workspace { workspace, member }, DrawBucket::TopUp) => {
+            (Wallet::Workspace { workspace, member, .. }, DrawBucket::TopUp) => {
                 workspace.top_up_pool = workspace.top_up_pool.checked_add(amount).ok_or(overflow)?;
                 member.top_up.used = member.top_up.used.saturating_sub(amount);
             }
-            (Wallet::Personal { account }, bucket) => account.put_back(bucket, amount)?,
-            (Wallet::Workspace { .. }, DrawBucket::Overflow) => {
-                debug_assert!(amount.is_zero(), "the overflow pool is drawn only where it is loaded");
+            (Wallet::Workspace { workspace, .. }, DrawBucket::Overflow) => {
+                workspace.overflow_lent = workspace.overflow_lent.saturating_sub(amount);
             }
+            (Wallet::Personal { account }, bucket) => account.put_back(bucket, amount)?,
         }
         Ok(())
-    }
-
-    /// C5b, C6: returns `split` from `from` (spent, or a hold) to the buckets it came from and
-    /// lowers usage. A monthly part drawn in an earlier cycle is forfeited: it would have expired.
-    pub fn give_back(
-        &mut self,
-        split: Split,
-        from: &BucketRef,
-        drawn_in_cycle: i64,
-        cause: Cause,
-    ) -> Result<(GivenBack, Vec<Movement>), DomainError> {
-        let renewed = drawn_in_cycle != self.monthly_cycle();
-        let forfeited = if renewed { split.monthly } else { Credits::ZERO };
-        let returned = Split { monthly: split.monthly.saturating_sub(forfeited), ..split };
-        for (bucket, part) in returned.parts() {
-            self.put_back(bucket, part)?;
-        }
-        let mut parts: Vec<_> =
-            returned.parts().rev().map(|(bucket, part)| (from.clone(), self.bucket(bucket), part)).collect();
-        parts.push((from.clone(), BucketRef::Expired, forfeited));
-        let movements = self.movements(&parts, cause);
-        Ok((GivenBack { returned, forfeited }, movements))
     }
 
     /// Moves `split` from one place to another without touching the wallet's buckets (a hold
     /// being captured).
     pub fn transfer(&self, split: Split, from: &BucketRef, to: &BucketRef, cause: Cause) -> Vec<Movement> {
-        let parts: Vec<_> = split.parts().map(|(_, part)| (from.clone(), to.clone(), part)).collect();
-        self.movements(&parts, cause)
+        let legs = split
+            .parts()
+            .map(|(bucket, part)| Leg {
+                from: from.clone(),
+                to: to.clone(),
+                amount: part,
+                part: Some(bucket),
+                units: OverflowUnits::default(),
+            })
+            .collect();
+        self.movements(legs, cause)
     }
 
     /// The journal bucket behind one link of the chain.
@@ -215,19 +315,20 @@ impl Wallet {
         }
     }
 
-    fn movements(&self, parts: &[(BucketRef, BucketRef, Credits)], cause: Cause) -> Vec<Movement> {
+    fn movements(&self, legs: Vec<Leg>, cause: Cause) -> Vec<Movement> {
         let member = Some(self.account_id().clone());
         let scope = Some(self.scope_id().to_owned());
-        parts
-            .iter()
-            .filter(|(_, _, amount)| !amount.is_zero())
-            .map(|(from, to, amount)| Movement {
-                from: from.clone(),
-                to: to.clone(),
-                amount: *amount,
+        legs.into_iter()
+            .filter(|leg| !leg.amount.is_zero())
+            .map(|leg| Movement {
+                from: leg.from,
+                to: leg.to,
+                amount: leg.amount,
                 cause,
                 member: member.clone(),
                 scope: scope.clone(),
+                part: leg.part,
+                units: leg.units,
             })
             .collect()
     }
@@ -250,16 +351,16 @@ mod tests {
         let mut member = Member::new(id, AccountId::parse("m").unwrap(), Role::Editor, 0);
         member.monthly = AllowanceState { allowance: credits(monthly_allowance), used: Credits::ZERO };
         member.top_up = AllowanceState { allowance: credits(top_up_allowance), used: Credits::ZERO };
-        Wallet::for_member(workspace, member).unwrap()
+        Wallet::for_member(workspace, member, PoolAccess::Denied).unwrap()
     }
 
     #[test]
     fn draws_monthly_allowance_first_then_top_up() {
         let mut wallet = wallet(500, 100, 150, 50);
-        let (split, movements) = wallet.draw(credits(180), &BucketRef::Consumed, Cause::Consume).unwrap();
+        let Drawn { split, movements, .. } = wallet.draw(credits(180), &BucketRef::Consumed, Cause::Consume).unwrap();
         assert_eq!(split, Split::of(credits(150), credits(30)));
         assert_eq!(movements.len(), 2);
-        let Wallet::Workspace { workspace, member } = &wallet else { unreachable!() };
+        let Wallet::Workspace { workspace, member, .. } = &wallet else { unreachable!() };
         assert_eq!((workspace.monthly_pool, workspace.top_up_pool), (credits(350), credits(70)));
         assert_eq!((member.monthly.used, member.top_up.used), (credits(150), credits(30)));
     }
@@ -277,12 +378,21 @@ mod tests {
     #[test]
     fn giving_back_after_a_renewal_forfeits_the_monthly_part() {
         let mut wallet = wallet(500, 100, 150, 50);
-        let (split, _) = wallet.draw(credits(180), &BucketRef::Consumed, Cause::Consume).unwrap();
+        let split = wallet.draw(credits(180), &BucketRef::Consumed, Cause::Consume).unwrap().split;
         if let Wallet::Workspace { workspace, .. } = &mut wallet {
             workspace.monthly_cycle += 1;
         }
-        let (given, movements) = wallet.give_back(split, &BucketRef::Consumed, 0, Cause::Refund).unwrap();
-        assert_eq!(given, GivenBack { returned: Split::of(Credits::ZERO, credits(30)), forfeited: credits(150) });
+        let (given, movements) = wallet
+            .give_back(split, &BucketRef::Consumed, 0, &mut OverflowTake::default(), Credits::ZERO, Cause::Refund)
+            .unwrap();
+        assert_eq!(
+            given,
+            GivenBack {
+                returned: Split::of(Credits::ZERO, credits(30)),
+                forfeited: credits(150),
+                units: OverflowUnits::default()
+            }
+        );
         assert!(movements.iter().any(|m| m.to == BucketRef::Expired && m.amount == credits(150)));
     }
 
@@ -291,6 +401,9 @@ mod tests {
         let id = WorkspaceId::parse("w").unwrap();
         let workspace = Workspace::new(id.clone(), AccountId::parse("owner").unwrap(), 0);
         let member = Member::new(id, AccountId::parse("r").unwrap(), Role::Reviewer, 0);
-        assert_eq!(Wallet::for_member(workspace, member), Err(DomainError::RoleCannotConsume { role: Role::Reviewer }));
+        assert_eq!(
+            Wallet::for_member(workspace, member, PoolAccess::Denied),
+            Err(DomainError::RoleCannotConsume { role: Role::Reviewer })
+        );
     }
 }

@@ -2,7 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Account, AccountId, BucketRef, Cause, Credits, DomainError, Movement, Split, WorkspaceId};
+use super::{
+    Account, AccountId, BucketRef, Cause, Credits, DomainError, DrawBucket, Movement, OverflowPool, OverflowUnits,
+    Split, WorkspaceId,
+};
 
 /// When LOW_BALANCE fires for a workspace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -13,12 +16,20 @@ pub struct LowBalanceThresholds {
     pub top_up_pool: Credits,
     /// Member remaining at or below this percent of the allowance is low.
     pub member_remaining_percent: u8,
+    /// Overflow quota with this many units or fewer left is low.
+    #[serde(default)]
+    pub overflow_units: i64,
 }
 
 impl Default for LowBalanceThresholds {
     /// Defaults: pools at 0 credits (fires when a pool is emptied), members at 10 % left.
     fn default() -> Self {
-        LowBalanceThresholds { monthly_pool: Credits::ZERO, top_up_pool: Credits::ZERO, member_remaining_percent: 10 }
+        LowBalanceThresholds {
+            monthly_pool: Credits::ZERO,
+            top_up_pool: Credits::ZERO,
+            member_remaining_percent: 10,
+            overflow_units: 0,
+        }
     }
 }
 
@@ -44,6 +55,12 @@ pub struct Workspace {
     pub monthly_cycle: i64,
     /// Low-balance thresholds.
     pub thresholds: LowBalanceThresholds,
+    /// The enterprise overflow pool, once configured (C4).
+    #[serde(default)]
+    pub overflow: Option<OverflowPool>,
+    /// Credits the overflow pool has lent and not got back: minus its journal balance (L1).
+    #[serde(default)]
+    pub overflow_lent: Credits,
     /// When created (unix ms).
     pub created_at_ms: i64,
 }
@@ -70,6 +87,8 @@ impl Workspace {
             top_up_pool: Credits::ZERO,
             monthly_cycle: 0,
             thresholds: LowBalanceThresholds::default(),
+            overflow: None,
+            overflow_lent: Credits::ZERO,
             created_at_ms: now_ms,
         }
     }
@@ -122,6 +141,8 @@ impl Workspace {
             cause: Cause::Expiry,
             member: None,
             scope: None,
+            part: Some(DrawBucket::Monthly),
+            units: OverflowUnits::default(),
         };
         (!expired.is_zero()).then_some(expiry).into_iter().collect()
     }

@@ -6,9 +6,9 @@ use super::status::invalid_argument;
 use crate::domain::{
     AccountId, AllowanceState, BillingAnchor, Charge, ChargeKey, ChargeScope, ChargeState, Credits, DrawBucket,
     GivenBack, IdempotencyKey, LowBalanceThresholds, MAX_AMOUNT_CREDITS, Member, NotificationKind, NotificationPayload,
-    Period, PoolKind, Role, Split, WorkspaceId,
+    Period, PoolAccess, PoolKind, Role, Split, Wallet, WorkspaceId,
 };
-use crate::ledger::{AccountView, MAX_PAGE_SIZE, MemberView, WorkspaceView};
+use crate::ledger::{AccountView, Balance, MAX_PAGE_SIZE, MemberView, WorkspaceView};
 use crate::proto;
 use crate::store::{HoldCursor, NotificationFilter, PublishedNotification};
 
@@ -312,13 +312,11 @@ pub(super) fn thresholds(
                 format!("member_remaining_percent must be 0..=100, got {}", value.member_remaining_percent),
             )
         })?;
-    if value.overflow_units != 0 {
-        return Err(invalid_argument(field, "overflow_units needs an overflow pool, which this release does not have"));
-    }
     Ok(LowBalanceThresholds {
         monthly_pool: setting(&format!("{field}.monthly_pool_credits"), value.monthly_pool_credits)?,
         top_up_pool: setting(&format!("{field}.top_up_pool_credits"), value.top_up_pool_credits)?,
         member_remaining_percent: percent,
+        overflow_units: setting(&format!("{field}.overflow_units"), value.overflow_units)?.get(),
     })
 }
 
@@ -390,6 +388,25 @@ pub(super) fn notification(event: &PublishedNotification) -> proto::Notification
         NotificationPayload::ReservationExpired { charge } => {
             proto::notification::Payload::ExpiredReservation(reservation(charge, event.created_at_ms))
         }
+        NotificationPayload::OverflowLow { quota_left_units, threshold_units } => {
+            proto::notification::Payload::LowBalance(proto::LowBalancePayload {
+                bucket: proto::Bucket::Overflow.into(),
+                balance: *quota_left_units,
+                threshold: *threshold_units,
+            })
+        }
+        NotificationPayload::OverageStarted { overage_units, overage_limit_units, .. } => {
+            proto::notification::Payload::Overage(proto::OveragePayload {
+                overage_units: *overage_units,
+                overage_limit_units: *overage_limit_units,
+            })
+        }
+        NotificationPayload::ProfileAssigned { profile_id, profile_name } => {
+            proto::notification::Payload::ProfileAssignment(proto::ProfileAssignmentPayload {
+                profile_id: profile_id.to_string(),
+                profile_name: profile_name.clone(),
+            })
+        }
     };
     proto::Notification {
         sequence: event.position,
@@ -400,4 +417,35 @@ pub(super) fn notification(event: &PublishedNotification) -> proto::Notification
         created_at: Some(timestamp(event.created_at_ms)),
         payload: Some(payload),
     }
+}
+
+/// GetBalance: what a usage bar needs, in a workspace or in personal context.
+pub(super) fn balance(account_id: &AccountId, balance: &Balance) -> proto::GetBalanceResponse {
+    let mut response = proto::GetBalanceResponse {
+        account_id: account_id.to_string(),
+        workspace_id: workspace_of(&balance.wallet.scope()),
+        spendable_credits: balance.spendable.total().get(),
+        held_credits: balance.held.get(),
+        ..proto::GetBalanceResponse::default()
+    };
+    match &balance.wallet {
+        Wallet::Workspace { workspace, member, access } => {
+            response.monthly_pool_credits = workspace.monthly_pool.get();
+            response.top_up_pool_credits = workspace.top_up_pool.get();
+            response.monthly = Some(allowance(member.monthly));
+            response.top_up = Some(allowance(member.top_up));
+            if let Some(pool) = workspace.overflow.as_ref().filter(|pool| pool.enabled) {
+                response.overflow_access = *access != PoolAccess::Denied;
+                response.overflow_needs_consent = *access == PoolAccess::NeedsConsent;
+                response.overflow_remaining_units = pool.quota_left();
+                response.overflow_overage_units = pool.overage_units;
+                response.overflow_spendable_credits = balance.spendable.overflow.get();
+            }
+        }
+        Wallet::Personal { account } => {
+            response.monthly_pool_credits = account.monthly.get();
+            response.top_up_pool_credits = account.top_up.get();
+        }
+    }
+    response
 }

@@ -5,7 +5,6 @@ use tonic::{Request, Response, Status};
 use super::access::authorized;
 use super::convert;
 use super::status::invalid_argument;
-use crate::domain::{ChargeScope, Wallet};
 use crate::ledger::{Commit, Consume, Ledger, Refund, Release, Reserve};
 use crate::proto::credit_service_server::CreditService;
 use crate::proto::*;
@@ -48,6 +47,7 @@ impl<S: Store> CreditService for CreditApi<S> {
             account_id: convert::account_id("account_id", request.account_id)?,
             workspace_id: convert::optional_workspace_id("workspace_id", request.workspace_id)?,
             amount_credits: convert::amount("amount_credits", request.amount_credits)?,
+            allow_overflow: request.allow_overflow,
         };
         let charge = self.ledger.consume(command).await?;
         Ok(Response::new(ConsumeResponse { consumption: Some(convert::consumption(&charge)) }))
@@ -61,6 +61,7 @@ impl<S: Store> CreditService for CreditApi<S> {
             workspace_id: convert::optional_workspace_id("workspace_id", request.workspace_id)?,
             amount_credits: convert::amount("amount_credits", request.amount_credits)?,
             ttl_seconds: self.ttl_seconds(request.ttl_seconds)?,
+            allow_overflow: request.allow_overflow,
         };
         let charge = self.ledger.reserve(command).await?;
         Ok(Response::new(ReserveResponse { reservation: Some(convert::reservation(&charge, self.ledger.now_ms())) }))
@@ -73,6 +74,7 @@ impl<S: Store> CreditService for CreditApi<S> {
             account_id: convert::account_id("account_id", request.account_id)?,
             workspace_id: convert::optional_workspace_id("workspace_id", request.workspace_id)?,
             amount_credits: convert::amount("amount_credits", request.amount_credits)?,
+            allow_overflow: request.allow_overflow,
         };
         let outcome = self.ledger.commit(command).await?;
         Ok(Response::new(CommitResponse {
@@ -122,29 +124,6 @@ impl<S: Store> CreditService for CreditApi<S> {
         let account_id = convert::account_id("account_id", request.account_id)?;
         let workspace_id = convert::optional_workspace_id("workspace_id", request.workspace_id)?;
         let balance = self.ledger.balance(&account_id, workspace_id.as_ref()).await?;
-        let scope = balance.wallet.scope();
-        let mut response = GetBalanceResponse {
-            account_id: account_id.to_string(),
-            workspace_id: match &scope {
-                ChargeScope::Workspace(id) => id.to_string(),
-                ChargeScope::Personal(_) => String::new(),
-            },
-            spendable_credits: balance.spendable.get(),
-            held_credits: balance.held.get(),
-            ..GetBalanceResponse::default()
-        };
-        match &balance.wallet {
-            Wallet::Workspace { workspace, member } => {
-                response.monthly_pool_credits = workspace.monthly_pool.get();
-                response.top_up_pool_credits = workspace.top_up_pool.get();
-                response.monthly = Some(convert::allowance(member.monthly));
-                response.top_up = Some(convert::allowance(member.top_up));
-            }
-            Wallet::Personal { account } => {
-                response.monthly_pool_credits = account.monthly.get();
-                response.top_up_pool_credits = account.top_up.get();
-            }
-        }
-        Ok(Response::new(response))
+        Ok(Response::new(convert::balance(&account_id, &balance)))
     }
 }

@@ -156,6 +156,12 @@ fn rule_status(rule: DomainError) -> Status {
             format!("period: {message}"),
             &[("current_period", current.to_string())],
         ),
+        DomainError::OverflowNeedsConsent { credits, units } => error_status(
+            Code::ResourceExhausted,
+            "OVERFLOW_NEEDS_CONSENT",
+            format!("allow_overflow: {message}"),
+            &[("overflow_credits", credits.to_string()), ("overflow_units", units.to_string())],
+        ),
         DomainError::BalanceOverflow => error_status(Code::FailedPrecondition, "BALANCE_OVERFLOW", message, &[]),
     }
 }

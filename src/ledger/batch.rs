@@ -23,7 +23,7 @@ use super::idempotency::first_difference;
 use super::{Ledger, LedgerError};
 use crate::domain::{
     Account, AccountId, Charge, ChargeKey, ChargeScope, ChargeState, DomainError, IdempotencyKey, Member, Movement,
-    Notification, Wallet, Workspace, low_balance_crossings,
+    Notification, PoolAccess, Wallet, Workspace, low_balance_crossings, overage_started,
 };
 use crate::store::{IdempotencyScope, Lock, Store, StoreTx};
 
@@ -156,12 +156,19 @@ impl Drop for LeaderGuard<'_> {
 }
 
 /// The scope's rows, locked and loaded once per batch.
+#[expect(clippy::large_enum_variant, reason = "one per batch, never moved around")]
 enum Wallets {
     /// The account, and whether a call changed it.
     Personal { account: Account, changed: bool },
     /// The workspace and the members the batch locked, and the members calls changed (a change
     /// to any member's wallet changes the workspace too).
-    Workspace { workspace: Workspace, members: HashMap<AccountId, Member>, changed: BTreeSet<AccountId> },
+    Workspace {
+        workspace: Workspace,
+        members: HashMap<AccountId, Member>,
+        /// What each locked member's profiles allow of the overflow pool.
+        access: HashMap<AccountId, PoolAccess>,
+        changed: BTreeSet<AccountId>,
+    },
 }
 
 impl Wallets {
@@ -169,8 +176,12 @@ impl Wallets {
     fn wallet(&self, account_id: &AccountId, scope: &ChargeScope) -> Result<Wallet, LedgerError> {
         match self {
             Wallets::Personal { account, .. } => Ok(Wallet::Personal { account: account.clone() }),
-            Wallets::Workspace { workspace, members, .. } => match members.get(account_id) {
-                Some(member) => Ok(Wallet::Workspace { workspace: workspace.clone(), member: member.clone() }),
+            Wallets::Workspace { workspace, members, access, .. } => match members.get(account_id) {
+                Some(member) => Ok(Wallet::Workspace {
+                    workspace: workspace.clone(),
+                    member: member.clone(),
+                    access: access.get(account_id).copied().unwrap_or_default(),
+                }),
                 None => Err(LedgerError::NotFound {
                     field: "account_id",
                     what: "member",
@@ -187,7 +198,10 @@ impl Wallets {
                 *account = kept;
                 *changed = true;
             }
-            (Wallets::Workspace { workspace, members, changed }, Wallet::Workspace { workspace: kept, member }) => {
+            (
+                Wallets::Workspace { workspace, members, changed, .. },
+                Wallet::Workspace { workspace: kept, member, .. },
+            ) => {
                 *workspace = kept;
                 changed.insert(member.account_id.clone());
                 members.insert(member.account_id.clone(), member);
@@ -321,9 +335,11 @@ impl<S: Store> Ledger<S> {
                         LedgerError::NotFound { field: "workspace_id", what: "workspace", id: workspace.to_string() }
                     })?;
                     let members = tx.lock_members(&workspace.id, &accounts).await?;
+                    let access = tx.pool_access(&workspace.id, &accounts).await?;
                     Wallets::Workspace {
                         workspace,
                         members: members.into_iter().map(|m| (m.account_id.clone(), m)).collect(),
+                        access,
                         changed: BTreeSet::new(),
                     }
                 }
@@ -381,7 +397,7 @@ impl<S: Store> Ledger<S> {
         match &wallets {
             Wallets::Personal { account, changed: true } => tx.update_account(account).await?,
             Wallets::Personal { changed: false, .. } => {}
-            Wallets::Workspace { workspace, members, changed } => {
+            Wallets::Workspace { workspace, members, changed, .. } => {
                 if !changed.is_empty() {
                     tx.update_workspace(workspace).await?;
                     let members: Vec<Member> = changed.iter().filter_map(|id| members.get(id).cloned()).collect();
@@ -450,17 +466,18 @@ impl<S: Store> Ledger<S> {
                 }),
             }
         };
-        let drawing = |wallets: &Wallets, account: &AccountId| -> Result<Wallet, LedgerError> {
-            match wallets.wallet(account, scope)? {
-                Wallet::Workspace { workspace, member } => Ok(Wallet::for_member(workspace, member)?),
+        // A wallet for a new charge: the member must hold allowances (M1).
+        let drawing = |wallets: &Wallets, account: &AccountId, allow_overflow: bool| -> Result<Wallet, LedgerError> {
+            match consenting(wallets.wallet(account, scope)?, allow_overflow) {
+                Wallet::Workspace { workspace, member, access } => Ok(Wallet::for_member(workspace, member, access)?),
                 personal => Ok(personal),
             }
         };
 
-        let (charge, wallet, given_back, movements, new) = match &pending.call {
+        let (charge, mut wallet, given_back, movements, new) = match &pending.call {
             HotCall::Consume(call) => {
                 taken(charges, &call.idempotency_key, "idempotency_key")?;
-                let mut wallet = drawing(wallets, &call.account_id)?;
+                let mut wallet = drawing(wallets, &call.account_id, call.allow_overflow)?;
                 let (charge, movements) =
                     Charge::consume(call.idempotency_key.clone(), &mut wallet, call.amount_credits, now_ms)?;
                 (charge, wallet, Default::default(), movements, true)
@@ -471,7 +488,7 @@ impl<S: Store> Ledger<S> {
                 if open >= settings.max_open_holds_per_member {
                     return Err(DomainError::TooManyOpenHolds { open }.into());
                 }
-                let mut wallet = drawing(wallets, &call.account_id)?;
+                let mut wallet = drawing(wallets, &call.account_id, call.allow_overflow)?;
                 let expires_at_ms = now_ms.saturating_add(i64::from(call.ttl_seconds) * 1_000);
                 let (charge, movements) = Charge::hold(
                     call.reservation_key.clone(),
@@ -484,7 +501,7 @@ impl<S: Store> Ledger<S> {
             }
             HotCall::Commit(call) => {
                 let mut charge = own(charges, &call.reservation_key, &call.account_id, "reservation_key")?;
-                let mut wallet = wallets.wallet(&call.account_id, scope)?;
+                let mut wallet = consenting(wallets.wallet(&call.account_id, scope)?, call.allow_overflow);
                 let (captured, movements) = charge.commit(&mut wallet, call.amount_credits)?;
                 (charge, wallet, captured.given_back, movements, false)
             }
@@ -522,6 +539,7 @@ impl<S: Store> Ledger<S> {
         if let Ok(before) = wallets.wallet(&charge.account_id, scope) {
             writes.notifications.extend(low_balance_crossings(&before, &wallet));
         }
+        writes.notifications.extend(overage_started(&mut wallet));
         if charge.state == ChargeState::Expired {
             writes.notifications.push(Notification::reservation_expired(&wallet, &charge));
         }
@@ -575,6 +593,17 @@ async fn replay_stored(
         });
     }
     Ok(())
+}
+
+/// `wallet` with the call's consent: `allow_overflow` opens an overflow pool whose profiles
+/// require consent (C1, consent).
+fn consenting(wallet: Wallet, allow_overflow: bool) -> Wallet {
+    match wallet {
+        Wallet::Workspace { workspace, member, access: PoolAccess::NeedsConsent } if allow_overflow => {
+            Wallet::Workspace { workspace, member, access: PoolAccess::Granted }
+        }
+        wallet => wallet,
+    }
 }
 
 /// The span of one batch: a child of its first call's RPC span, following from the others.

@@ -10,7 +10,8 @@ use super::idempotency::fingerprint;
 use super::views::{existing_account, existing_member, existing_workspace};
 use super::{Ledger, LedgerError};
 use crate::domain::{
-    AccountId, Charge, ChargeKey, ChargeScope, Credits, GivenBack, IdempotencyKey, Wallet, WorkspaceId,
+    AccountId, Charge, ChargeKey, ChargeScope, Credits, GivenBack, IdempotencyKey, MAX_AMOUNT_CREDITS, Split, Wallet,
+    WorkspaceId,
 };
 use crate::store::{HoldCursor, Lock, Store, StoreTx};
 
@@ -25,6 +26,9 @@ pub struct Consume {
     pub workspace_id: Option<WorkspaceId>,
     /// Credits.
     pub amount_credits: Credits,
+    /// Consent to draw an overflow pool whose profiles require it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub allow_overflow: bool,
 }
 
 /// Take credits into a hold.
@@ -40,6 +44,9 @@ pub struct Reserve {
     pub amount_credits: Credits,
     /// Seconds until expiry, already checked against the limits.
     pub ttl_seconds: u32,
+    /// Consent to draw an overflow pool whose profiles require it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub allow_overflow: bool,
 }
 
 /// Capture a hold.
@@ -53,6 +60,9 @@ pub struct Commit {
     pub workspace_id: Option<WorkspaceId>,
     /// Credits to capture.
     pub amount_credits: Credits,
+    /// Consent to draw an overflow pool whose profiles require it, for an extra above the hold.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub allow_overflow: bool,
 }
 
 /// Return a hold.
@@ -95,8 +105,9 @@ pub struct ChargeOutcome {
 pub struct Balance {
     /// The wallet as loaded.
     pub wallet: Wallet,
-    /// What a Consume could take now.
-    pub spendable: Credits,
+    /// What a Consume could take now, by bucket (the overflow part capped at the most one call
+    /// may take; it needs `allow_overflow` where the wallet's access says so).
+    pub spendable: Split,
     /// Credits held by open holds.
     pub held: Credits,
 }
@@ -174,14 +185,20 @@ impl<S: Store> Ledger<S> {
                 ChargeScope::Workspace(workspace) => {
                     let workspace = existing_workspace(&mut tx, workspace, Lock::None).await?;
                     let member = existing_member(&mut tx, &workspace.id, account_id, Lock::None).await?;
-                    Wallet::Workspace { workspace, member }
+                    let mut access = tx.pool_access(&workspace.id, std::slice::from_ref(account_id)).await?;
+                    let access = access.remove(account_id).unwrap_or_default();
+                    Wallet::Workspace { workspace, member, access }
                 }
             };
             let held = tx.open_holds_of(&scope, account_id).await?.held;
+            // One call takes at most MAX_AMOUNT_CREDITS, so an overflow pool without an overage
+            // limit shows that much.
+            let most = Credits::new(MAX_AMOUNT_CREDITS).unwrap_or_default();
             let spendable = match &wallet {
-                Wallet::Workspace { member, .. } if !member.role.holds_allowance() => Credits::ZERO,
-                _ => wallet.drawable().total(),
+                Wallet::Workspace { member, .. } if !member.role.holds_allowance() => Split::default(),
+                _ => wallet.drawable(),
             };
+            let spendable = Split { overflow: spendable.overflow.min(most), ..spendable };
             Ok(Balance { wallet, spendable, held })
         })
         .await

@@ -8,8 +8,8 @@ use super::views::{
 };
 use super::{DEFAULT_PAGE_SIZE, Ledger, LedgerError, MAX_PAGE_SIZE};
 use crate::domain::{
-    AccountId, AdminAction, Credits, IdempotencyKey, Member, PoolReservations, Role, Wallet, Workspace, WorkspaceId,
-    authorize,
+    AccountId, AdminAction, Credits, IdempotencyKey, Member, PoolAccess, PoolReservations, Role, Wallet, Workspace,
+    WorkspaceId, authorize,
 };
 use crate::store::{IdempotencyScope, Lock, Store, StoreTx};
 
@@ -123,9 +123,9 @@ impl<S: Store> Ledger<S> {
             let member = existing_member(&mut tx, &workspace.id, &command.account_id, Lock::Update).await?;
             member.ensure_not_owner()?;
             // C5b: its open holds go back to the pools before the member (and its reservations) go.
-            let mut wallet = Wallet::Workspace { workspace, member };
+            let mut wallet = Wallet::Workspace { workspace, member, access: PoolAccess::Denied };
             let released_reservations = self.release_holds_of(&mut tx, &mut wallet, &command.idempotency_key).await?;
-            let Wallet::Workspace { workspace, member } = wallet else {
+            let Wallet::Workspace { workspace, member, .. } = wallet else {
                 return Err(LedgerError::internal("a member's wallet came back as a personal one"));
             };
             tx.update_workspace(&workspace).await?;

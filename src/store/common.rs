@@ -165,6 +165,9 @@ macro_rules! shared_tx_methods {
                 .bind(r.low_monthly_pool_credits)
                 .bind(r.low_top_up_pool_credits)
                 .bind(r.low_member_remaining_percent)
+                .bind(r.overflow_pool)
+                .bind(r.overflow_lent_credits)
+                .bind(r.low_overflow_units)
                 .bind(r.created_at_ms)
                 .execute(&mut *self.tx)
                 .await?;
@@ -184,6 +187,9 @@ macro_rules! shared_tx_methods {
                 .bind(r.low_top_up_pool_credits)
                 .bind(r.low_member_remaining_percent)
                 .bind(r.monthly_cycle)
+                .bind(r.overflow_pool)
+                .bind(r.overflow_lent_credits)
+                .bind(r.low_overflow_units)
                 .execute(&mut *self.tx)
                 .await?;
             Ok(())
@@ -300,6 +306,136 @@ macro_rules! shared_tx_methods {
                 Credits::new(monthly).ok_or_else(corrupt)?,
                 Credits::new(top_up).ok_or_else(corrupt)?,
             ))
+        }
+
+        async fn profile(
+            &mut self,
+            workspace: &WorkspaceId,
+            id: &$crate::domain::ProfileId,
+        ) -> Result<Option<$crate::domain::Profile>, StoreError> {
+            let row: Option<$crate::store::records::ProfileRecord> = sqlx::query_as(sql::SELECT_PROFILE)
+                .bind(workspace.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&mut *self.tx)
+                .await?;
+            let Some(row) = row else { return Ok(None) };
+            let members: Vec<String> = sqlx::query_scalar(sql::PROFILE_MEMBERS)
+                .bind(workspace.as_str())
+                .bind(id.as_str())
+                .fetch_all(&mut *self.tx)
+                .await?;
+            row.with_members(members).map(Some)
+        }
+
+        async fn profiles(
+            &mut self,
+            workspace: &WorkspaceId,
+            after: Option<&$crate::domain::ProfileId>,
+            limit: u32,
+        ) -> Result<Vec<$crate::domain::Profile>, StoreError> {
+            let after = after.map_or("", $crate::domain::ProfileId::as_str);
+            let rows: Vec<$crate::store::records::ProfileRecord> = sqlx::query_as(sql::LIST_PROFILES)
+                .bind(workspace.as_str())
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *self.tx)
+                .await?;
+            let Some(last) = rows.last().map(|row| row.profile_id.clone()) else { return Ok(Vec::new()) };
+            let pairs: Vec<(String, String)> = sqlx::query_as(sql::PROFILE_MEMBERS_BETWEEN)
+                .bind(workspace.as_str())
+                .bind(after)
+                .bind(last)
+                .fetch_all(&mut *self.tx)
+                .await?;
+            let mut members: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+            for (profile, account) in pairs {
+                members.entry(profile).or_default().push(account);
+            }
+            rows.into_iter()
+                .map(|row| {
+                    let of = members.remove(&row.profile_id).unwrap_or_default();
+                    row.with_members(of)
+                })
+                .collect()
+        }
+
+        async fn insert_profile(&mut self, profile: &$crate::domain::Profile) -> Result<bool, StoreError> {
+            let inserted = sqlx::query(sql::INSERT_PROFILE)
+                .bind(profile.workspace_id.as_str())
+                .bind(profile.id.as_str())
+                .bind(profile.name.as_str())
+                .bind(profile.pool_access)
+                .bind(profile.notify_on_assign)
+                .bind(profile.requires_consent)
+                .bind(profile.created_at_ms)
+                .execute(&mut *self.tx)
+                .await?;
+            Ok(inserted.rows_affected() == 1)
+        }
+
+        async fn update_profile(&mut self, profile: &$crate::domain::Profile) -> Result<(), StoreError> {
+            sqlx::query(sql::UPDATE_PROFILE)
+                .bind(profile.workspace_id.as_str())
+                .bind(profile.id.as_str())
+                .bind(profile.name.as_str())
+                .bind(profile.pool_access)
+                .bind(profile.notify_on_assign)
+                .bind(profile.requires_consent)
+                .execute(&mut *self.tx)
+                .await?;
+            Ok(())
+        }
+
+        async fn delete_profile(&mut self, profile: &$crate::domain::Profile) -> Result<(), StoreError> {
+            for statement in [sql::DELETE_PROFILE_MEMBERS, sql::DELETE_PROFILE] {
+                sqlx::query(statement)
+                    .bind(profile.workspace_id.as_str())
+                    .bind(profile.id.as_str())
+                    .execute(&mut *self.tx)
+                    .await?;
+            }
+            Ok(())
+        }
+
+        async fn change_profile_members(
+            &mut self,
+            profile: &$crate::domain::Profile,
+            added: &[AccountId],
+            removed: &[AccountId],
+        ) -> Result<(), StoreError> {
+            let changes = added
+                .iter()
+                .map(|account| (sql::INSERT_PROFILE_MEMBER, account))
+                .chain(removed.iter().map(|account| (sql::DELETE_PROFILE_MEMBER, account)));
+            for (statement, account) in changes {
+                sqlx::query(statement)
+                    .bind(profile.workspace_id.as_str())
+                    .bind(profile.id.as_str())
+                    .bind(account.as_str())
+                    .execute(&mut *self.tx)
+                    .await?;
+            }
+            Ok(())
+        }
+
+        async fn insert_overflow_period(
+            &mut self,
+            workspace: &WorkspaceId,
+            closed: &$crate::domain::OverflowPool,
+            ended_at_ms: i64,
+        ) -> Result<(), StoreError> {
+            sqlx::query(sql::INSERT_OVERFLOW_PERIOD)
+                .bind(workspace.as_str())
+                .bind(closed.cycle)
+                .bind(closed.period.as_str())
+                .bind(closed.quota_units)
+                .bind(closed.quota_used_units.saturating_add(closed.overage_units))
+                .bind(closed.overage_units)
+                .bind(closed.period_started_at_ms)
+                .bind(ended_at_ms)
+                .execute(&mut *self.tx)
+                .await?;
+            Ok(())
         }
 
         async fn open_holds_of(&mut self, scope: &ChargeScope, account: &AccountId) -> Result<OpenHolds, StoreError> {

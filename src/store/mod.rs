@@ -19,8 +19,8 @@ use serde_json::Value;
 
 pub use crate::domain::Account;
 use crate::domain::{
-    AccountId, Charge, ChargeKey, ChargeScope, Credits, IdempotencyKey, Member, Movement, Notification, Split,
-    Workspace, WorkspaceId,
+    AccountId, Charge, ChargeKey, ChargeScope, Credits, IdempotencyKey, Member, Movement, Notification, OverflowPool,
+    PoolAccess, Profile, ProfileId, Split, Workspace, WorkspaceId,
 };
 
 /// Whether a read takes a row lock until commit.
@@ -362,6 +362,47 @@ pub trait StoreTx: Send {
         workspace: &WorkspaceId,
         except: Option<&AccountId>,
     ) -> impl Future<Output = Result<Split, StoreError>> + Send;
+
+    /// What the profiles of `accounts` (members of `workspace`) allow of the overflow pool;
+    /// members in no pool-access profile are left out.
+    fn pool_access(
+        &mut self,
+        workspace: &WorkspaceId,
+        accounts: &[AccountId],
+    ) -> impl Future<Output = Result<std::collections::HashMap<AccountId, PoolAccess>, StoreError>> + Send;
+    /// Reads a profile and its members.
+    fn profile(
+        &mut self,
+        workspace: &WorkspaceId,
+        id: &ProfileId,
+    ) -> impl Future<Output = Result<Option<Profile>, StoreError>> + Send;
+    /// Profiles ordered by id, after `after`, at most `limit`, with their members.
+    fn profiles(
+        &mut self,
+        workspace: &WorkspaceId,
+        after: Option<&ProfileId>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Profile>, StoreError>> + Send;
+    /// Inserts a profile (without members); false when the id is taken.
+    fn insert_profile(&mut self, profile: &Profile) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Saves a profile's name and toggles.
+    fn update_profile(&mut self, profile: &Profile) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Deletes a profile and its assignments.
+    fn delete_profile(&mut self, profile: &Profile) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Assigns `added` to and unassigns `removed` from a profile.
+    fn change_profile_members(
+        &mut self,
+        profile: &Profile,
+        added: &[AccountId],
+        removed: &[AccountId],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Keeps the totals of a contract period that `ended_at_ms` closed, for reports.
+    fn insert_overflow_period(
+        &mut self,
+        workspace: &WorkspaceId,
+        closed: &OverflowPool,
+        ended_at_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Reads the charges of `keys` in `scope` (those that exist), in key order.
     fn charges(

@@ -12,8 +12,8 @@ use super::sql::{
 };
 use super::{Claim, HoldCursor, IdempotencyScope, LedgerCheck, Lock, OpenHolds, Store, StoreError, StoreTx};
 use crate::domain::{
-    Account, AccountId, Charge, ChargeKey, ChargeScope, Credits, IdempotencyKey, Member, Movement, Notification,
-    Workspace, WorkspaceId,
+    Account, AccountId, Charge, ChargeKey, ChargeScope, Credits, DrawBucket, IdempotencyKey, Member, Movement,
+    Notification, Workspace, WorkspaceId,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/postgres");
@@ -173,7 +173,8 @@ const LOCK_MEMBER: &str = concat!(select_member!(), " FOR UPDATE");
 macro_rules! select_charges {
     () => {
         "SELECT scope_id, scope_kind, charge_key, account_id, state, monthly_credits, top_up_credits, \
-         refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, created_at_ms, expires_at_ms \
+         refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, created_at_ms, expires_at_ms, \
+         overflow_credits, refunded_overflow_credits, overflow_take \
          FROM charges WHERE scope_id = $1 AND scope_kind = $2 AND charge_key = ANY($3) ORDER BY charge_key"
     };
 }
@@ -292,6 +293,22 @@ impl StoreTx for PgTx {
         rows.into_iter().map(Member::try_from).collect()
     }
 
+    async fn pool_access(
+        &mut self,
+        workspace: &WorkspaceId,
+        accounts: &[AccountId],
+    ) -> Result<std::collections::HashMap<AccountId, crate::domain::PoolAccess>, StoreError> {
+        if accounts.is_empty() {
+            return Ok(Default::default());
+        }
+        let rows: Vec<(String, bool)> = sqlx::query_as(sql::pool_access_of!("= ANY($2)"))
+            .bind(workspace.as_str())
+            .bind(accounts.iter().map(AccountId::as_str).collect::<Vec<_>>())
+            .fetch_all(&mut *self.tx)
+            .await?;
+        super::records::pool_access(rows)
+    }
+
     async fn update_members(&mut self, members: &[Member]) -> Result<(), StoreError> {
         if members.is_empty() {
             return Ok(());
@@ -349,6 +366,9 @@ impl StoreTx for PgTx {
             .bind(rows.iter().map(|r| r.cycle).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.created_at_ms).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.expires_at_ms).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.overflow_credits).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.refunded_overflow_credits).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.overflow_take.as_deref()).collect::<Vec<_>>())
             .execute(&mut *self.tx)
             .await?;
         Ok(inserted.rows_affected())
@@ -370,6 +390,9 @@ impl StoreTx for PgTx {
             .bind(rows.iter().map(|r| r.refunded_top_up_credits).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.forfeited_credits).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.expires_at_ms).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.overflow_credits).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.refunded_overflow_credits).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.overflow_take.as_deref()).collect::<Vec<_>>())
             .execute(&mut *self.tx)
             .await?;
         Ok(())
@@ -394,6 +417,9 @@ impl StoreTx for PgTx {
             .bind(entries.iter().map(|(reference, _)| reference.as_str()).collect::<Vec<_>>())
             .bind(entries.iter().map(|(_, m)| m.member.as_ref().map(AccountId::as_str)).collect::<Vec<_>>())
             .bind(now_ms)
+            .bind(entries.iter().map(|(_, m)| m.part.map(DrawBucket::as_str)).collect::<Vec<_>>())
+            .bind(entries.iter().map(|(_, m)| m.units.quota).collect::<Vec<_>>())
+            .bind(entries.iter().map(|(_, m)| m.units.overage).collect::<Vec<_>>())
             .execute(&mut *self.tx)
             .await?;
         Ok(())

@@ -2,7 +2,7 @@
 
 use crate::domain::{
     Account, AccountId, AllowanceState, BillingAnchor, Charge, ChargeKey, ChargeScope, ChargeState, Credits,
-    LowBalanceThresholds, Member, Period, Plan, Role, Split, Workspace, WorkspaceId,
+    LowBalanceThresholds, Member, Period, Plan, Profile, ProfileId, Role, Split, Workspace, WorkspaceId,
 };
 
 use super::{PublishedNotification, StoreError};
@@ -18,6 +18,15 @@ fn account_id(column: &str, value: String) -> Result<AccountId, StoreError> {
 
 fn workspace_id(column: &str, value: String) -> Result<WorkspaceId, StoreError> {
     WorkspaceId::parse(value).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
+fn json<T: serde::de::DeserializeOwned>(column: &str, value: &str) -> Result<T, StoreError> {
+    serde_json::from_str(value).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
+/// A domain value stored as a JSON column. Serializing plain data with string keys cannot fail.
+fn to_json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
 }
 
 fn small(column: &str, value: i32) -> Result<u32, StoreError> {
@@ -122,6 +131,9 @@ pub(crate) struct WorkspaceRecord {
     pub low_monthly_pool_credits: i64,
     pub low_top_up_pool_credits: i64,
     pub low_member_remaining_percent: i32,
+    pub overflow_pool: Option<String>,
+    pub overflow_lent_credits: i64,
+    pub low_overflow_units: i64,
     pub created_at_ms: i64,
 }
 
@@ -146,7 +158,10 @@ impl TryFrom<WorkspaceRecord> for Workspace {
                 monthly_pool: credits("low_monthly_pool_credits", row.low_monthly_pool_credits)?,
                 top_up_pool: credits("low_top_up_pool_credits", row.low_top_up_pool_credits)?,
                 member_remaining_percent: percent,
+                overflow_units: credits("low_overflow_units", row.low_overflow_units)?.get(),
             },
+            overflow: row.overflow_pool.as_deref().map(|pool| json("overflow_pool", pool)).transpose()?,
+            overflow_lent: credits("overflow_lent_credits", row.overflow_lent_credits)?,
             created_at_ms: row.created_at_ms,
         })
     }
@@ -166,6 +181,9 @@ impl From<&Workspace> for WorkspaceRecord {
             low_monthly_pool_credits: workspace.thresholds.monthly_pool.get(),
             low_top_up_pool_credits: workspace.thresholds.top_up_pool.get(),
             low_member_remaining_percent: i32::from(workspace.thresholds.member_remaining_percent),
+            overflow_pool: workspace.overflow.as_ref().map(to_json),
+            overflow_lent_credits: workspace.overflow_lent.get(),
+            low_overflow_units: workspace.thresholds.overflow_units,
             created_at_ms: workspace.created_at_ms,
         }
     }
@@ -220,6 +238,34 @@ impl From<&Member> for MemberRecord {
     }
 }
 
+/// A row of `profiles` (its members are read apart).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ProfileRecord {
+    pub workspace_id: String,
+    pub profile_id: String,
+    pub name: String,
+    pub pool_access: bool,
+    pub notify_on_assign: bool,
+    pub requires_consent: bool,
+    pub created_at_ms: i64,
+}
+
+impl ProfileRecord {
+    /// The profile with `members`.
+    pub(crate) fn with_members(self, members: Vec<String>) -> Result<Profile, StoreError> {
+        Ok(Profile {
+            workspace_id: workspace_id("workspace_id", self.workspace_id)?,
+            id: ProfileId::parse(self.profile_id).map_err(|e| StoreError::Corrupt(format!("profile_id: {e}")))?,
+            name: self.name,
+            pool_access: self.pool_access,
+            notify_on_assign: self.notify_on_assign,
+            requires_consent: self.requires_consent,
+            members: members.into_iter().map(|id| account_id("account_id", id)).collect::<Result<_, _>>()?,
+            created_at_ms: self.created_at_ms,
+        })
+    }
+}
+
 /// The stored kind of a charge scope.
 pub(crate) fn scope_kind(scope: &ChargeScope) -> &'static str {
     match scope {
@@ -244,6 +290,9 @@ pub(crate) struct ChargeRecord {
     pub cycle: i64,
     pub created_at_ms: i64,
     pub expires_at_ms: Option<i64>,
+    pub overflow_credits: i64,
+    pub refunded_overflow_credits: i64,
+    pub overflow_take: Option<String>,
 }
 
 impl TryFrom<ChargeRecord> for Charge {
@@ -261,14 +310,22 @@ impl TryFrom<ChargeRecord> for Charge {
             account_id: account_id("account_id", row.account_id)?,
             state: ChargeState::from_stored(&row.state)
                 .ok_or_else(|| StoreError::Corrupt(format!("state: {}", row.state)))?,
-            split: Split::of(
-                credits("monthly_credits", row.monthly_credits)?,
-                credits("top_up_credits", row.top_up_credits)?,
-            ),
-            refunded: Split::of(
-                credits("refunded_monthly_credits", row.refunded_monthly_credits)?,
-                credits("refunded_top_up_credits", row.refunded_top_up_credits)?,
-            ),
+            split: Split {
+                monthly: credits("monthly_credits", row.monthly_credits)?,
+                top_up: credits("top_up_credits", row.top_up_credits)?,
+                overflow: credits("overflow_credits", row.overflow_credits)?,
+            },
+            refunded: Split {
+                monthly: credits("refunded_monthly_credits", row.refunded_monthly_credits)?,
+                top_up: credits("refunded_top_up_credits", row.refunded_top_up_credits)?,
+                overflow: credits("refunded_overflow_credits", row.refunded_overflow_credits)?,
+            },
+            overflow: row
+                .overflow_take
+                .as_deref()
+                .map(|take| json("overflow_take", take))
+                .transpose()?
+                .unwrap_or_default(),
             forfeited: credits("forfeited_credits", row.forfeited_credits)?,
             cycle: row.cycle,
             created_at_ms: row.created_at_ms,
@@ -293,6 +350,10 @@ impl From<&Charge> for ChargeRecord {
             cycle: charge.cycle,
             created_at_ms: charge.created_at_ms,
             expires_at_ms: charge.expires_at_ms,
+            overflow_credits: charge.split.overflow.get(),
+            refunded_overflow_credits: charge.refunded.overflow.get(),
+            overflow_take: (!charge.overflow.units.is_zero() || !charge.split.overflow.is_zero())
+                .then(|| to_json(&charge.overflow)),
         }
     }
 }
@@ -338,4 +399,15 @@ impl TryFrom<NotificationRecord> for PublishedNotification {
             created_at_ms: row.created_at_ms,
         })
     }
+}
+
+/// What each member's pool-access profiles allow, from (member, requires consent) rows.
+pub(crate) fn pool_access(
+    rows: Vec<(String, bool)>,
+) -> Result<std::collections::HashMap<AccountId, crate::domain::PoolAccess>, StoreError> {
+    let mut grants: std::collections::HashMap<AccountId, Vec<bool>> = std::collections::HashMap::new();
+    for (account, requires_consent) in rows {
+        grants.entry(account_id("account_id", account)?).or_default().push(requires_consent);
+    }
+    Ok(grants.into_iter().map(|(account, grants)| (account, crate::domain::PoolAccess::from_grants(grants))).collect())
 }

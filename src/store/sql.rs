@@ -12,7 +12,7 @@ macro_rules! select_workspace {
     () => {
         "SELECT workspace_id, owner_account_id, pool_size_credits, funded_pool_size_credits, monthly_pool_funded, \
          monthly_pool_credits, top_up_pool_credits, monthly_cycle, low_monthly_pool_credits, low_top_up_pool_credits, \
-         low_member_remaining_percent, created_at_ms \
+         low_member_remaining_percent, overflow_pool, overflow_lent_credits, low_overflow_units, created_at_ms \
          FROM workspaces WHERE workspace_id = $1"
     };
 }
@@ -32,11 +32,12 @@ pub(crate) const APPLIED_MIGRATIONS: &str = "SELECT version FROM _sqlx_migration
 pub(crate) const GAUGES: &str = "SELECT (SELECT COUNT(*) FROM charges WHERE state = 'held'), \
      (SELECT MIN(created_at_ms) FROM notifications WHERE position IS NULL)";
 
-pub(crate) const OPEN_HOLDS_OF_MEMBER: &str = "SELECT COUNT(*), CAST(COALESCE(SUM(monthly_credits + top_up_credits), 0) AS BIGINT) \
+pub(crate) const OPEN_HOLDS_OF_MEMBER: &str = "SELECT COUNT(*), CAST(COALESCE(SUM(monthly_credits + top_up_credits + overflow_credits), 0) AS BIGINT) \
      FROM charges WHERE scope_id = $1 AND scope_kind = $2 AND account_id = $3 AND state = 'held'";
 /// Open holds of a scope (optionally one member), by member, oldest first, after a cursor.
 pub(crate) const LIST_OPEN_HOLDS: &str = "SELECT scope_id, scope_kind, charge_key, account_id, state, monthly_credits, \
-     top_up_credits, refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, created_at_ms, expires_at_ms \
+     top_up_credits, refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, created_at_ms, expires_at_ms, \
+     overflow_credits, refunded_overflow_credits, overflow_take \
      FROM charges WHERE scope_id = $1 AND scope_kind = $2 AND state = 'held' AND ($3 = '' OR account_id = $3) \
      AND (account_id, created_at_ms, charge_key) > ($4, $5, $6) \
      ORDER BY account_id, created_at_ms, charge_key LIMIT $7";
@@ -65,11 +66,13 @@ pub(crate) const POOL_SIZES_OWNED: &str = "SELECT CAST(COALESCE(SUM(pool_size_cr
 
 pub(crate) const INSERT_WORKSPACE: &str = "INSERT INTO workspaces (workspace_id, owner_account_id, pool_size_credits, \
      funded_pool_size_credits, monthly_pool_funded, monthly_pool_credits, top_up_pool_credits, monthly_cycle, \
-     low_monthly_pool_credits, low_top_up_pool_credits, low_member_remaining_percent, created_at_ms) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (workspace_id) DO NOTHING";
+     low_monthly_pool_credits, low_top_up_pool_credits, low_member_remaining_percent, overflow_pool, \
+     overflow_lent_credits, low_overflow_units, created_at_ms) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (workspace_id) DO NOTHING";
 pub(crate) const UPDATE_WORKSPACE: &str = "UPDATE workspaces SET pool_size_credits = $2, funded_pool_size_credits = $3, \
      monthly_pool_funded = $4, monthly_pool_credits = $5, top_up_pool_credits = $6, low_monthly_pool_credits = $7, \
-     low_top_up_pool_credits = $8, low_member_remaining_percent = $9, monthly_cycle = $10 WHERE workspace_id = $1";
+     low_top_up_pool_credits = $8, low_member_remaining_percent = $9, monthly_cycle = $10, overflow_pool = $11, \
+     overflow_lent_credits = $12, low_overflow_units = $13 WHERE workspace_id = $1";
 
 pub(crate) const INSERT_MEMBER: &str = "INSERT INTO members (workspace_id, account_id, role, monthly_allowance_credits, \
      monthly_used_credits, top_up_allowance_credits, top_up_used_credits, created_at_ms) \
@@ -99,8 +102,10 @@ pub(crate) const LEDGER_BALANCES: &str = "WITH movements AS ( \
          UNION ALL SELECT 'workspace_monthly', workspace_id, monthly_pool_credits FROM workspaces \
          UNION ALL SELECT 'workspace_top_up', workspace_id, top_up_pool_credits FROM workspaces \
          UNION ALL SELECT CASE scope_kind WHEN 'workspace' THEN 'workspace_held' ELSE 'account_held' END, scope_id, \
-             CAST(SUM(monthly_credits + top_up_credits) AS BIGINT) FROM charges WHERE state = 'held' \
+             CAST(SUM(monthly_credits + top_up_credits + overflow_credits) AS BIGINT) FROM charges WHERE state = 'held' \
              GROUP BY scope_kind, scope_id \
+         UNION ALL SELECT 'workspace_overflow', workspace_id, -overflow_lent_credits FROM workspaces \
+             WHERE overflow_lent_credits <> 0 \
      ) \
      SELECT COALESCE(r.bucket, j.bucket) AS bucket, COALESCE(r.owner_id, j.owner_id) AS owner_id, \
             CAST(COALESCE(r.credits, 0) AS BIGINT) AS recorded, CAST(COALESCE(j.credits, 0) AS BIGINT) AS journal \
@@ -121,28 +126,34 @@ pub(crate) const UPDATE_MEMBERS: &str = "UPDATE members AS m SET role = u.role, 
      WHERE m.workspace_id = u.workspace_id AND m.account_id = u.account_id";
 pub(crate) const INSERT_CHARGES: &str = "INSERT INTO charges (scope_id, scope_kind, charge_key, account_id, state, \
      monthly_credits, top_up_credits, refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, \
-     created_at_ms, expires_at_ms) \
+     created_at_ms, expires_at_ms, overflow_credits, refunded_overflow_credits, overflow_take) \
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], \
-         $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[]) \
+         $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], \
+         $15::bigint[], $16::text[]) \
      ON CONFLICT (scope_id, scope_kind, charge_key) DO NOTHING";
 pub(crate) const UPDATE_CHARGES: &str = "UPDATE charges AS c SET state = u.state, monthly_credits = u.monthly, \
      top_up_credits = u.top_up, refunded_monthly_credits = u.refunded_monthly, \
-     refunded_top_up_credits = u.refunded_top_up, forfeited_credits = u.forfeited, expires_at_ms = u.expires_at_ms \
+     refunded_top_up_credits = u.refunded_top_up, forfeited_credits = u.forfeited, expires_at_ms = u.expires_at_ms, \
+     overflow_credits = u.overflow, refunded_overflow_credits = u.refunded_overflow, overflow_take = u.overflow_take \
      FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], \
-         $8::bigint[], $9::bigint[], $10::bigint[]) \
-         AS u(scope_id, scope_kind, charge_key, state, monthly, top_up, refunded_monthly, refunded_top_up, forfeited, expires_at_ms) \
+         $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::text[]) \
+         AS u(scope_id, scope_kind, charge_key, state, monthly, top_up, refunded_monthly, refunded_top_up, forfeited, \
+              expires_at_ms, overflow, refunded_overflow, overflow_take) \
      WHERE c.scope_id = u.scope_id AND c.scope_kind = u.scope_kind AND c.charge_key = u.charge_key";
 pub(crate) const INSERT_JOURNAL_ENTRIES: &str = "INSERT INTO journal_entries (ledger_scope_id, from_bucket, from_owner_id, \
-     to_bucket, to_owner_id, amount_credits, cause, reference, member_account_id, created_at_ms) \
-     SELECT s, fb, fo, tb, t, a, c, r, m, $10 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-         $6::bigint[], $7::text[], $8::text[], $9::text[]) AS u(s, fb, fo, tb, t, a, c, r, m)";
+     to_bucket, to_owner_id, amount_credits, cause, reference, member_account_id, created_at_ms, part, overflow_units, \
+     overage_units) \
+     SELECT s, fb, fo, tb, t, a, c, r, m, $10, p, q, o FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
+         $5::text[], $6::bigint[], $7::text[], $8::text[], $9::text[], $11::text[], $12::bigint[], $13::bigint[]) \
+         AS u(s, fb, fo, tb, t, a, c, r, m, p, q, o)";
 
 // Billing cycles.
 macro_rules! select_owned_workspaces {
     () => {
         "SELECT workspace_id, owner_account_id, pool_size_credits, funded_pool_size_credits, monthly_pool_funded, \
          monthly_pool_credits, top_up_pool_credits, monthly_cycle, low_monthly_pool_credits, low_top_up_pool_credits, \
-         low_member_remaining_percent, created_at_ms FROM workspaces WHERE owner_account_id = $1 ORDER BY workspace_id"
+         low_member_remaining_percent, overflow_pool, overflow_lent_credits, low_overflow_units, created_at_ms \
+         FROM workspaces WHERE owner_account_id = $1 ORDER BY workspace_id"
     };
 }
 pub(crate) use select_owned_workspaces;
@@ -178,3 +189,43 @@ pub(crate) const PRUNE_NOTIFICATIONS: &str =
 /// Open holds per member of a workspace.
 pub(crate) const OPEN_HOLDS_PER_MEMBER: &str = "SELECT account_id, COUNT(*) FROM charges \
      WHERE scope_id = $1 AND scope_kind = 'workspace' AND state = 'held' GROUP BY account_id";
+
+// Product profiles and the overflow pool.
+pub(crate) const SELECT_PROFILE: &str = "SELECT workspace_id, profile_id, name, pool_access, notify_on_assign, \
+     requires_consent, created_at_ms FROM profiles WHERE workspace_id = $1 AND profile_id = $2";
+pub(crate) const LIST_PROFILES: &str = "SELECT workspace_id, profile_id, name, pool_access, notify_on_assign, \
+     requires_consent, created_at_ms FROM profiles WHERE workspace_id = $1 AND profile_id > $2 \
+     ORDER BY profile_id LIMIT $3";
+pub(crate) const PROFILE_MEMBERS: &str = "SELECT account_id FROM profile_members \
+     WHERE workspace_id = $1 AND profile_id = $2 ORDER BY account_id";
+/// Members of the profiles whose ids are in (`$2`, `$3`], by profile and account.
+pub(crate) const PROFILE_MEMBERS_BETWEEN: &str = "SELECT profile_id, account_id FROM profile_members \
+     WHERE workspace_id = $1 AND profile_id > $2 AND profile_id <= $3 ORDER BY profile_id, account_id";
+pub(crate) const INSERT_PROFILE: &str = "INSERT INTO profiles (workspace_id, profile_id, name, pool_access, \
+     notify_on_assign, requires_consent, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+     ON CONFLICT (workspace_id, profile_id) DO NOTHING";
+pub(crate) const UPDATE_PROFILE: &str = "UPDATE profiles SET name = $3, pool_access = $4, notify_on_assign = $5, \
+     requires_consent = $6 WHERE workspace_id = $1 AND profile_id = $2";
+pub(crate) const DELETE_PROFILE_MEMBERS: &str =
+    "DELETE FROM profile_members WHERE workspace_id = $1 AND profile_id = $2";
+pub(crate) const DELETE_PROFILE: &str = "DELETE FROM profiles WHERE workspace_id = $1 AND profile_id = $2";
+pub(crate) const INSERT_PROFILE_MEMBER: &str = "INSERT INTO profile_members (workspace_id, profile_id, account_id) \
+     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+pub(crate) const DELETE_PROFILE_MEMBER: &str = "DELETE FROM profile_members \
+     WHERE workspace_id = $1 AND profile_id = $2 AND account_id = $3";
+pub(crate) const INSERT_OVERFLOW_PERIOD: &str = "INSERT INTO overflow_periods (workspace_id, cycle, period, quota_units, \
+     used_units, overage_units, started_at_ms, ended_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+     ON CONFLICT (workspace_id, cycle) DO NOTHING";
+/// The pool-access profiles of the members in `$2`: one row per (member, profile), with whether
+/// the profile requires consent. `$2` is the backend's list form.
+macro_rules! pool_access_of {
+    ($list:literal) => {
+        concat!(
+            "SELECT m.account_id, p.requires_consent FROM profile_members m JOIN profiles p \
+             ON p.workspace_id = m.workspace_id AND p.profile_id = m.profile_id \
+             WHERE m.workspace_id = $1 AND p.pool_access AND m.account_id ",
+            $list
+        )
+    };
+}
+pub(crate) use pool_access_of;

@@ -21,8 +21,8 @@ use super::sql::{
 };
 use super::{Claim, HoldCursor, IdempotencyScope, LedgerCheck, Lock, OpenHolds, Store, StoreError, StoreTx};
 use crate::domain::{
-    Account, AccountId, Charge, ChargeKey, ChargeScope, Credits, IdempotencyKey, Member, Movement, Notification,
-    Workspace, WorkspaceId,
+    Account, AccountId, Charge, ChargeKey, ChargeScope, Credits, DrawBucket, IdempotencyKey, Member, Movement,
+    Notification, Workspace, WorkspaceId,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
@@ -170,14 +170,16 @@ const UPDATE_MEMBER: &str = "UPDATE members SET role = $3, monthly_allowance_cre
      top_up_allowance_credits = $6, top_up_used_credits = $7 WHERE workspace_id = $1 AND account_id = $2";
 const INSERT_CHARGE: &str = "INSERT INTO charges (scope_id, scope_kind, charge_key, account_id, state, \
      monthly_credits, top_up_credits, refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, \
-     created_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+     created_at_ms, expires_at_ms, overflow_credits, refunded_overflow_credits, overflow_take) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
      ON CONFLICT (scope_id, scope_kind, charge_key) DO NOTHING";
 const UPDATE_CHARGE: &str = "UPDATE charges SET state = $4, monthly_credits = $5, top_up_credits = $6, \
-     refunded_monthly_credits = $7, refunded_top_up_credits = $8, forfeited_credits = $9, expires_at_ms = $10 \
+     refunded_monthly_credits = $7, refunded_top_up_credits = $8, forfeited_credits = $9, expires_at_ms = $10, \
+     overflow_credits = $11, refunded_overflow_credits = $12, overflow_take = $13 \
      WHERE scope_id = $1 AND scope_kind = $2 AND charge_key = $3";
 const INSERT_JOURNAL_ENTRY: &str = "INSERT INTO journal_entries (ledger_scope_id, from_bucket, from_owner_id, to_bucket, \
-     to_owner_id, amount_credits, cause, reference, member_account_id, created_at_ms) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+     to_owner_id, amount_credits, cause, reference, member_account_id, created_at_ms, part, overflow_units, \
+     overage_units) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 
 impl StoreTx for SqliteTx {
     super::common::shared_tx_methods!(
@@ -280,6 +282,22 @@ impl StoreTx for SqliteTx {
         rows.into_iter().map(Member::try_from).collect()
     }
 
+    async fn pool_access(
+        &mut self,
+        workspace: &WorkspaceId,
+        accounts: &[AccountId],
+    ) -> Result<std::collections::HashMap<AccountId, crate::domain::PoolAccess>, StoreError> {
+        if accounts.is_empty() {
+            return Ok(Default::default());
+        }
+        let rows: Vec<(String, bool)> = sqlx::query_as(sql::pool_access_of!("IN (SELECT value FROM json_each($2))"))
+            .bind(workspace.as_str())
+            .bind(json_list(accounts.iter().map(AccountId::as_str)))
+            .fetch_all(&mut *self.tx)
+            .await?;
+        super::records::pool_access(rows)
+    }
+
     async fn update_members(&mut self, members: &[Member]) -> Result<(), StoreError> {
         for member in members {
             let r = MemberRecord::from(member);
@@ -308,7 +326,8 @@ impl StoreTx for SqliteTx {
         }
         let rows: Vec<ChargeRecord> = sqlx::query_as(
             "SELECT scope_id, scope_kind, charge_key, account_id, state, monthly_credits, top_up_credits, \
-             refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, created_at_ms, expires_at_ms \
+             refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, created_at_ms, expires_at_ms, \
+             overflow_credits, refunded_overflow_credits, overflow_take \
              FROM charges WHERE scope_id = $1 AND scope_kind = $2 AND charge_key IN (SELECT value FROM json_each($3)) \
              ORDER BY charge_key",
         )
@@ -338,6 +357,9 @@ impl StoreTx for SqliteTx {
                 .bind(r.cycle)
                 .bind(r.created_at_ms)
                 .bind(r.expires_at_ms)
+                .bind(r.overflow_credits)
+                .bind(r.refunded_overflow_credits)
+                .bind(r.overflow_take)
                 .execute(&mut *self.tx)
                 .await?
                 .rows_affected();
@@ -359,6 +381,9 @@ impl StoreTx for SqliteTx {
                 .bind(r.refunded_top_up_credits)
                 .bind(r.forfeited_credits)
                 .bind(r.expires_at_ms)
+                .bind(r.overflow_credits)
+                .bind(r.refunded_overflow_credits)
+                .bind(r.overflow_take)
                 .execute(&mut *self.tx)
                 .await?;
         }
@@ -382,6 +407,9 @@ impl StoreTx for SqliteTx {
                 .bind(reference.as_str())
                 .bind(movement.member.as_ref().map(AccountId::as_str))
                 .bind(now_ms)
+                .bind(movement.part.map(DrawBucket::as_str))
+                .bind(movement.units.quota)
+                .bind(movement.units.overage)
                 .execute(&mut *self.tx)
                 .await?;
         }

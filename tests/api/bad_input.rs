@@ -430,6 +430,7 @@ async fn rpcs_of_later_issues_answer_unimplemented_with_a_plain_message(
             name: "Designers".into(),
             pool_access: true,
             notify_on_assign: false,
+            ..Default::default()
         })
         .await
         .expect_err("not yet");
@@ -445,6 +446,7 @@ fn consume(key: &str, account: &str, workspace: &str, amount: i64) -> ConsumeReq
         account_id: account.into(),
         workspace_id: workspace.into(),
         amount_credits: amount,
+        ..Default::default()
     }
 }
 
@@ -454,6 +456,7 @@ fn commit(key: &str, account: &str, amount: i64) -> CommitRequest {
         account_id: account.into(),
         workspace_id: "team".into(),
         amount_credits: amount,
+        ..Default::default()
     }
 }
 
@@ -531,6 +534,7 @@ async fn hot_path_bad_input_is_refused_precisely_and_changes_nothing(
             workspace_id: "team".into(),
             amount_credits: 1,
             ttl_seconds: 86_401,
+            ..Default::default()
         }),
         invalid,
         "ttl_seconds",

@@ -41,6 +41,7 @@ async fn the_readme_run_command_serves_on_an_embedded_database_with_no_setup() {
             account_id: "alice".into(),
             workspace_id: String::new(),
             amount_credits: 30,
+            ..Default::default()
         })
         .await
         .expect("consume")
@@ -109,6 +110,7 @@ async fn sqlite_balances_holds_and_journal_survive_a_sigterm_and_restart() {
             account_id: "owner".into(),
             workspace_id: "team".into(),
             amount_credits: 50,
+            ..Default::default()
         })
         .await
         .expect("consume");
@@ -119,6 +121,7 @@ async fn sqlite_balances_holds_and_journal_survive_a_sigterm_and_restart() {
             workspace_id: "team".into(),
             amount_credits: 20,
             ttl_seconds: 3_600,
+            ..Default::default()
         })
         .await
         .expect("hold");
@@ -162,6 +165,7 @@ async fn sqlite_balances_holds_and_journal_survive_a_sigterm_and_restart() {
             account_id: "owner".into(),
             workspace_id: "team".into(),
             amount_credits: 50,
+            ..Default::default()
         })
         .await;
 

@@ -519,6 +519,7 @@ impl TestApp {
                 account_id: account.into(),
                 workspace_id: workspace.into(),
                 amount_credits: amount,
+                ..Default::default()
             })
             .await
             .map(|r| r.into_inner().consumption.expect("consumption"))
@@ -541,6 +542,7 @@ impl TestApp {
                 workspace_id: workspace.into(),
                 amount_credits: amount,
                 ttl_seconds,
+                ..Default::default()
             })
             .await
             .map(|r| r.into_inner().reservation.expect("reservation"))
@@ -561,6 +563,7 @@ impl TestApp {
                 account_id: account.into(),
                 workspace_id: workspace.into(),
                 amount_credits: amount,
+                ..Default::default()
             })
             .await
             .map(tonic::Response::into_inner)

@@ -54,6 +54,7 @@ fn consume(key: &str, account: &str, amount: i64) -> ConsumeRequest {
         account_id: account.into(),
         workspace_id: String::new(),
         amount_credits: amount,
+        ..Default::default()
     }
 }
 
@@ -270,6 +271,7 @@ async fn metrics_report_rpcs_by_method_and_code_batches_holds_and_subscribers(
             workspace_id: String::new(),
             amount_credits: 5,
             ttl_seconds: 600,
+            ..Default::default()
         })
         .await
         .expect("reserve");

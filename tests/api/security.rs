@@ -94,6 +94,7 @@ async fn call(app: &TestApp, rpc: &str, token: Option<&str>) -> Result<(), tonic
                 account_id: member,
                 workspace_id: team,
                 amount_credits: 1,
+                ..Default::default()
             })
             .await
             .map(drop),
@@ -104,6 +105,7 @@ async fn call(app: &TestApp, rpc: &str, token: Option<&str>) -> Result<(), tonic
                 workspace_id: team,
                 amount_credits: 1,
                 ttl_seconds: 600,
+                ..Default::default()
             })
             .await
             .map(drop),
@@ -113,6 +115,7 @@ async fn call(app: &TestApp, rpc: &str, token: Option<&str>) -> Result<(), tonic
                 account_id: member,
                 workspace_id: team,
                 amount_credits: 2,
+                ..Default::default()
             })
             .await
             .map(drop),
