@@ -10,9 +10,9 @@ use super::convert;
 use super::status::{error_status, invalid_argument, not_yet};
 use crate::domain::ChargeScope;
 use crate::ledger::{
-    AddAccountCredits, AddMember, CreateAccount, CreateWorkspace, FundWorkspacePools, Ledger, RemoveMember,
-    RenewAccount, SetAccountPlan, SetLowBalanceThresholds, SetMemberAllowance, SetMemberRole, SetPoolSize,
-    TopUpWorkspace,
+    AddAccountCredits, AddMember, ConfigureOverflowPool, CreateAccount, CreateProfile, CreateWorkspace,
+    FundWorkspacePools, Ledger, ProfileChange, RemoveMember, RenewAccount, SetAccountPlan, SetLowBalanceThresholds,
+    SetMemberAllowance, SetMemberRole, SetPoolSize, TopUpWorkspace, UpdateProfile,
 };
 use crate::notify::{Events, StreamLimits, StreamsExhausted};
 use crate::proto::admin_service_server::AdminService;
@@ -323,56 +323,116 @@ impl<S: Store> AdminService for AdminApi<S> {
         &self,
         request: Request<CreateProfileRequest>,
     ) -> Result<Response<CreateProfileResponse>, Status> {
-        authorized(request)?;
-        Err(not_yet("CreateProfile"))
+        let request = authorized(request)?;
+        let command = CreateProfile {
+            idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
+            workspace_id: convert::workspace_id("workspace_id", request.workspace_id)?,
+            actor_account_id: convert::account_id("actor_account_id", request.actor_account_id)?,
+            profile_id: convert::profile_id("profile_id", request.profile_id)?,
+            name: convert::profile_name("name", request.name)?,
+            pool_access: request.pool_access,
+            notify_on_assign: request.notify_on_assign,
+            requires_consent: request.requires_consent,
+        };
+        let profile = self.ledger.create_profile(command).await?;
+        Ok(Response::new(CreateProfileResponse { profile: Some(convert::profile(&profile)) }))
     }
 
     async fn update_profile(
         &self,
         request: Request<UpdateProfileRequest>,
     ) -> Result<Response<UpdateProfileResponse>, Status> {
-        authorized(request)?;
-        Err(not_yet("UpdateProfile"))
+        let request = authorized(request)?;
+        let command = UpdateProfile {
+            idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
+            workspace_id: convert::workspace_id("workspace_id", request.workspace_id)?,
+            actor_account_id: convert::account_id("actor_account_id", request.actor_account_id)?,
+            profile_id: convert::profile_id("profile_id", request.profile_id)?,
+            name: request.name.map(|name| convert::profile_name("name", name)).transpose()?,
+            pool_access: request.pool_access,
+            notify_on_assign: request.notify_on_assign,
+            requires_consent: request.requires_consent,
+        };
+        let profile = self.ledger.update_profile(command).await?;
+        Ok(Response::new(UpdateProfileResponse { profile: Some(convert::profile(&profile)) }))
     }
 
     async fn delete_profile(
         &self,
         request: Request<DeleteProfileRequest>,
     ) -> Result<Response<DeleteProfileResponse>, Status> {
-        authorized(request)?;
-        Err(not_yet("DeleteProfile"))
+        let request = authorized(request)?;
+        let command = ProfileChange {
+            idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
+            workspace_id: convert::workspace_id("workspace_id", request.workspace_id)?,
+            actor_account_id: convert::account_id("actor_account_id", request.actor_account_id)?,
+            profile_id: convert::profile_id("profile_id", request.profile_id)?,
+            account_ids: Vec::new(),
+        };
+        let profile = self.ledger.delete_profile(command).await?;
+        Ok(Response::new(DeleteProfileResponse { profile: Some(convert::profile(&profile)) }))
     }
 
     async fn assign_profile_members(
         &self,
         request: Request<AssignProfileMembersRequest>,
     ) -> Result<Response<AssignProfileMembersResponse>, Status> {
-        authorized(request)?;
-        Err(not_yet("AssignProfileMembers"))
+        let request = authorized(request)?;
+        let command = ProfileChange {
+            idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
+            workspace_id: convert::workspace_id("workspace_id", request.workspace_id)?,
+            actor_account_id: convert::account_id("actor_account_id", request.actor_account_id)?,
+            profile_id: convert::profile_id("profile_id", request.profile_id)?,
+            account_ids: convert::account_ids("account_ids", request.account_ids)?,
+        };
+        let profile = self.ledger.assign_profile_members(command).await?;
+        Ok(Response::new(AssignProfileMembersResponse { profile: Some(convert::profile(&profile)) }))
     }
 
     async fn unassign_profile_members(
         &self,
         request: Request<UnassignProfileMembersRequest>,
     ) -> Result<Response<UnassignProfileMembersResponse>, Status> {
-        authorized(request)?;
-        Err(not_yet("UnassignProfileMembers"))
+        let request = authorized(request)?;
+        let command = ProfileChange {
+            idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
+            workspace_id: convert::workspace_id("workspace_id", request.workspace_id)?,
+            actor_account_id: convert::account_id("actor_account_id", request.actor_account_id)?,
+            profile_id: convert::profile_id("profile_id", request.profile_id)?,
+            account_ids: convert::account_ids("account_ids", request.account_ids)?,
+        };
+        let profile = self.ledger.unassign_profile_members(command).await?;
+        Ok(Response::new(UnassignProfileMembersResponse { profile: Some(convert::profile(&profile)) }))
     }
 
     async fn list_profiles(
         &self,
         request: Request<ListProfilesRequest>,
     ) -> Result<Response<ListProfilesResponse>, Status> {
-        authorized(request)?;
-        Err(not_yet("ListProfiles"))
+        let request = authorized(request)?;
+        let workspace_id = convert::workspace_id("workspace_id", request.workspace_id)?;
+        let page_size = convert::page_size("page_size", request.page_size)?;
+        let after = convert::profile_page_token("page_token", request.page_token)?;
+        let page = self.ledger.list_profiles(&workspace_id, page_size, after.as_ref()).await?;
+        Ok(Response::new(ListProfilesResponse {
+            profiles: page.items.iter().map(convert::profile).collect(),
+            next_page_token: page.next_after.unwrap_or_default(),
+        }))
     }
 
     async fn configure_overflow_pool(
         &self,
         request: Request<ConfigureOverflowPoolRequest>,
     ) -> Result<Response<ConfigureOverflowPoolResponse>, Status> {
-        authorized(request)?;
-        Err(not_yet("ConfigureOverflowPool"))
+        let request = authorized(request)?;
+        let command = ConfigureOverflowPool {
+            idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key.clone())?,
+            workspace_id: convert::workspace_id("workspace_id", request.workspace_id.clone())?,
+            actor_account_id: convert::account_id("actor_account_id", request.actor_account_id.clone())?,
+            settings: convert::overflow_settings(&request)?,
+        };
+        let view = self.ledger.configure_overflow_pool(command).await?;
+        Ok(Response::new(ConfigureOverflowPoolResponse { workspace: Some(convert::workspace(&view)) }))
     }
 
     async fn get_usage_report(

@@ -5,8 +5,9 @@ use tonic::Status;
 use super::status::invalid_argument;
 use crate::domain::{
     AccountId, AllowanceState, BillingAnchor, Charge, ChargeKey, ChargeScope, ChargeState, Credits, DrawBucket,
-    GivenBack, IdempotencyKey, LowBalanceThresholds, MAX_AMOUNT_CREDITS, Member, NotificationKind, NotificationPayload,
-    Period, PoolAccess, PoolKind, Role, Split, Wallet, WorkspaceId,
+    GivenBack, IdempotencyKey, LowBalanceThresholds, MAX_AMOUNT_CREDITS, MAX_PROFILE_NAME_BYTES, MAX_RATIO_TERM,
+    Member, NotificationKind, NotificationPayload, OverflowPool, OverflowSettings, OverflowUnits, Period, PoolAccess,
+    PoolKind, Profile, ProfileId, Role, Split, UnitRatio, Wallet, WorkspaceId,
 };
 use crate::ledger::{AccountView, Balance, MAX_PAGE_SIZE, MemberView, WorkspaceView};
 use crate::proto;
@@ -146,9 +147,9 @@ pub(super) fn workspace(view: &WorkspaceView) -> proto::Workspace {
             monthly_pool_credits: workspace.thresholds.monthly_pool.get(),
             top_up_pool_credits: workspace.thresholds.top_up_pool.get(),
             member_remaining_percent: u32::from(workspace.thresholds.member_remaining_percent),
-            overflow_units: 0,
+            overflow_units: workspace.thresholds.overflow_units,
         }),
-        overflow_pool: None,
+        overflow_pool: workspace.overflow.as_ref().map(overflow_pool),
         created_at: Some(timestamp(workspace.created_at_ms)),
     }
 }
@@ -187,7 +188,7 @@ pub(super) fn member(view: &MemberView) -> proto::Member {
 
 /// Where an account draw came from, as split parts (zero parts left out).
 pub(super) fn account_draw(draw: Split) -> Vec<proto::SplitPart> {
-    parts(false, draw)
+    parts(false, draw, OverflowUnits::default())
 }
 
 /// Checks a charge key field (a Consume idempotency key, a hold or consumption key).
@@ -211,28 +212,31 @@ fn bucket(in_workspace: bool, bucket: DrawBucket) -> proto::Bucket {
     }
 }
 
-/// A split as parts in draw order, zero parts left out.
-fn parts(in_workspace: bool, split: Split) -> Vec<proto::SplitPart> {
+/// A split as parts in draw order, zero parts left out; the overflow part carries `units`.
+fn parts(in_workspace: bool, split: Split, units: OverflowUnits) -> Vec<proto::SplitPart> {
     split
         .parts()
         .filter(|(_, amount)| !amount.is_zero())
-        .map(|(part, amount)| proto::SplitPart {
-            bucket: bucket(in_workspace, part).into(),
-            amount_credits: amount.get(),
-            overflow_units: 0,
-            overage_units: 0,
+        .map(|(part, amount)| {
+            let units = if part == DrawBucket::Overflow { units } else { OverflowUnits::default() };
+            proto::SplitPart {
+                bucket: bucket(in_workspace, part).into(),
+                amount_credits: amount.get(),
+                overflow_units: units.total(),
+                overage_units: units.overage,
+            }
         })
         .collect()
 }
 
 /// A split as parts in draw order (zero parts left out), named by the scope's buckets.
-pub(super) fn split(scope: &ChargeScope, split: Split) -> Vec<proto::SplitPart> {
-    parts(matches!(scope, ChargeScope::Workspace(_)), split)
+pub(super) fn split(scope: &ChargeScope, split: Split, units: OverflowUnits) -> Vec<proto::SplitPart> {
+    parts(matches!(scope, ChargeScope::Workspace(_)), split, units)
 }
 
 /// What went back, last-drawn bucket first (the order it was returned in).
 pub(super) fn returned(scope: &ChargeScope, given_back: GivenBack) -> Vec<proto::SplitPart> {
-    let mut parts = split(scope, given_back.returned);
+    let mut parts = split(scope, given_back.returned, given_back.units);
     parts.reverse();
     parts
 }
@@ -250,7 +254,7 @@ pub(super) fn consumption(charge: &Charge) -> proto::Consumption {
         account_id: charge.account_id.to_string(),
         workspace_id: workspace_of(&charge.scope),
         amount_credits: charge.split.total().get(),
-        split: split(&charge.scope, charge.split),
+        split: split(&charge.scope, charge.split, charge.overflow.units),
         refunded_credits: charge.refunded.total().get(),
         period: String::new(),
         created_at: Some(timestamp(charge.created_at_ms)),
@@ -269,7 +273,7 @@ pub(super) fn reservation(charge: &Charge, now_ms: i64) -> proto::Reservation {
         account_id: charge.account_id.to_string(),
         workspace_id: workspace_of(&charge.scope),
         amount_credits: charge.split.total().get(),
-        split: split(&charge.scope, charge.split),
+        split: split(&charge.scope, charge.split, charge.overflow.units),
         state: state.into(),
         created_at: Some(timestamp(charge.created_at_ms)),
         expires_at: charge.expires_at_ms.map(timestamp),
@@ -448,4 +452,92 @@ pub(super) fn balance(account_id: &AccountId, balance: &Balance) -> proto::GetBa
         }
     }
     response
+}
+
+/// The overflow pool as the API shows it (used units include overage).
+fn overflow_pool(pool: &OverflowPool) -> proto::OverflowPool {
+    proto::OverflowPool {
+        quota_units: pool.quota_units,
+        used_units: pool.quota_used_units.saturating_add(pool.overage_units),
+        overage_units: pool.overage_units,
+        units_per_credit_num: pool.ratio.num,
+        units_per_credit_den: pool.ratio.den,
+        overage_limit_units: pool.overage_limit_units,
+        enabled: pool.enabled,
+        contract_period: pool.period.clone(),
+        period_started_at: Some(timestamp(pool.period_started_at_ms)),
+    }
+}
+
+/// A profile with its members.
+pub(super) fn profile(profile: &Profile) -> proto::Profile {
+    proto::Profile {
+        profile_id: profile.id.to_string(),
+        workspace_id: profile.workspace_id.to_string(),
+        name: profile.name.clone(),
+        pool_access: profile.pool_access,
+        notify_on_assign: profile.notify_on_assign,
+        member_account_ids: profile.members.iter().map(ToString::to_string).collect(),
+        requires_consent: profile.requires_consent,
+    }
+}
+
+/// Checks a profile id field.
+pub(super) fn profile_id(field: &str, value: String) -> Result<ProfileId, Status> {
+    ProfileId::parse(value).map_err(|e| invalid_argument(field, e))
+}
+
+/// Checks a profile name: 1..=256 bytes.
+pub(super) fn profile_name(field: &str, value: String) -> Result<String, Status> {
+    if value.is_empty() || value.len() > MAX_PROFILE_NAME_BYTES || value.chars().any(char::is_control) {
+        return Err(invalid_argument(
+            field,
+            format!("must be 1..={MAX_PROFILE_NAME_BYTES} bytes without control characters, got {} bytes", value.len()),
+        ));
+    }
+    Ok(value)
+}
+
+/// Most members one assignment names.
+const MAX_ASSIGNED: usize = 1_000;
+
+/// Checks a list of account ids: 1..=1000 of them, each an id.
+pub(super) fn account_ids(field: &str, values: Vec<String>) -> Result<Vec<AccountId>, Status> {
+    if values.is_empty() || values.len() > MAX_ASSIGNED {
+        return Err(invalid_argument(field, format!("must name 1..={MAX_ASSIGNED} accounts, got {}", values.len())));
+    }
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, value)| AccountId::parse(value).map_err(|e| invalid_argument(&format!("{field}[{i}]"), e)))
+        .collect()
+}
+
+/// Checks a page token that continues after a profile id; empty for the first page.
+pub(super) fn profile_page_token(field: &str, value: String) -> Result<Option<ProfileId>, Status> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    ProfileId::parse(value).map(Some).map_err(|_| invalid_argument(field, "is not a token this service returned"))
+}
+
+/// Checks a ConfigureOverflowPool request's settings, naming the field at fault.
+pub(super) fn overflow_settings(request: &proto::ConfigureOverflowPoolRequest) -> Result<OverflowSettings, Status> {
+    let quota_units = setting("quota_units", request.quota_units)?.get();
+    let term = |field: &str, value: i64| {
+        if (1..=MAX_RATIO_TERM).contains(&value) {
+            Ok(value)
+        } else {
+            Err(invalid_argument(field, format!("must be 1..={MAX_RATIO_TERM}, got {value}")))
+        }
+    };
+    let num = term("units_per_credit_num", request.units_per_credit_num)?;
+    let den = term("units_per_credit_den", request.units_per_credit_den)?;
+    let ratio = UnitRatio::new(num, den).ok_or_else(|| invalid_argument("units_per_credit_num", "out of range"))?;
+    let overage_limit_units =
+        request.overage_limit_units.map(|limit| setting("overage_limit_units", limit).map(Credits::get)).transpose()?;
+    let period = ProfileId::parse(request.contract_period.clone())
+        .map_err(|e| invalid_argument("contract_period", e))?
+        .to_string();
+    Ok(OverflowSettings { enabled: request.enabled, quota_units, ratio, overage_limit_units, period })
 }

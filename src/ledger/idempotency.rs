@@ -93,6 +93,24 @@ impl<S: Store> Ledger<S> {
         tx.commit().await?;
         Ok(result)
     }
+
+    /// [`finish`](Self::finish) for a script that causes `events`: they are written to the
+    /// outbox in the same transaction, and the publisher is woken once it commits.
+    pub(super) async fn finish_notifying<T: Serialize>(
+        &self,
+        mut tx: S::Tx,
+        scope: IdempotencyScope<'_>,
+        key: &IdempotencyKey,
+        result: T,
+        events: &[crate::domain::Notification],
+    ) -> Result<T, LedgerError> {
+        tx.insert_notifications(events, self.now_ms()).await?;
+        let result = self.finish(tx, scope, key, result).await?;
+        if !events.is_empty() {
+            self.outbox_written.notify_one();
+        }
+        Ok(result)
+    }
 }
 
 #[cfg(test)]

@@ -206,7 +206,7 @@ impl<S: Store> Ledger<S> {
     }
 
     /// Locks a workspace for a member-management change by `actor` (OWNER or ADMIN, M1).
-    async fn lock_workspace_as(
+    pub(super) async fn lock_workspace_as(
         &self,
         tx: &mut S::Tx,
         id: &WorkspaceId,
@@ -225,7 +225,7 @@ pub(super) fn page_limit(page_size: u32) -> u32 {
 }
 
 /// Cuts `limit + 1` fetched items to a page and its continuation.
-fn paginate<T>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> String) -> Page<T> {
+pub(super) fn paginate<T>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> String) -> Page<T> {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let more = items.len() > limit;
     items.truncate(limit);

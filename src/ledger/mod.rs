@@ -11,6 +11,7 @@ mod charges;
 mod error;
 mod members;
 mod notifications;
+mod profiles;
 mod renewals;
 mod views;
 mod workspaces;
@@ -27,6 +28,7 @@ pub use charges::{Balance, ChargeOutcome, Commit, Consume, HoldPage, Refund, Rel
 pub use error::LedgerError;
 pub use members::{AddMember, AllowanceSet, MemberRemoved, RemoveMember, SetMemberAllowance, SetMemberRole};
 pub use notifications::{SetLowBalanceThresholds, StreamBounds};
+pub use profiles::{ConfigureOverflowPool, CreateProfile, ProfileChange, UpdateProfile};
 pub use renewals::{FundWorkspacePools, PoolsFunded, RenewAccount, Renewed};
 pub use views::{AccountView, MemberView, Page, WorkspaceView};
 pub use workspaces::{CreateWorkspace, PoolSizeSet, SetPoolSize, TopUpWorkspace, ToppedUp};

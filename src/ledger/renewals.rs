@@ -88,14 +88,13 @@ impl<S: Store> Ledger<S> {
             }
             tx.reset_monthly_usage(&renewal.workspace_ids).await?;
             tx.append_journal(&journal(&key, &movements), now_ms).await?;
-            tx.insert_notifications(&[Notification::renewal(&account.id, &renewal)], now_ms).await?;
+            let events = [Notification::renewal(&account.id, &renewal)];
             let result = Renewed {
                 account: account_view(&mut tx, account).await?,
                 workspaces: self.workspace_views(&mut tx, workspaces).await?,
                 renewal,
             };
-            let result = self.finish(tx, scope, &key, result).await?;
-            self.outbox_written.notify_one();
+            let result = self.finish_notifying(tx, scope, &key, result, &events).await?;
             crate::metrics::renewal(result.renewal.succeeded);
             Ok(result)
         })

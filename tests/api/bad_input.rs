@@ -419,24 +419,15 @@ async fn rpcs_of_later_issues_answer_unimplemented_with_a_plain_message(
 ) {
     let app = spawn_app(backend).await;
 
-    let profile = app
+    let report = app
         .admin
         .clone()
-        .create_profile(CreateProfileRequest {
-            idempotency_key: "k".into(),
-            workspace_id: "w".into(),
-            actor_account_id: "a".into(),
-            profile_id: "p".into(),
-            name: "Designers".into(),
-            pool_access: true,
-            notify_on_assign: false,
-            ..Default::default()
-        })
+        .get_usage_report(GetUsageReportRequest { workspace_id: "w".into(), ..Default::default() })
         .await
         .expect_err("not yet");
 
-    assert_eq!(profile.code(), Code::Unimplemented);
-    assert_eq!(profile.message(), "CreateProfile is not implemented yet");
+    assert_eq!(report.code(), Code::Unimplemented);
+    assert_eq!(report.message(), "GetUsageReport is not implemented yet");
     app.assert_ledger_clean().await;
 }
 

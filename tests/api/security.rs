@@ -65,10 +65,10 @@ const RPCS: [&str; 35] = [
     "RemoveMember",
     "CreateProfile",
     "UpdateProfile",
-    "DeleteProfile",
     "AssignProfileMembers",
     "UnassignProfileMembers",
     "ListProfiles",
+    "DeleteProfile",
     "ConfigureOverflowPool",
     "GetUsageReport",
     "ListJournalEntries",
@@ -253,30 +253,53 @@ async fn call(app: &TestApp, rpc: &str, token: Option<&str>) -> Result<(), tonic
             .await
             .map(drop),
         "CreateProfile" => admin
-            .create_profile(CreateProfileRequest { workspace_id: team, actor_account_id: owner, ..Default::default() })
+            .create_profile(CreateProfileRequest {
+                idempotency_key: key(),
+                workspace_id: team,
+                actor_account_id: owner,
+                profile_id: "matrix-profile".into(),
+                name: "Matrix".into(),
+                ..Default::default()
+            })
             .await
             .map(drop),
         "UpdateProfile" => admin
-            .update_profile(UpdateProfileRequest { workspace_id: team, actor_account_id: owner, ..Default::default() })
+            .update_profile(UpdateProfileRequest {
+                idempotency_key: key(),
+                workspace_id: team,
+                actor_account_id: owner,
+                profile_id: "matrix-profile".into(),
+                pool_access: Some(true),
+                ..Default::default()
+            })
             .await
             .map(drop),
         "DeleteProfile" => admin
-            .delete_profile(DeleteProfileRequest { workspace_id: team, actor_account_id: owner, ..Default::default() })
+            .delete_profile(DeleteProfileRequest {
+                idempotency_key: key(),
+                workspace_id: team,
+                actor_account_id: owner,
+                profile_id: "matrix-profile".into(),
+            })
             .await
             .map(drop),
         "AssignProfileMembers" => admin
             .assign_profile_members(AssignProfileMembersRequest {
+                idempotency_key: key(),
                 workspace_id: team,
                 actor_account_id: owner,
-                ..Default::default()
+                profile_id: "matrix-profile".into(),
+                account_ids: vec![member],
             })
             .await
             .map(drop),
         "UnassignProfileMembers" => admin
             .unassign_profile_members(UnassignProfileMembersRequest {
+                idempotency_key: key(),
                 workspace_id: team,
                 actor_account_id: owner,
-                ..Default::default()
+                profile_id: "matrix-profile".into(),
+                account_ids: vec![member],
             })
             .await
             .map(drop),
@@ -285,8 +308,14 @@ async fn call(app: &TestApp, rpc: &str, token: Option<&str>) -> Result<(), tonic
         }
         "ConfigureOverflowPool" => admin
             .configure_overflow_pool(ConfigureOverflowPoolRequest {
+                idempotency_key: key(),
                 workspace_id: team,
                 actor_account_id: owner,
+                quota_units: 100,
+                units_per_credit_num: 1,
+                units_per_credit_den: 1,
+                enabled: true,
+                contract_period: "2026".into(),
                 ..Default::default()
             })
             .await
@@ -328,16 +357,7 @@ fn code(result: Result<(), tonic::Status>) -> Code {
 /// What the right token gets: the RPCs of later issues answer UNIMPLEMENTED, the rest succeed.
 fn expected_with_the_right_token(rpc: &str) -> Code {
     match rpc {
-        "CreateProfile"
-        | "UpdateProfile"
-        | "DeleteProfile"
-        | "AssignProfileMembers"
-        | "UnassignProfileMembers"
-        | "ListProfiles"
-        | "ConfigureOverflowPool"
-        | "GetUsageReport"
-        | "ListJournalEntries"
-        | "ExportJournal" => Code::Unimplemented,
+        "GetUsageReport" | "ListJournalEntries" | "ExportJournal" => Code::Unimplemented,
         _ => Code::Ok,
     }
 }
