@@ -20,6 +20,7 @@ mod ledger;
 mod members;
 mod notifications;
 mod operations;
+mod overflow;
 mod pki;
 mod renewals;
 mod security;

@@ -1,0 +1,315 @@
+//! C1 third link and C4: the enterprise overflow pool, drawn at a ratio by members of
+//! pool-access profiles once their allowances are spent (product page: enterprise generative
+//! credit pool).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use creditpool::proto::*;
+use rand::{Rng, SeedableRng};
+use rstest::rstest;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+use crate::helpers::{Backend, TestApp, key, spawn_app};
+
+const ORG: &str = "org";
+const OWNER: &str = "owner";
+
+/// An organisation workspace: pool 500 on a 1,000 plan, members alice and bob (editors) with a
+/// monthly allowance of `allowance` each.
+async fn organisation(app: &TestApp, allowance: i64) {
+    app.create_account_with_plan(OWNER, 1_000).await;
+    app.create_workspace(ORG, OWNER).await;
+    app.set_pool_size(ORG, OWNER, 500).await.expect("pool size");
+    for member in ["alice", "bob"] {
+        app.create_account(member).await;
+        app.add_member(ORG, OWNER, member, Role::Editor).await.expect("member");
+        app.set_allowance(ORG, OWNER, member, allowance, 0).await.expect("allowance");
+    }
+}
+
+async fn configure(app: &TestApp, quota: i64, num: i64, den: i64, limit: Option<i64>, period: &str) -> OverflowPool {
+    app.admin
+        .clone()
+        .configure_overflow_pool(ConfigureOverflowPoolRequest {
+            idempotency_key: key(),
+            workspace_id: ORG.into(),
+            actor_account_id: OWNER.into(),
+            quota_units: quota,
+            units_per_credit_num: num,
+            units_per_credit_den: den,
+            overage_limit_units: limit,
+            enabled: true,
+            contract_period: period.into(),
+        })
+        .await
+        .expect("ConfigureOverflowPool")
+        .into_inner()
+        .workspace
+        .and_then(|workspace| workspace.overflow_pool)
+        .expect("overflow pool")
+}
+
+async fn profile(app: &TestApp, id: &str, requires_consent: bool, members: &[&str]) {
+    app.admin
+        .clone()
+        .create_profile(CreateProfileRequest {
+            idempotency_key: key(),
+            workspace_id: ORG.into(),
+            actor_account_id: OWNER.into(),
+            profile_id: id.into(),
+            name: format!("Profile {id}"),
+            pool_access: true,
+            notify_on_assign: false,
+            requires_consent,
+        })
+        .await
+        .expect("CreateProfile");
+    app.admin
+        .clone()
+        .assign_profile_members(AssignProfileMembersRequest {
+            idempotency_key: key(),
+            workspace_id: ORG.into(),
+            actor_account_id: OWNER.into(),
+            profile_id: id.into(),
+            account_ids: members.iter().map(|member| (*member).to_owned()).collect(),
+        })
+        .await
+        .expect("AssignProfileMembers");
+}
+
+async fn set_access(app: &TestApp, id: &str, pool_access: bool) {
+    app.admin
+        .clone()
+        .update_profile(UpdateProfileRequest {
+            idempotency_key: key(),
+            workspace_id: ORG.into(),
+            actor_account_id: OWNER.into(),
+            profile_id: id.into(),
+            pool_access: Some(pool_access),
+            ..Default::default()
+        })
+        .await
+        .expect("UpdateProfile");
+}
+
+async fn pool(app: &TestApp) -> OverflowPool {
+    app.workspace(ORG).await.overflow_pool.expect("overflow pool")
+}
+
+/// The overflow part of a split: (credits, units, overage units).
+fn overflow(split: &[SplitPart]) -> (i64, i64, i64) {
+    split
+        .iter()
+        .find(|part| part.bucket() == Bucket::Overflow)
+        .map_or((0, 0, 0), |part| (part.amount_credits, part.overflow_units, part.overage_units))
+}
+
+async fn overage_events(app: &TestApp) -> Vec<Notification> {
+    let mut stream = app
+        .admin
+        .clone()
+        .watch_notifications(WatchNotificationsRequest {
+            workspace_id: ORG.into(),
+            kinds: vec![NotificationKind::OverageStarted as i32],
+            ..Default::default()
+        })
+        .await
+        .expect("WatchNotifications")
+        .into_inner();
+    let mut events = Vec::new();
+    // Replay of what is stored, then a quiet moment: nothing else is coming.
+    while let Ok(Ok(Some(message))) = tokio::time::timeout(Duration::from_secs(2), stream.message()).await {
+        events.extend(message.notification);
+    }
+    events
+}
+
+#[rstest]
+#[tokio::test]
+async fn c4_members_past_their_allowance_keep_working_from_the_pool_at_the_ratio_until_access_or_renewal_changes(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    organisation(&app, 10).await;
+    configure(&app, 40, 7, 3, None, "2026").await;
+    profile(&app, "designers", false, &["alice"]).await;
+
+    // The monthly allowance first, then the remainder of one call from the pool, rounded up.
+    let first = app.consume("a1", "alice", ORG, 10).await.expect("allowance");
+    assert_eq!(overflow(&first.split), (0, 0, 0));
+    let second = app.consume("a2", "alice", ORG, 3).await.expect("overflow");
+    assert_eq!(overflow(&second.split), (3, 7, 0));
+
+    // Bob is in no pool-access profile: refused, nothing taken.
+    let before = app.snapshot().await;
+    let bob = app.consume("b1", "bob", ORG, 11).await.expect_err("no pool access");
+    assert_eq!(bob.code(), Code::ResourceExhausted);
+    assert_eq!(app.snapshot().await, before);
+
+    // The admin switches the profile off: the next call is refused; on again: it draws.
+    set_access(&app, "designers", false).await;
+    let off = app.consume("a3", "alice", ORG, 1).await.expect_err("access off");
+    assert_eq!(off.code(), Code::ResourceExhausted);
+    set_access(&app, "designers", true).await;
+    let on = app.consume("a4", "alice", ORG, 1).await.expect("access on");
+    assert_eq!(overflow(&on.split), (1, 3, 0));
+
+    // Past the quota (30 left): 14 credits cost 33 units, 30 of quota and 3 of overage.
+    let past = app.consume("a5", "alice", ORG, 14).await.expect("into overage");
+    assert_eq!(overflow(&past.split), (14, 33, 3));
+    let more = app.consume("a6", "alice", ORG, 1).await.expect("more overage");
+    assert_eq!(overflow(&more.split), (1, 3, 3));
+    let drawn = pool(&app).await;
+    assert_eq!((drawn.used_units, drawn.overage_units), (7 + 3 + 33 + 3, 6));
+
+    // The member's renewal: back on monthly credits, the pool untouched.
+    let account = app.account(OWNER).await;
+    app.renew(OWNER, &crate::helpers::next_period(&account.current_period)).await.expect("renewal");
+    let renewed = app.consume("a7", "alice", ORG, 5).await.expect("monthly again");
+    assert_eq!(overflow(&renewed.split), (0, 0, 0));
+    assert_eq!(pool(&app).await, drawn);
+
+    let balance = app.balance("alice", ORG).await;
+    assert!(balance.overflow_access && !balance.overflow_needs_consent);
+    assert_eq!((balance.overflow_remaining_units, balance.overflow_overage_units), (0, 6));
+    assert!(!app.balance("bob", ORG).await.overflow_access);
+
+    let events = overage_events(&app).await;
+    assert_eq!(events.len(), 1, "OVERAGE_STARTED fires once a contract period: {events:?}");
+    assert_eq!(events[0].member_account_id, "alice");
+    app.assert_ledger_clean().await;
+}
+
+#[rstest]
+#[tokio::test]
+async fn c4_the_overage_limit_is_exact_at_the_boundary_unlimited_without_one_and_a_new_period_resets(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    organisation(&app, 10).await;
+    configure(&app, 10, 1, 1, Some(5), "2026").await;
+    profile(&app, "all", false, &["alice"]).await;
+
+    let exact = app.consume("exact", "alice", ORG, 25).await.expect("allowance + quota + the whole overage");
+    assert_eq!(overflow(&exact.split), (15, 15, 5));
+    let before = app.snapshot().await;
+    let refused = app.consume("over", "alice", ORG, 1).await.expect_err("one credit past the limit");
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert_eq!(app.snapshot().await, before);
+
+    let unlimited = configure(&app, 10, 1, 1, None, "2026").await;
+    assert_eq!((unlimited.used_units, unlimited.overage_units), (15, 5), "same period keeps what was used");
+    let big = app.consume("big", "alice", ORG, 1_000).await.expect("no limit");
+    assert_eq!(overflow(&big.split), (1_000, 1_000, 1_000));
+
+    let next = configure(&app, 10, 1, 1, Some(5), "2027").await;
+    assert_eq!((next.used_units, next.overage_units, next.contract_period.as_str()), (0, 0, "2027"));
+    // A charge of the closed period returns its credits, but its units stay counted there.
+    let refund = app.refund("big", "alice", ORG, None).await.expect("refund");
+    assert_eq!(overflow(&refund.returned).0, 1_000);
+    assert_eq!(pool(&app).await.used_units, 0);
+    app.assert_ledger_clean().await;
+}
+
+#[rstest]
+#[tokio::test]
+async fn c1_a_consent_profile_draws_the_pool_only_when_the_request_allows_it(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    organisation(&app, 10).await;
+    configure(&app, 100, 2, 1, None, "2026").await;
+    profile(&app, "careful", true, &["alice"]).await;
+    assert!(app.balance("alice", ORG).await.overflow_needs_consent);
+
+    let before = app.snapshot().await;
+    let asked = app.consume("ask", "alice", ORG, 13).await.expect_err("needs consent");
+    assert_eq!(asked.code(), Code::ResourceExhausted);
+    let info = asked.get_details_error_info().expect("error info");
+    assert_eq!(info.reason, "OVERFLOW_NEEDS_CONSENT");
+    assert_eq!(info.metadata.get("overflow_credits").map(String::as_str), Some("3"));
+    assert_eq!(info.metadata.get("overflow_units").map(String::as_str), Some("6"));
+    assert_eq!(app.snapshot().await, before);
+
+    let consented = app
+        .credit
+        .clone()
+        .consume(ConsumeRequest {
+            idempotency_key: "ask".into(),
+            account_id: "alice".into(),
+            workspace_id: ORG.into(),
+            amount_credits: 13,
+            allow_overflow: true,
+        })
+        .await
+        .expect("consented")
+        .into_inner()
+        .consumption
+        .expect("consumption");
+    assert_eq!(overflow(&consented.split), (3, 6, 0));
+    app.assert_ledger_clean().await;
+}
+
+#[rstest]
+#[tokio::test]
+async fn c6_refunds_and_partial_commits_return_overflow_first_overage_before_quota_and_every_unit(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    organisation(&app, 10).await;
+    configure(&app, 10, 1, 1, None, "2026").await;
+    profile(&app, "all", false, &["alice"]).await;
+
+    app.consume("c", "alice", ORG, 25).await.expect("10 allowance, 10 quota, 5 overage");
+    let first = app.refund("c", "alice", ORG, Some(7)).await.expect("partial refund");
+    assert_eq!(crate::helpers::parts(&first.returned), vec![(Bucket::Overflow, 7)]);
+    assert_eq!(overflow(&first.returned), (7, 7, 5));
+    let rest = app.refund("c", "alice", ORG, None).await.expect("the rest");
+    assert_eq!(crate::helpers::parts(&rest.returned), vec![(Bucket::Overflow, 8), (Bucket::WorkspaceMonthly, 10)]);
+    let empty = pool(&app).await;
+    assert_eq!((empty.used_units, empty.overage_units), (0, 0));
+
+    app.reserve("job", "alice", ORG, 18, 0).await.expect("hold into the pool");
+    let committed = app.commit("job", "alice", ORG, 12).await.expect("commit less");
+    assert_eq!(crate::helpers::parts(&committed.returned), vec![(Bucket::Overflow, 6)]);
+    assert_eq!(pool(&app).await.used_units, 2);
+    app.assert_ledger_clean().await;
+}
+
+#[rstest]
+#[tokio::test]
+async fn c4_a_thousand_random_consumes_and_refunds_never_create_or_destroy_a_unit(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+    #[values((7, 3), (1, 1000))] ratio: (i64, i64),
+) {
+    let app = spawn_app(backend).await;
+    organisation(&app, 5).await;
+    configure(&app, 1_000, ratio.0, ratio.1, None, "2026").await;
+    profile(&app, "all", false, &["alice"]).await;
+    let mut random = rand::rngs::StdRng::seed_from_u64(7);
+    // Units each charge holds now, as its latest answer says.
+    let mut held: HashMap<String, i64> = HashMap::new();
+    let mut refundable: HashMap<String, i64> = HashMap::new();
+    for step in 0..1_000 {
+        let open: Vec<String> = refundable.iter().filter(|(_, left)| **left > 0).map(|(k, _)| k.clone()).collect();
+        if open.is_empty() || random.random_bool(0.6) {
+            let key = format!("c{step}");
+            let charge = app.consume(&key, "alice", ORG, random.random_range(1..=20)).await.expect("consume");
+            held.insert(key.clone(), overflow(&charge.split).1);
+            refundable.insert(key, charge.amount_credits);
+        } else {
+            let key = &open[random.random_range(0..open.len())];
+            let amount = random.random_range(1..=refundable[key]);
+            let refund = app.refund(key, "alice", ORG, Some(amount)).await.expect("refund");
+            let consumption = refund.consumption.expect("consumption");
+            held.insert(key.clone(), overflow(&consumption.split).1);
+            refundable.insert(key.clone(), consumption.amount_credits - consumption.refunded_credits);
+        }
+        let used = pool(&app).await.used_units;
+        assert!(used >= 0 && held.values().all(|units| *units >= 0));
+        assert_eq!(used, held.values().sum::<i64>(), "step {step}: the pool counts exactly what charges hold");
+    }
+    app.assert_ledger_clean().await;
+}
