@@ -362,13 +362,14 @@ impl<S: Store> AdminService for AdminApi<S> {
         request: Request<DeleteProfileRequest>,
     ) -> Result<Response<DeleteProfileResponse>, Status> {
         let request = authorized(request)?;
-        let command = ProfileChange {
-            idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
-            workspace_id: convert::workspace_id("workspace_id", request.workspace_id)?,
-            actor_account_id: convert::account_id("actor_account_id", request.actor_account_id)?,
-            profile_id: convert::profile_id("profile_id", request.profile_id)?,
-            account_ids: Vec::new(),
-        };
+        let accounts = Vec::new();
+        let command = profile_change(
+            request.idempotency_key,
+            request.workspace_id,
+            request.actor_account_id,
+            request.profile_id,
+            accounts,
+        )?;
         let profile = self.ledger.delete_profile(command).await?;
         Ok(Response::new(DeleteProfileResponse { profile: Some(convert::profile(&profile)) }))
     }
@@ -378,13 +379,14 @@ impl<S: Store> AdminService for AdminApi<S> {
         request: Request<AssignProfileMembersRequest>,
     ) -> Result<Response<AssignProfileMembersResponse>, Status> {
         let request = authorized(request)?;
-        let command = ProfileChange {
-            idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
-            workspace_id: convert::workspace_id("workspace_id", request.workspace_id)?,
-            actor_account_id: convert::account_id("actor_account_id", request.actor_account_id)?,
-            profile_id: convert::profile_id("profile_id", request.profile_id)?,
-            account_ids: convert::account_ids("account_ids", request.account_ids)?,
-        };
+        let accounts = convert::account_ids("account_ids", request.account_ids)?;
+        let command = profile_change(
+            request.idempotency_key,
+            request.workspace_id,
+            request.actor_account_id,
+            request.profile_id,
+            accounts,
+        )?;
         let profile = self.ledger.assign_profile_members(command).await?;
         Ok(Response::new(AssignProfileMembersResponse { profile: Some(convert::profile(&profile)) }))
     }
@@ -394,13 +396,14 @@ impl<S: Store> AdminService for AdminApi<S> {
         request: Request<UnassignProfileMembersRequest>,
     ) -> Result<Response<UnassignProfileMembersResponse>, Status> {
         let request = authorized(request)?;
-        let command = ProfileChange {
-            idempotency_key: convert::idempotency_key("idempotency_key", request.idempotency_key)?,
-            workspace_id: convert::workspace_id("workspace_id", request.workspace_id)?,
-            actor_account_id: convert::account_id("actor_account_id", request.actor_account_id)?,
-            profile_id: convert::profile_id("profile_id", request.profile_id)?,
-            account_ids: convert::account_ids("account_ids", request.account_ids)?,
-        };
+        let accounts = convert::account_ids("account_ids", request.account_ids)?;
+        let command = profile_change(
+            request.idempotency_key,
+            request.workspace_id,
+            request.actor_account_id,
+            request.profile_id,
+            accounts,
+        )?;
         let profile = self.ledger.unassign_profile_members(command).await?;
         Ok(Response::new(UnassignProfileMembersResponse { profile: Some(convert::profile(&profile)) }))
     }
@@ -537,4 +540,21 @@ impl<S: Store> AdminService for AdminApi<S> {
             });
         Ok(Response::new(Box::pin(stream)))
     }
+}
+
+/// The checked key, workspace, actor and profile of a profile deletion or (un)assignment.
+fn profile_change(
+    idempotency_key: String,
+    workspace_id: String,
+    actor_account_id: String,
+    profile_id: String,
+    account_ids: Vec<crate::domain::AccountId>,
+) -> Result<ProfileChange, Status> {
+    Ok(ProfileChange {
+        idempotency_key: convert::idempotency_key("idempotency_key", idempotency_key)?,
+        workspace_id: convert::workspace_id("workspace_id", workspace_id)?,
+        actor_account_id: convert::account_id("actor_account_id", actor_account_id)?,
+        profile_id: convert::profile_id("profile_id", profile_id)?,
+        account_ids,
+    })
 }
