@@ -92,8 +92,14 @@ impl Account {
 
     /// What the account will hold at its next renewal: plan monthly credits + current top-up (W2).
     pub fn renewal_capacity(&self) -> Credits {
+        self.renewal_capacity_after(Split::default())
+    }
+
+    /// W2: what the account will hold at its next renewal once `draw` has left it now.
+    pub fn renewal_capacity_after(&self, draw: Split) -> Credits {
         let plan = self.plan.as_ref().map_or(Credits::ZERO, Plan::renewal_monthly_credits);
-        plan.checked_add(self.top_up).unwrap_or(self.top_up)
+        let top_up = self.top_up.saturating_sub(draw.top_up);
+        plan.checked_add(top_up).unwrap_or(top_up)
     }
 
     /// A3: the first plan starts a period now and grants its monthly credits; a later plan

@@ -103,18 +103,26 @@ impl Workspace {
         other_pool_sizes: Credits,
     ) -> Result<(PoolSizeChange, Vec<Movement>), DomainError> {
         debug_assert_eq!(owner.id, self.owner);
+        // An unfunded pool (after a failed renewal) is funded by FundWorkspacePools at its size.
+        let difference = new_size.saturating_sub(self.funded_pool_size);
+        let funds_now = self.monthly_pool_funded && !difference.is_zero();
         if new_size > self.pool_size {
+            // What the account will hold at renewal once the difference has left it: top-up
+            // credits spent on funding now cannot fund the next period too.
+            // A difference the account cannot fund would take all it has (refused below anyway).
+            let draw = match funds_now {
+                true => Split::first_drawn(owner.drawable(), difference).unwrap_or(owner.drawable()),
+                false => Split::default(),
+            };
             let owned_total = other_pool_sizes.checked_add(new_size).ok_or(DomainError::BalanceOverflow)?;
-            let renewal_capacity = owner.renewal_capacity();
+            let renewal_capacity = owner.renewal_capacity_after(draw);
             if owned_total > renewal_capacity {
                 return Err(DomainError::PoolSizesExceedRenewal { owned_total, renewal_capacity });
             }
         }
         let mut change = PoolSizeChange::default();
         let mut movements = Vec::new();
-        // An unfunded pool (after a failed renewal) is funded by FundWorkspacePools at its size.
-        let difference = new_size.saturating_sub(self.funded_pool_size);
-        if self.monthly_pool_funded && !difference.is_zero() {
+        if funds_now {
             let to = BucketRef::WorkspaceMonthly(self.id.clone());
             let (draw, drawn) = owner.withdraw(difference, &to, Cause::PoolFunding)?;
             self.monthly_pool = self.monthly_pool.checked_add(difference).ok_or(DomainError::BalanceOverflow)?;

@@ -105,6 +105,28 @@ async fn w2_two_pools_of_500_fit_a_1000_plan_and_a_third_of_1_is_refused(
 
 #[rstest]
 #[tokio::test]
+async fn w2_top_up_credits_spent_on_funding_now_do_not_count_for_the_renewal(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    app.create_account_with_plan("owner", 1_000).await;
+    app.buy("owner", 200).await;
+    app.create_workspace("team", "owner").await;
+    let before = app.snapshot().await;
+
+    // Funding 1,200 now takes monthly 1,000 and top-up 200: at renewal only the plan's 1,000 is
+    // there, so the next renewal could never fund this pool.
+    let refused = app.set_pool_size("team", "owner", 1_200).await;
+
+    assert_error(refused, Code::FailedPrecondition, "pool_size_credits");
+    assert_eq!(app.snapshot().await, before, "a refused change changes nothing");
+    app.set_pool_size("team", "owner", 1_000).await.expect("what the renewal can fund");
+    assert_eq!(app.account("owner").await.top_up_credits, 200);
+    app.assert_ledger_clean().await;
+}
+
+#[rstest]
+#[tokio::test]
 async fn w2_pool_sizes_may_not_exceed_what_the_account_holds_at_renewal_even_when_it_could_fund_now(
     #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
 ) {
