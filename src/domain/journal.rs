@@ -98,6 +98,25 @@ pub enum Cause {
 }
 
 impl Cause {
+    /// Every cause.
+    pub const ALL: [Cause; 10] = [
+        Cause::PlanGrant,
+        Cause::Purchase,
+        Cause::PoolFunding,
+        Cause::WorkspaceTopUp,
+        Cause::Consume,
+        Cause::Hold,
+        Cause::Capture,
+        Cause::Release,
+        Cause::Expiry,
+        Cause::Refund,
+    ];
+
+    /// Parses the stored name.
+    pub fn from_stored(value: &str) -> Option<Cause> {
+        Cause::ALL.into_iter().find(|cause| cause.as_str() == value)
+    }
+
     /// The cause's stored name.
     pub fn as_str(self) -> &'static str {
         match self {

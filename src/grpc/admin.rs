@@ -7,7 +7,7 @@ use tonic::{Code, Request, Response, Status};
 
 use super::access::{authorized, caller_of};
 use super::convert;
-use super::status::{error_status, invalid_argument, not_yet};
+use super::status::{error_status, invalid_argument};
 use crate::domain::ChargeScope;
 use crate::ledger::{
     AddAccountCredits, AddMember, ConfigureOverflowPool, CreateAccount, CreateProfile, CreateWorkspace,
@@ -442,16 +442,27 @@ impl<S: Store> AdminService for AdminApi<S> {
         &self,
         request: Request<GetUsageReportRequest>,
     ) -> Result<Response<GetUsageReportResponse>, Status> {
-        authorized(request)?;
-        Err(not_yet("GetUsageReport"))
+        let request = authorized(request)?;
+        let workspace_id = convert::workspace_id("workspace_id", request.workspace_id)?;
+        let range = convert::report_range(request.from_time, request.to_time, request.contract_period)?;
+        let report = self.ledger.usage_report(&workspace_id, &range).await?;
+        Ok(Response::new(convert::usage_report(&report)))
     }
 
     async fn list_journal_entries(
         &self,
         request: Request<ListJournalEntriesRequest>,
     ) -> Result<Response<ListJournalEntriesResponse>, Status> {
-        authorized(request)?;
-        Err(not_yet("ListJournalEntries"))
+        let request = authorized(request)?;
+        let scope = convert::journal_scope(request.workspace_id, request.account_id)?;
+        let filter = convert::journal_filter(request.filter)?;
+        let page_size = convert::page_size("page_size", request.page_size)?;
+        let after = convert::journal_page_token("page_token", &request.page_token)?;
+        let page = self.ledger.journal_page(&scope, &filter, page_size, after).await?;
+        Ok(Response::new(ListJournalEntriesResponse {
+            entries: page.items.iter().map(convert::journal_entry).collect(),
+            next_page_token: page.next_after.unwrap_or_default(),
+        }))
     }
 
     type ExportJournalStream = ResponseStream<ExportJournalResponse>;
@@ -460,8 +471,15 @@ impl<S: Store> AdminService for AdminApi<S> {
         &self,
         request: Request<ExportJournalRequest>,
     ) -> Result<Response<Self::ExportJournalStream>, Status> {
-        authorized(request)?;
-        Err(not_yet("ExportJournal"))
+        let request = authorized(request)?;
+        let scope = convert::journal_scope(request.workspace_id, request.account_id)?;
+        let filter = convert::journal_filter(request.filter)?;
+        let entries = tokio_stream::wrappers::ReceiverStream::new(self.ledger.export_journal(scope, filter));
+        let stream = entries.map(|entry| match entry {
+            Ok(entry) => Ok(ExportJournalResponse { entry: Some(convert::journal_entry(&entry)) }),
+            Err(error) => Err(Status::from(error)),
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn verify_ledger(

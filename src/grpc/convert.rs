@@ -4,14 +4,14 @@ use tonic::Status;
 
 use super::status::invalid_argument;
 use crate::domain::{
-    AccountId, AllowanceState, BillingAnchor, Charge, ChargeKey, ChargeScope, ChargeState, Credits, DrawBucket,
+    AccountId, AllowanceState, BillingAnchor, Cause, Charge, ChargeKey, ChargeScope, ChargeState, Credits, DrawBucket,
     GivenBack, IdempotencyKey, LowBalanceThresholds, MAX_AMOUNT_CREDITS, MAX_PROFILE_NAME_BYTES, MAX_RATIO_TERM,
     Member, NotificationKind, NotificationPayload, OverflowPool, OverflowSettings, OverflowUnits, Period, PoolAccess,
     PoolKind, Profile, ProfileId, Role, Split, UnitRatio, Wallet, WorkspaceId,
 };
-use crate::ledger::{AccountView, Balance, MAX_PAGE_SIZE, MemberView, WorkspaceView};
+use crate::ledger::{AccountView, Balance, MAX_PAGE_SIZE, MemberView, ReportRange, UsageReport, WorkspaceView};
 use crate::proto;
-use crate::store::{HoldCursor, NotificationFilter, PublishedNotification};
+use crate::store::{HoldCursor, JournalFilter, JournalRow, NotificationFilter, PublishedNotification};
 
 /// Checks an account id field.
 pub(super) fn account_id(field: &str, value: String) -> Result<AccountId, Status> {
@@ -540,4 +540,121 @@ pub(super) fn overflow_settings(request: &proto::ConfigureOverflowPoolRequest) -
         .map_err(|e| invalid_argument("contract_period", e))?
         .to_string();
     Ok(OverflowSettings { enabled: request.enabled, quota_units, ratio, overage_limit_units, period })
+}
+
+/// Checks an optional instant: a valid timestamp, as unix ms.
+pub(super) fn instant_ms(field: &str, value: Option<prost_types::Timestamp>) -> Result<Option<i64>, Status> {
+    let Some(value) = value else { return Ok(None) };
+    // Up to the year 9999, whole nanoseconds below one second.
+    if !(0..=253_402_300_799).contains(&value.seconds) || !(0..1_000_000_000).contains(&value.nanos) {
+        return Err(invalid_argument(field, "must be a timestamp between 1970 and 9999"));
+    }
+    Ok(Some(value.seconds * 1_000 + i64::from(value.nanos / 1_000_000)))
+}
+
+/// Checks a usage report's range: a time range, or a contract period label, not both.
+pub(super) fn report_range(
+    from_time: Option<prost_types::Timestamp>,
+    to_time: Option<prost_types::Timestamp>,
+    contract_period: String,
+) -> Result<ReportRange, Status> {
+    let from_ms = instant_ms("from_time", from_time)?;
+    let to_ms = instant_ms("to_time", to_time)?;
+    if !contract_period.is_empty() {
+        if from_ms.is_some() || to_ms.is_some() {
+            return Err(invalid_argument("contract_period", "cannot be combined with from_time or to_time"));
+        }
+        let label = ProfileId::parse(contract_period).map_err(|e| invalid_argument("contract_period", e))?;
+        return Ok(ReportRange::ContractPeriod(label.to_string()));
+    }
+    if let (Some(from), Some(to)) = (from_ms, to_ms)
+        && from >= to
+    {
+        return Err(invalid_argument("to_time", "must be after from_time"));
+    }
+    Ok(ReportRange::Time { from_ms, to_ms })
+}
+
+/// The usage report, overflow units on each overflow part.
+pub(super) fn usage_report(report: &UsageReport) -> proto::GetUsageReportResponse {
+    proto::GetUsageReportResponse {
+        members: report
+            .members
+            .iter()
+            .map(|member| proto::MemberUsage {
+                account_id: member.account_id.to_string(),
+                consumed: parts(true, member.consumed, member.units),
+            })
+            .collect(),
+        overflow_units: report.units.total(),
+        overage_units: report.units.overage,
+        totals: parts(true, report.totals, report.units),
+        from_time: Some(timestamp(report.from_ms)),
+        to_time: Some(timestamp(report.to_ms)),
+    }
+}
+
+/// Checks whose journal: a workspace, or (with an empty workspace) an account.
+pub(super) fn journal_scope(workspace_id: String, account_id: String) -> Result<ChargeScope, Status> {
+    match (workspace_id.is_empty(), account_id.is_empty()) {
+        (false, true) => Ok(ChargeScope::Workspace(self::workspace_id("workspace_id", workspace_id)?)),
+        (true, false) => Ok(ChargeScope::Personal(self::account_id("account_id", account_id)?)),
+        (true, true) => Err(invalid_argument("workspace_id", "a workspace_id or an account_id must be set")),
+        (false, false) => Err(invalid_argument("account_id", "must be empty when workspace_id is set")),
+    }
+}
+
+/// Checks a journal filter; unset selects everything.
+pub(super) fn journal_filter(filter: Option<proto::JournalFilter>) -> Result<JournalFilter, Status> {
+    let filter = filter.unwrap_or_default();
+    let member = if filter.member_account_id.is_empty() {
+        None
+    } else {
+        Some(account_id("filter.member_account_id", filter.member_account_id)?)
+    };
+    let cause = if filter.cause.is_empty() {
+        None
+    } else {
+        let known = Cause::ALL.map(Cause::as_str).join(", ");
+        Some(Cause::from_stored(&filter.cause).ok_or_else(|| {
+            invalid_argument("filter.cause", format!("must be one of {known}, got {:?}", filter.cause))
+        })?)
+    };
+    let from_ms = instant_ms("filter.from_time", filter.from_time)?.unwrap_or(0);
+    let to_ms = instant_ms("filter.to_time", filter.to_time)?.unwrap_or(i64::MAX);
+    if from_ms >= to_ms {
+        return Err(invalid_argument("filter.to_time", "must be after filter.from_time"));
+    }
+    Ok(JournalFilter { member, cause, from_ms, to_ms })
+}
+
+/// Decodes a journal page token (the last entry id of the previous page); empty for the first.
+pub(super) fn journal_page_token(field: &str, value: &str) -> Result<i64, Status> {
+    if value.is_empty() {
+        return Ok(0);
+    }
+    value
+        .parse::<i64>()
+        .ok()
+        .filter(|after| *after > 0)
+        .ok_or_else(|| invalid_argument(field, "is not a token this service returned"))
+}
+
+/// A journal entry as the API shows it.
+pub(super) fn journal_entry(entry: &JournalRow) -> proto::JournalEntry {
+    proto::JournalEntry {
+        entry_id: entry.entry_id,
+        from_bucket: entry.from_bucket.clone(),
+        from_owner_id: entry.from_owner_id.clone().unwrap_or_default(),
+        to_bucket: entry.to_bucket.clone(),
+        to_owner_id: entry.to_owner_id.clone().unwrap_or_default(),
+        amount_credits: entry.amount_credits,
+        cause: entry.cause.clone(),
+        reference: entry.reference.clone(),
+        member_account_id: entry.member_account_id.clone().unwrap_or_default(),
+        created_at: Some(timestamp(entry.created_at_ms)),
+        part: entry.part.clone().unwrap_or_default(),
+        overflow_units: entry.overflow_units,
+        overage_units: entry.overage_units,
+    }
 }

@@ -31,11 +31,6 @@ pub(super) fn out_of_range(field: &str, description: impl std::fmt::Display) -> 
     error_status(Code::OutOfRange, "CURSOR_PRUNED", format!("{field}: {description}"), &[("field", field.to_owned())])
 }
 
-/// The answer of an RPC that a later release implements.
-pub(super) fn not_yet(rpc: &str) -> Status {
-    Status::unimplemented(format!("{rpc} is not implemented yet"))
-}
-
 impl From<LedgerError> for Status {
     fn from(error: LedgerError) -> Status {
         match error {

@@ -13,6 +13,7 @@ mod members;
 mod notifications;
 mod profiles;
 mod renewals;
+mod reports;
 mod views;
 mod workspaces;
 
@@ -30,6 +31,7 @@ pub use members::{AddMember, AllowanceSet, MemberRemoved, RemoveMember, SetMembe
 pub use notifications::{SetLowBalanceThresholds, StreamBounds};
 pub use profiles::{ConfigureOverflowPool, CreateProfile, ProfileChange, UpdateProfile};
 pub use renewals::{FundWorkspacePools, PoolsFunded, RenewAccount, Renewed};
+pub use reports::{MemberUsage, ReportRange, UsageReport};
 pub use views::{AccountView, MemberView, Page, WorkspaceView};
 pub use workspaces::{CreateWorkspace, PoolSizeSet, SetPoolSize, TopUpWorkspace, ToppedUp};
 

@@ -438,6 +438,51 @@ macro_rules! shared_tx_methods {
             Ok(())
         }
 
+        async fn journal_entries(
+            &mut self,
+            scope_id: &str,
+            filter: &$crate::store::JournalFilter,
+            after: i64,
+            limit: u32,
+        ) -> Result<Vec<$crate::store::JournalRow>, StoreError> {
+            Ok(sqlx::query_as(sql::JOURNAL_ENTRIES)
+                .bind(scope_id)
+                .bind(after)
+                .bind(filter.member.as_ref().map_or("", AccountId::as_str))
+                .bind(filter.cause.map_or("", $crate::domain::Cause::as_str))
+                .bind(filter.from_ms)
+                .bind(filter.to_ms)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *self.tx)
+                .await?)
+        }
+
+        async fn usage_totals(
+            &mut self,
+            workspace: &WorkspaceId,
+            from_ms: i64,
+            to_ms: i64,
+        ) -> Result<Vec<$crate::store::UsageRow>, StoreError> {
+            Ok(sqlx::query_as(sql::USAGE_TOTALS)
+                .bind(workspace.as_str())
+                .bind(from_ms)
+                .bind(to_ms)
+                .fetch_all(&mut *self.tx)
+                .await?)
+        }
+
+        async fn closed_overflow_period(
+            &mut self,
+            workspace: &WorkspaceId,
+            period: &str,
+        ) -> Result<Option<(i64, i64)>, StoreError> {
+            Ok(sqlx::query_as(sql::CLOSED_OVERFLOW_PERIOD)
+                .bind(workspace.as_str())
+                .bind(period)
+                .fetch_optional(&mut *self.tx)
+                .await?)
+        }
+
         async fn open_holds_of(&mut self, scope: &ChargeScope, account: &AccountId) -> Result<OpenHolds, StoreError> {
             let (count, held): (i64, i64) = sqlx::query_as(sql::OPEN_HOLDS_OF_MEMBER)
                 .bind(scope.id())

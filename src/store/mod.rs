@@ -130,6 +130,65 @@ pub struct PublishedNotification {
     pub created_at_ms: i64,
 }
 
+/// Which journal entries to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JournalFilter {
+    /// Only movements made for this member.
+    pub member: Option<AccountId>,
+    /// Only this cause.
+    pub cause: Option<crate::domain::Cause>,
+    /// Written at or after (unix ms).
+    pub from_ms: i64,
+    /// Written before (unix ms); `i64::MAX` for no end.
+    pub to_ms: i64,
+}
+
+/// One journal entry as stored.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct JournalRow {
+    /// Increasing within its scope, in commit order.
+    pub entry_id: i64,
+    /// Source bucket kind.
+    pub from_bucket: String,
+    /// Source bucket owner.
+    pub from_owner_id: Option<String>,
+    /// Destination bucket kind.
+    pub to_bucket: String,
+    /// Destination bucket owner.
+    pub to_owner_id: Option<String>,
+    /// Credits moved.
+    pub amount_credits: i64,
+    /// Why.
+    pub cause: String,
+    /// The request that caused it.
+    pub reference: String,
+    /// The member it was for.
+    pub member_account_id: Option<String>,
+    /// When written (unix ms).
+    pub created_at_ms: i64,
+    /// The draw chain link.
+    pub part: Option<String>,
+    /// Overflow quota units moved.
+    pub overflow_units: i64,
+    /// Overage units moved.
+    pub overage_units: i64,
+}
+
+/// One member's net usage of one link of the draw chain, summed from the journal.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct UsageRow {
+    /// The member.
+    pub member_account_id: String,
+    /// The link ("monthly", "top_up", "overflow").
+    pub part: String,
+    /// Credits into `consumed` minus credits out of it.
+    pub consumed_credits: i64,
+    /// Overflow quota units taken from the pool minus those given back.
+    pub overflow_units: i64,
+    /// Overage units taken minus given back.
+    pub overage_units: i64,
+}
+
 /// A bucket whose stored balance differs from the sum of its journal entries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Discrepancy {
@@ -403,6 +462,30 @@ pub trait StoreTx: Send {
         closed: &OverflowPool,
         ended_at_ms: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Journal entries of one scope (a workspace, or an account) after `after` in entry order,
+    /// selected by `filter`, at most `limit`.
+    fn journal_entries(
+        &mut self,
+        scope_id: &str,
+        filter: &JournalFilter,
+        after: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<JournalRow>, StoreError>> + Send;
+    /// Net usage per member and draw-chain link of a workspace, over entries written in
+    /// [`from_ms`, `to_ms`).
+    fn usage_totals(
+        &mut self,
+        workspace: &WorkspaceId,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> impl Future<Output = Result<Vec<UsageRow>, StoreError>> + Send;
+    /// The latest closed contract period labelled `period`: (started, ended) unix ms.
+    fn closed_overflow_period(
+        &mut self,
+        workspace: &WorkspaceId,
+        period: &str,
+    ) -> impl Future<Output = Result<Option<(i64, i64)>, StoreError>> + Send;
 
     /// Reads the charges of `keys` in `scope` (those that exist), in key order.
     fn charges(

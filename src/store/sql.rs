@@ -229,3 +229,24 @@ macro_rules! pool_access_of {
     };
 }
 pub(crate) use pool_access_of;
+
+// Reports: statements over the journal of one scope.
+pub(crate) const JOURNAL_ENTRIES: &str = "SELECT entry_id, from_bucket, from_owner_id, to_bucket, to_owner_id, \
+     amount_credits, cause, reference, member_account_id, created_at_ms, part, overflow_units, overage_units \
+     FROM journal_entries WHERE ledger_scope_id = $1 AND entry_id > $2 \
+     AND ($3 = '' OR member_account_id = $3) AND ($4 = '' OR cause = $4) \
+     AND created_at_ms >= $5 AND created_at_ms < $6 ORDER BY entry_id LIMIT $7";
+/// Net consumption per member and link: into `consumed` counts, out of it (refunds, forfeits)
+/// takes back; units leaving the overflow pool count, units returning to it take back.
+pub(crate) const USAGE_TOTALS: &str = "SELECT member_account_id, part, \
+     CAST(COALESCE(SUM(CASE WHEN to_bucket = 'consumed' THEN amount_credits \
+         WHEN from_bucket = 'consumed' THEN -amount_credits ELSE 0 END), 0) AS BIGINT) AS consumed_credits, \
+     CAST(COALESCE(SUM(CASE WHEN from_bucket = 'workspace_overflow' THEN overflow_units \
+         WHEN to_bucket = 'workspace_overflow' THEN -overflow_units ELSE 0 END), 0) AS BIGINT) AS overflow_units, \
+     CAST(COALESCE(SUM(CASE WHEN from_bucket = 'workspace_overflow' THEN overage_units \
+         WHEN to_bucket = 'workspace_overflow' THEN -overage_units ELSE 0 END), 0) AS BIGINT) AS overage_units \
+     FROM journal_entries WHERE ledger_scope_id = $1 AND created_at_ms >= $2 AND created_at_ms < $3 \
+     AND part IS NOT NULL AND member_account_id IS NOT NULL \
+     GROUP BY member_account_id, part ORDER BY member_account_id, part";
+pub(crate) const CLOSED_OVERFLOW_PERIOD: &str = "SELECT started_at_ms, ended_at_ms FROM overflow_periods \
+     WHERE workspace_id = $1 AND period = $2 ORDER BY cycle DESC LIMIT 1";

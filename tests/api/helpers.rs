@@ -464,7 +464,17 @@ impl TestApp {
 
     /// Everything the ledger holds, for asserting that a refused call changed nothing.
     pub async fn snapshot(&self) -> String {
-        let tables = ["accounts", "workspaces", "members", "charges", "journal_entries", "idempotency_records"];
+        let tables = [
+            "accounts",
+            "workspaces",
+            "members",
+            "charges",
+            "journal_entries",
+            "idempotency_records",
+            "profiles",
+            "profile_members",
+            "overflow_periods",
+        ];
         let mut text = String::new();
         for table in tables {
             let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}")))

@@ -23,6 +23,7 @@ mod operations;
 mod overflow;
 mod pki;
 mod renewals;
+mod reports;
 mod security;
 mod transport;
 mod workspaces;
