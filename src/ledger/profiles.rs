@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use super::idempotency::fingerprint;
-use super::views::{Page, WorkspaceView, existing_member, existing_workspace, workspace_view};
+use super::views::{Page, WorkspaceView, existing_workspace, workspace_view};
 use super::{Ledger, LedgerError};
 use crate::domain::{
     AccountId, AdminAction, IdempotencyKey, Notification, NotificationKind, NotificationPayload, OverflowPool,
@@ -162,7 +162,13 @@ impl<S: Store> Ledger<S> {
                 .await?;
             let mut added: Vec<AccountId> = Vec::new();
             for account in &command.account_ids {
-                existing_member(&mut tx, &profile.workspace_id, account, Lock::None).await?;
+                if tx.member(&profile.workspace_id, account, Lock::None).await?.is_none() {
+                    return Err(LedgerError::NotFound {
+                        field: "account_ids",
+                        what: "member",
+                        id: format!("{account} of workspace {}", profile.workspace_id),
+                    });
+                }
                 if !profile.members.contains(account) && !added.contains(account) {
                     added.push(account.clone());
                 }

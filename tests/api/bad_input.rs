@@ -626,3 +626,183 @@ async fn hot_path_bad_input_is_refused_precisely_and_changes_nothing(
 
     app.assert_ledger_clean().await;
 }
+
+fn create_profile(key: &str, actor: &str, id: &str, name: &str) -> CreateProfileRequest {
+    CreateProfileRequest {
+        idempotency_key: key.into(),
+        workspace_id: "team".into(),
+        actor_account_id: actor.into(),
+        profile_id: id.into(),
+        name: name.into(),
+        pool_access: true,
+        ..Default::default()
+    }
+}
+
+fn assign(actor: &str, profile: &str, accounts: Vec<String>) -> AssignProfileMembersRequest {
+    AssignProfileMembersRequest {
+        idempotency_key: crate::helpers::key(),
+        workspace_id: "team".into(),
+        actor_account_id: actor.into(),
+        profile_id: profile.into(),
+        account_ids: accounts,
+    }
+}
+
+fn overflow(
+    actor: &str,
+    quota: i64,
+    num: i64,
+    den: i64,
+    limit: Option<i64>,
+    period: &str,
+) -> ConfigureOverflowPoolRequest {
+    ConfigureOverflowPoolRequest {
+        idempotency_key: crate::helpers::key(),
+        workspace_id: "team".into(),
+        actor_account_id: actor.into(),
+        quota_units: quota,
+        units_per_credit_num: num,
+        units_per_credit_den: den,
+        overage_limit_units: limit,
+        enabled: true,
+        contract_period: period.into(),
+    }
+}
+
+fn at(seconds: i64, nanos: i32) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp { seconds, nanos })
+}
+
+#[rstest]
+#[tokio::test]
+async fn enterprise_bad_input_is_refused_precisely_and_changes_nothing(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    app.design_example().await;
+    app.create_account("reviewer").await;
+    app.add_member("team", "owner", "reviewer", Role::Reviewer).await.expect("reviewer");
+    app.create_account("stranger").await;
+    let mut admin = app.admin.clone();
+    admin.create_profile(create_profile("p-key", "owner", "p", "Designers")).await.expect("profile p");
+    admin.configure_overflow_pool(overflow("owner", 100, 1, 1, None, "2026")).await.expect("pool");
+    let (invalid, missing, denied, taken) =
+        (Code::InvalidArgument, Code::NotFound, Code::PermissionDenied, Code::AlreadyExists);
+    let many: Vec<String> = (0..1_001).map(|i| format!("m{i}")).collect();
+
+    // Profiles.
+    for (case, request, code, field) in [
+        ("no key", create_profile("", "owner", "q", "Q"), invalid, "idempotency_key"),
+        ("bad id", create_profile("k1", "owner", "a b", "Q"), invalid, "profile_id"),
+        ("empty name", create_profile("k2", "owner", "q", ""), invalid, "name"),
+        ("long name", create_profile("k3", "owner", "q", &"n".repeat(257)), invalid, "name"),
+        ("control in name", create_profile("k4", "owner", "q", "a\nb"), invalid, "name"),
+        ("editor acts", create_profile("k5", "member-a", "q", "Q"), denied, "actor_account_id"),
+        ("reviewer acts", create_profile("k6", "reviewer", "q", "Q"), denied, "actor_account_id"),
+        ("taken id", create_profile("k7", "owner", "p", "Again"), taken, "profile_id"),
+    ] {
+        refused(&app, case, admin.create_profile(request), code, field).await;
+    }
+    let unknown_workspace =
+        CreateProfileRequest { workspace_id: "nowhere".into(), ..create_profile("k8", "owner", "q", "Q") };
+    refused(&app, "unknown workspace", admin.create_profile(unknown_workspace), missing, "workspace_id").await;
+    let update = |profile: &str, actor: &str| UpdateProfileRequest {
+        idempotency_key: crate::helpers::key(),
+        workspace_id: "team".into(),
+        actor_account_id: actor.into(),
+        profile_id: profile.into(),
+        pool_access: Some(false),
+        ..Default::default()
+    };
+    refused(&app, "update unknown", admin.update_profile(update("nope", "owner")), missing, "profile_id").await;
+    refused(&app, "update by editor", admin.update_profile(update("p", "member-a")), denied, "actor_account_id").await;
+    let empty_name = UpdateProfileRequest { name: Some(String::new()), ..update("p", "owner") };
+    refused(&app, "update to empty name", admin.update_profile(empty_name), invalid, "name").await;
+    let delete = DeleteProfileRequest {
+        idempotency_key: crate::helpers::key(),
+        workspace_id: "team".into(),
+        actor_account_id: "owner".into(),
+        profile_id: "nope".into(),
+    };
+    refused(&app, "delete unknown", admin.delete_profile(delete), missing, "profile_id").await;
+    for (case, request, code, field) in [
+        ("assign none", assign("owner", "p", Vec::new()), invalid, "account_ids"),
+        ("assign too many", assign("owner", "p", many.clone()), invalid, "account_ids"),
+        ("assign a bad id", assign("owner", "p", vec!["a b".into()]), invalid, "account_ids[0]"),
+        ("assign a non-member", assign("owner", "p", vec!["stranger".into()]), missing, "account_ids"),
+        ("assign to unknown", assign("owner", "nope", vec!["member-a".into()]), missing, "profile_id"),
+        ("assign by reviewer", assign("reviewer", "p", vec!["member-a".into()]), denied, "actor_account_id"),
+    ] {
+        refused(&app, case, admin.assign_profile_members(request), code, field).await;
+    }
+    let unassign = UnassignProfileMembersRequest {
+        idempotency_key: crate::helpers::key(),
+        workspace_id: "team".into(),
+        actor_account_id: "owner".into(),
+        profile_id: "p".into(),
+        account_ids: many,
+    };
+    refused(&app, "unassign too many", admin.unassign_profile_members(unassign), invalid, "account_ids").await;
+    let list = |page_size: u32, page_token: &str| ListProfilesRequest {
+        workspace_id: "team".into(),
+        page_size,
+        page_token: page_token.into(),
+    };
+    refused(&app, "list page too big", admin.list_profiles(list(1_001, "")), invalid, "page_size").await;
+    refused(&app, "list forged token", admin.list_profiles(list(0, "a b")), invalid, "page_token").await;
+
+    // The overflow pool.
+    for (case, request, code, field) in [
+        ("ratio 0", overflow("owner", 1, 0, 1, None, "2026"), invalid, "units_per_credit_num"),
+        ("ratio over 10^6", overflow("owner", 1, 1, 1_000_001, None, "2026"), invalid, "units_per_credit_den"),
+        ("negative quota", overflow("owner", -1, 1, 1, None, "2026"), invalid, "quota_units"),
+        ("quota over 10^12", overflow("owner", 1_000_000_000_001, 1, 1, None, "2026"), invalid, "quota_units"),
+        ("negative limit", overflow("owner", 1, 1, 1, Some(-1), "2026"), invalid, "overage_limit_units"),
+        ("no period", overflow("owner", 1, 1, 1, None, ""), invalid, "contract_period"),
+        ("ill-formed period", overflow("owner", 1, 1, 1, None, "2026/27"), invalid, "contract_period"),
+        ("admin is not owner", overflow("member-a", 1, 1, 1, None, "2026"), denied, "actor_account_id"),
+    ] {
+        refused(&app, case, admin.configure_overflow_pool(request), code, field).await;
+    }
+
+    // Reports.
+    let report = |from_time, to_time, contract_period: &str| GetUsageReportRequest {
+        workspace_id: "team".into(),
+        from_time,
+        to_time,
+        contract_period: contract_period.into(),
+    };
+    for (case, request, code, field) in [
+        ("period and time", report(at(1, 0), None, "2026"), invalid, "contract_period"),
+        ("empty range", report(at(10, 0), at(10, 0), ""), invalid, "to_time"),
+        ("bad nanos", report(at(1, 1_000_000_000), None, ""), invalid, "from_time"),
+        ("before 1970", report(None, at(-1, 0), ""), invalid, "to_time"),
+        ("unknown period", report(None, None, "1999"), missing, "contract_period"),
+    ] {
+        refused(&app, case, admin.get_usage_report(request), code, field).await;
+    }
+    let journal =
+        |workspace: &str, account: &str, token: &str, filter: Option<JournalFilter>| ListJournalEntriesRequest {
+            workspace_id: workspace.into(),
+            account_id: account.into(),
+            page_size: 0,
+            page_token: token.into(),
+            filter,
+        };
+    let cause = |cause: &str| Some(JournalFilter { cause: cause.into(), ..Default::default() });
+    for (case, request, code, field) in [
+        ("no scope", journal("", "", "", None), invalid, "workspace_id"),
+        ("two scopes", journal("team", "owner", "", None), invalid, "account_id"),
+        ("unknown cause", journal("team", "", "", cause("gift")), invalid, "filter.cause"),
+        ("forged token", journal("team", "", "x", None), invalid, "page_token"),
+        ("negative token", journal("team", "", "-5", None), invalid, "page_token"),
+        ("unknown workspace", journal("nowhere", "", "", None), missing, "workspace_id"),
+        ("unknown account", journal("", "nobody", "", None), missing, "account_id"),
+    ] {
+        refused(&app, case, admin.list_journal_entries(request), code, field).await;
+    }
+    let export = ExportJournalRequest { workspace_id: String::new(), account_id: String::new(), filter: None };
+    refused(&app, "export without scope", admin.export_journal(export), invalid, "workspace_id").await;
+    app.assert_ledger_clean().await;
+}
