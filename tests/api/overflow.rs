@@ -313,3 +313,70 @@ async fn c4_a_thousand_random_consumes_and_refunds_never_create_or_destroy_a_uni
     }
     app.assert_ledger_clean().await;
 }
+
+#[rstest]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c4_sixty_four_clients_mixing_allowance_and_overflow_draws_refunds_and_toggles_keep_every_unit(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    organisation(&app, 50).await;
+    configure(&app, 200, 7, 3, Some(300), "2026").await;
+    profile(&app, "designers", false, &["alice", "bob"]).await;
+    let app = std::sync::Arc::new(app);
+    let clients = (0..64u64).map(|client| {
+        let app = std::sync::Arc::clone(&app);
+        tokio::spawn(async move {
+            let mut random = rand::rngs::StdRng::seed_from_u64(client);
+            // Units each of this client's charges holds now, as its latest answer says.
+            let mut held: HashMap<String, i64> = HashMap::new();
+            let mut overflow_draws = 0;
+            for step in 0..12 {
+                let member = if client % 2 == 0 { "alice" } else { "bob" };
+                match random.random_range(0..10) {
+                    0 if client % 16 == 0 => set_access(&app, "designers", random.random_bool(0.5)).await,
+                    0..=6 => {
+                        let key = format!("c{client}-{step}");
+                        match app.consume(&key, member, ORG, random.random_range(1..=9)).await {
+                            Ok(charge) => {
+                                overflow_draws += i64::from(overflow(&charge.split).0 > 0);
+                                held.insert(key, overflow(&charge.split).1);
+                            }
+                            Err(status) => assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}"),
+                        }
+                    }
+                    _ => {
+                        let Some(key) = held.keys().next().cloned() else { continue };
+                        let refund = app.refund(&key, member, ORG, Some(1)).await;
+                        match refund {
+                            Ok(refund) => {
+                                let consumption = refund.consumption.expect("consumption");
+                                held.insert(key, overflow(&consumption.split).1);
+                            }
+                            Err(status) => {
+                                assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+                                held.remove(&key);
+                            }
+                        }
+                    }
+                }
+            }
+            (held.values().sum::<i64>(), overflow_draws)
+        })
+    });
+    let outcomes = crate::helpers::join_all(clients.collect::<Vec<_>>()).await;
+    let held: i64 = outcomes.iter().map(|(units, _)| units).sum();
+    assert!(outcomes.iter().map(|(_, draws)| draws).sum::<i64>() > 0, "some consumes drew the pool");
+
+    let pool = pool(&app).await;
+    assert_eq!(pool.used_units, held, "the pool counts exactly the units the charges hold");
+    assert!(pool.overage_units <= 300, "overage stays within its limit: {}", pool.overage_units);
+    assert!(pool.used_units - pool.overage_units <= pool.quota_units);
+    let workspace = app.workspace(ORG).await;
+    assert!(workspace.monthly_pool_credits >= 0 && workspace.top_up_pool_credits >= 0);
+    for member in app.members(ORG).await {
+        let monthly = member.monthly.expect("monthly");
+        assert!(monthly.used_credits <= monthly.allowance_credits, "{member:?}");
+    }
+    app.assert_ledger_clean().await;
+}
