@@ -100,3 +100,73 @@ async fn c7_racing_replays_of_one_key_apply_once_and_all_get_the_same_answer(
     assert_eq!(entries, 1);
     app.assert_ledger_clean().await;
 }
+
+/// Stores an idempotency record as a release before the overflow pool wrote it.
+async fn store_record(app: &crate::helpers::TestApp, key: &str, request: &str, response: &str) {
+    sqlx::query(
+        "INSERT INTO idempotency_records (scope_id, scope_kind, idempotency_key, request, response, created_at_ms) \
+         VALUES ('team', 'workspace', $1, $2, $3, $4)",
+    )
+    .bind(key)
+    .bind(request)
+    .bind(response)
+    .bind(
+        i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()).unwrap(),
+    )
+    .execute(&app.db)
+    .await
+    .expect("old record");
+}
+
+#[rstest]
+#[tokio::test]
+async fn c7_records_stored_before_the_draw_chain_had_an_overflow_link_still_replay(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    app.design_example().await;
+    // The shapes the release before the overflow pool stored: two-part splits, no units, no
+    // allow_overflow in the request.
+    store_record(
+        &app,
+        "Consume/old-job",
+        r#"{"operation":"Consume","idempotency_key":"old-job","account_id":"member-a","workspace_id":"team","amount_credits":40}"#,
+        r#"{"charge":{"key":"old-job","scope":{"Workspace":"team"},"account_id":"member-a","state":"Captured",
+            "split":{"monthly":30,"top_up":10},"refunded":{"monthly":0,"top_up":0},"forfeited":0,"cycle":0,
+            "created_at_ms":1000,"expires_at_ms":null},"given_back":{"returned":{"monthly":0,"top_up":0},"forfeited":0}}"#,
+    )
+    .await;
+    store_record(
+        &app,
+        "old-size",
+        r#"{"operation":"SetPoolSize","idempotency_key":"old-size","workspace_id":"team","actor_account_id":"owner","pool_size_credits":600}"#,
+        r#"{"workspace":{"workspace":{"id":"team","owner":"owner","pool_size":600,"funded_pool_size":600,
+            "monthly_pool_funded":true,"monthly_pool":600,"top_up_pool":0,"monthly_cycle":0,
+            "thresholds":{"monthly_pool":0,"top_up_pool":0,"member_remaining_percent":10},"created_at_ms":1000},
+            "monthly_reserved":300,"top_up_reserved":0},"change":{"funded":100,"draw":{"monthly":100,"top_up":0}}}"#,
+    )
+    .await;
+    let before = app.snapshot().await;
+
+    let replayed = app.consume("old-job", "member-a", "team", 40).await.expect("replay");
+    let size = app
+        .admin
+        .clone()
+        .set_pool_size(SetPoolSizeRequest {
+            idempotency_key: "old-size".into(),
+            workspace_id: "team".into(),
+            actor_account_id: "owner".into(),
+            pool_size_credits: 600,
+        })
+        .await
+        .expect("replay")
+        .into_inner();
+
+    assert_eq!(
+        crate::helpers::parts(&replayed.split),
+        vec![(Bucket::WorkspaceMonthly, 30), (Bucket::WorkspaceTopUp, 10)]
+    );
+    assert_eq!(crate::helpers::parts(&size.funded_from), vec![(Bucket::AccountMonthly, 100)]);
+    assert_eq!(app.snapshot().await, before, "a replay changes nothing");
+    app.assert_ledger_clean().await;
+}
