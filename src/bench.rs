@@ -2,10 +2,13 @@
 //! direct SQL on the same database in the same run.
 //!
 //! The server runs in this process on a scratch database (created on the server the URL points
-//! at, dropped afterwards). Two scenarios: *spread* (each client on its own workspace) and *hot*
-//! (every client on one workspace, each as its own member). For each client count the service is
-//! driven for the given seconds, then the direct-SQL baseline (`direct_consume` of the store: same
-//! locks, same writes) from the same number of clients.
+//! at, dropped afterwards). Three scenarios: *spread* (each client on its own workspace), *hot*
+//! (every client on one workspace, each as its own member) and *overflow* (every client on one
+//! workspace whose members have no allowance left, so each call draws the enterprise overflow
+//! pool at 7/3 units per credit). For each client count the service is driven for the given
+//! seconds, then the direct-SQL baseline (`direct_consume` of the store: same locks, same writes)
+//! from the same number of clients; the overflow scenario's baseline is the hot one's statement,
+//! a plain monthly consume, which is what an overflow draw should cost no more than.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -163,8 +166,64 @@ async fn drive(clients: usize, duration: Duration, call: Call) -> anyhow::Result
 fn seat(scenario: &str, client: usize, spread_workspaces: usize) -> (String, String) {
     match scenario {
         "spread" => (format!("bench-spread-{}", client % spread_workspaces), format!("bench-member-{client}")),
+        "overflow" => (OVERFLOW_WORKSPACE.to_owned(), format!("bench-member-{client}")),
         _ => ("bench-hot".to_owned(), format!("bench-member-{client}")),
     }
+}
+
+/// The overflow scenario's workspace: members without allowances in a pool-access profile.
+const OVERFLOW_WORKSPACE: &str = "bench-overflow";
+
+/// Gives the overflow workspace its pool (an unlimited quota at 7/3 units per credit) and a
+/// pool-access profile holding every client's member.
+async fn set_up_overflow(admin: &mut AdminServiceClient<Intercepted>, max_clients: usize) -> anyhow::Result<()> {
+    let key = |what: &str| format!("bench-setup-overflow-{what}");
+    call_ok(
+        admin
+            .configure_overflow_pool(ConfigureOverflowPoolRequest {
+                idempotency_key: key("pool"),
+                workspace_id: OVERFLOW_WORKSPACE.into(),
+                actor_account_id: "bench-owner".into(),
+                quota_units: 1_000_000_000_000,
+                units_per_credit_num: 7,
+                units_per_credit_den: 3,
+                overage_limit_units: None,
+                enabled: true,
+                contract_period: "bench".into(),
+            })
+            .await,
+    )
+    .await?;
+    call_ok(
+        admin
+            .create_profile(CreateProfileRequest {
+                idempotency_key: key("profile"),
+                workspace_id: OVERFLOW_WORKSPACE.into(),
+                actor_account_id: "bench-owner".into(),
+                profile_id: "bench-pool".into(),
+                name: "Bench pool users".into(),
+                pool_access: true,
+                ..Default::default()
+            })
+            .await,
+    )
+    .await?;
+    let members: Vec<String> = (0..max_clients).map(|client| format!("bench-member-{client}")).collect();
+    for (i, chunk) in members.chunks(1_000).enumerate() {
+        call_ok(
+            admin
+                .assign_profile_members(AssignProfileMembersRequest {
+                    idempotency_key: key(&format!("assign-{i}")),
+                    workspace_id: OVERFLOW_WORKSPACE.into(),
+                    actor_account_id: "bench-owner".into(),
+                    profile_id: "bench-pool".into(),
+                    account_ids: chunk.to_vec(),
+                })
+                .await,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 async fn call_ok<T>(result: Result<T, tonic::Status>) -> anyhow::Result<T> {
@@ -197,6 +256,7 @@ async fn set_up(
     .await?;
     let mut workspaces: Vec<String> = (0..spread_workspaces).map(|i| format!("bench-spread-{i}")).collect();
     workspaces.push("bench-hot".into());
+    workspaces.push(OVERFLOW_WORKSPACE.into());
     for workspace in &workspaces {
         call_ok(
             admin
@@ -228,7 +288,7 @@ async fn set_up(
                 .await,
         )
         .await?;
-        for scenario in ["spread", "hot"] {
+        for scenario in ["spread", "hot", "overflow"] {
             let (workspace, _) = seat(scenario, client, spread_workspaces);
             call_ok(
                 admin
@@ -249,7 +309,8 @@ async fn set_up(
                         workspace_id: workspace,
                         actor_account_id: "bench-owner".into(),
                         account_id: member.clone(),
-                        monthly_allowance_credits: 100_000_000,
+                        // Overflow members have spent their allowance before they start.
+                        monthly_allowance_credits: if scenario == "overflow" { 0 } else { 100_000_000 },
                         top_up_allowance_credits: 0,
                     })
                     .await,
@@ -318,6 +379,7 @@ async fn measure(
     let token = Token(options.auth.then(|| format!("Bearer {BENCH_TOKEN}").parse()).transpose()?);
     let mut admin = AdminServiceClient::with_interceptor(channel.clone(), token.clone());
     set_up(&mut admin, max_clients, options.spread_workspaces).await?;
+    set_up_overflow(&mut admin, max_clients).await?;
     // One HTTP/2 connection per client, as separate backends would have.
     let mut clients = Vec::new();
     for _ in 0..max_clients {
@@ -357,7 +419,7 @@ async fn measure(
         "ratio"
     );
     let duration = Duration::from_secs(options.seconds);
-    for scenario in ["spread", "hot"] {
+    for scenario in ["spread", "hot", "overflow"] {
         for &count in &options.clients {
             let run_id = format!("{scenario}-{count}");
             let spread = options.spread_workspaces;
@@ -382,9 +444,10 @@ async fn measure(
             });
             let service_run = drive(count, duration, service).await?;
             let store = direct.clone();
+            let baseline = if scenario == "overflow" { "hot" } else { scenario };
             let direct_call: Call = Arc::new(move |client, n| {
                 let store = store.clone();
-                let (workspace, member) = seat(scenario, client, spread);
+                let (workspace, member) = seat(baseline, client, spread);
                 let key = format!("sql-{run_id}-{client}-{n}");
                 Box::pin(async move {
                     matches!(store.consume(&workspace, &member, &key, SystemClock.now_ms()).await, Ok(true))

@@ -9,7 +9,7 @@ use crate::postgres::maintenance_url;
 
 #[rstest]
 #[tokio::test]
-async fn the_benchmark_prints_both_scenarios_beside_direct_sql_and_its_ledger_verifies(
+async fn the_benchmark_prints_every_scenario_beside_direct_sql_and_its_ledger_verifies(
     #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
     #[values(false, true)] auth: bool,
 ) {
@@ -32,7 +32,9 @@ async fn the_benchmark_prints_both_scenarios_beside_direct_sql_and_its_ledger_ve
 
     let table = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "bench failed: {table}{}", String::from_utf8_lossy(&output.stderr));
-    for row in ["spread         1 |", "spread         2 |", "hot            1 |", "hot            2 |"] {
+    for row in
+        ["spread         1 |", "spread         2 |", "hot            1 |", "hot            2 |", "overflow       2 |"]
+    {
         assert!(table.contains(row), "row {row:?} missing from {table}");
     }
     assert!(table.contains("direct/s") && table.contains("ratio"), "{table}");
