@@ -111,6 +111,44 @@ async fn readme_walkthrough_sets_up_the_design_example(#[values(Backend::Postgre
 
 #[rstest]
 #[tokio::test]
+async fn readme_enterprise_walkthrough_draws_the_pool_and_reports_it(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let grpcurl = tokio::task::spawn_blocking(|| tool("grpcurl")).await.expect("install grpcurl");
+    let app = spawn_app(backend).await;
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    let path = format!("{}:{}", grpcurl.parent().expect("dir").display(), std::env::var("PATH").unwrap_or_default());
+    let mut outputs = Vec::new();
+    for heading in ["## Walkthrough with grpcurl", "## The enterprise pool and reports with grpcurl"] {
+        // A pipe into jq is the reader's own tool; the test runs the grpcurl part.
+        let lines: Vec<String> = section(&readme, heading)
+            .lines()
+            .filter(|line| line.starts_with("grpcurl "))
+            .map(|line| line.split(" | ").next().unwrap_or(line).to_owned())
+            .collect();
+        assert!(lines.len() >= 7, "{heading} lost its lines: {lines:?}");
+        for line in lines {
+            let script = format!("S={}\n{line}", app.address);
+            outputs.push(run(std::path::Path::new("sh"), &["-c", &format!("PATH='{path}'; {script}")]).await);
+        }
+    }
+
+    let consume = outputs.iter().find(|out| out.contains("\"consumptionKey\": \"gen-2\"")).expect("the Consume");
+    assert!(consume.contains(r#""overflowUnits": "24""#), "{consume}");
+    let report = outputs.iter().find(|out| out.contains("\"members\"")).expect("the usage report");
+    assert!(report.contains(r#""overflowUnits": "24""#), "{report}");
+    let export = outputs.last().expect("the export");
+    assert_eq!(
+        export.matches("\"entryId\"").count(),
+        8,
+        "funding, consume, hold, capture and release, refund, and the two parts of gen-2: {export}"
+    );
+    assert_eq!(app.workspace("team").await.overflow_pool.expect("pool").used_units, 24);
+    app.assert_ledger_clean().await;
+}
+
+#[rstest]
+#[tokio::test]
 async fn grpcurl_decodes_the_error_details_of_an_insufficient_credits_answer(
     #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
 ) {
