@@ -6,8 +6,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AccountId, BucketRef, Cause, ChargeKey, ChargeScope, Credits, DomainError, GivenBack, Movement, OverflowTake,
-    Split, Wallet,
+    AccountId, BucketRef, Cause, ChargeKey, Credits, DomainError, GivenBack, Movement, OverflowTake, Split, Tenant,
+    Wallet,
 };
 
 /// Where a charge is in its life.
@@ -59,7 +59,7 @@ pub struct Charge {
     /// The caller's key.
     pub key: ChargeKey,
     /// The workspace, or the account in personal context.
-    pub scope: ChargeScope,
+    pub scope: Tenant,
     /// The account charged.
     pub account_id: AccountId,
     /// Where it is in its life.

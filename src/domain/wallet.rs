@@ -7,29 +7,33 @@ use super::{
     OverflowUnits, PoolAccess, Split, Workspace, WorkspaceId,
 };
 
-/// Whose charge it is: a workspace's, or an account's own (personal context).
+/// The shard key of a change: the workspace it happens in, or the account in personal context
+/// (account mutations and personal charges). Charges, idempotency records, batch queues and the
+/// journal's `ledger_scope_id` are all keyed by it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum ChargeScope {
-    /// Drawn from a workspace's pools.
+pub enum Tenant {
+    /// A workspace: its pools, members and charges.
     Workspace(WorkspaceId),
-    /// Drawn from the account's own credits.
-    Personal(AccountId),
+    /// An account: its own credits (personal context). Stored JSON calls it "Personal", as the
+    /// release before this name did.
+    #[serde(rename = "Personal")]
+    Account(AccountId),
 }
 
-impl ChargeScope {
+impl Tenant {
     /// The scope's id (workspace or account).
     pub fn id(&self) -> &str {
         match self {
-            ChargeScope::Workspace(id) => id.as_str(),
-            ChargeScope::Personal(id) => id.as_str(),
+            Tenant::Workspace(id) => id.as_str(),
+            Tenant::Account(id) => id.as_str(),
         }
     }
 
     /// The bucket holding this scope's open holds.
     pub fn held(&self) -> BucketRef {
         match self {
-            ChargeScope::Workspace(id) => BucketRef::WorkspaceHeld(id.clone()),
-            ChargeScope::Personal(id) => BucketRef::AccountHeld(id.clone()),
+            Tenant::Workspace(id) => BucketRef::WorkspaceHeld(id.clone()),
+            Tenant::Account(id) => BucketRef::AccountHeld(id.clone()),
         }
     }
 }
@@ -96,10 +100,10 @@ impl Wallet {
     }
 
     /// The scope charges on this wallet belong to.
-    pub fn scope(&self) -> ChargeScope {
+    pub fn scope(&self) -> Tenant {
         match self {
-            Wallet::Workspace { workspace, .. } => ChargeScope::Workspace(workspace.id.clone()),
-            Wallet::Personal { account } => ChargeScope::Personal(account.id.clone()),
+            Wallet::Workspace { workspace, .. } => Tenant::Workspace(workspace.id.clone()),
+            Wallet::Personal { account } => Tenant::Account(account.id.clone()),
         }
     }
 

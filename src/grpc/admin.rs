@@ -8,7 +8,7 @@ use tonic::{Code, Request, Response, Status};
 use super::access::{authorized, caller_of};
 use super::convert;
 use super::status::{error_status, invalid_argument};
-use crate::domain::ChargeScope;
+use crate::domain::Tenant;
 use crate::ledger::{
     AddAccountCredits, AddMember, ConfigureOverflowPool, CreateAccount, CreateProfile, CreateWorkspace,
     FundWorkspacePools, Ledger, ProfileChange, RemoveMember, RenewAccount, SetAccountPlan, SetLowBalanceThresholds,
@@ -261,8 +261,8 @@ impl<S: Store> AdminService for AdminApi<S> {
             Some(convert::account_id("account_id", request.account_id)?)
         };
         let scope = match (convert::optional_workspace_id("workspace_id", request.workspace_id)?, &account_id) {
-            (Some(workspace_id), _) => ChargeScope::Workspace(workspace_id),
-            (None, Some(account_id)) => ChargeScope::Personal(account_id.clone()),
+            (Some(workspace_id), _) => Tenant::Workspace(workspace_id),
+            (None, Some(account_id)) => Tenant::Account(account_id.clone()),
             (None, None) => {
                 return Err(invalid_argument(
                     "workspace_id",

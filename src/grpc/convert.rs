@@ -4,10 +4,10 @@ use tonic::Status;
 
 use super::status::invalid_argument;
 use crate::domain::{
-    AccountId, AllowanceState, BillingAnchor, Cause, Charge, ChargeKey, ChargeScope, ChargeState, Credits, DrawBucket,
-    GivenBack, IdempotencyKey, LowBalanceThresholds, MAX_AMOUNT_CREDITS, MAX_PROFILE_NAME_BYTES, MAX_RATIO_TERM,
-    Member, NotificationKind, NotificationPayload, OverflowPool, OverflowSettings, OverflowUnits, Period, PoolAccess,
-    PoolKind, Profile, ProfileId, Role, Split, UnitRatio, Wallet, WorkspaceId,
+    AccountId, AllowanceState, BillingAnchor, Cause, Charge, ChargeKey, ChargeState, Credits, DrawBucket, GivenBack,
+    IdempotencyKey, LowBalanceThresholds, MAX_AMOUNT_CREDITS, MAX_PROFILE_NAME_BYTES, MAX_RATIO_TERM, Member,
+    NotificationKind, NotificationPayload, OverflowPool, OverflowSettings, OverflowUnits, Period, PoolAccess, PoolKind,
+    Profile, ProfileId, Role, Split, Tenant, UnitRatio, Wallet, WorkspaceId,
 };
 use crate::ledger::{AccountView, Balance, MAX_PAGE_SIZE, MemberView, ReportRange, UsageReport, WorkspaceView};
 use crate::proto;
@@ -230,21 +230,21 @@ fn parts(in_workspace: bool, split: Split, units: OverflowUnits) -> Vec<proto::S
 }
 
 /// A split as parts in draw order (zero parts left out), named by the scope's buckets.
-pub(super) fn split(scope: &ChargeScope, split: Split, units: OverflowUnits) -> Vec<proto::SplitPart> {
-    parts(matches!(scope, ChargeScope::Workspace(_)), split, units)
+pub(super) fn split(scope: &Tenant, split: Split, units: OverflowUnits) -> Vec<proto::SplitPart> {
+    parts(matches!(scope, Tenant::Workspace(_)), split, units)
 }
 
 /// What went back, last-drawn bucket first (the order it was returned in).
-pub(super) fn returned(scope: &ChargeScope, given_back: GivenBack) -> Vec<proto::SplitPart> {
+pub(super) fn returned(scope: &Tenant, given_back: GivenBack) -> Vec<proto::SplitPart> {
     let mut parts = split(scope, given_back.returned, given_back.units);
     parts.reverse();
     parts
 }
 
-fn workspace_of(scope: &ChargeScope) -> String {
+fn workspace_of(scope: &Tenant) -> String {
     match scope {
-        ChargeScope::Workspace(id) => id.to_string(),
-        ChargeScope::Personal(_) => String::new(),
+        Tenant::Workspace(id) => id.to_string(),
+        Tenant::Account(_) => String::new(),
     }
 }
 
@@ -595,10 +595,10 @@ pub(super) fn usage_report(report: &UsageReport) -> proto::GetUsageReportRespons
 }
 
 /// Checks whose journal: a workspace, or (with an empty workspace) an account.
-pub(super) fn journal_scope(workspace_id: String, account_id: String) -> Result<ChargeScope, Status> {
+pub(super) fn journal_scope(workspace_id: String, account_id: String) -> Result<Tenant, Status> {
     match (workspace_id.is_empty(), account_id.is_empty()) {
-        (false, true) => Ok(ChargeScope::Workspace(self::workspace_id("workspace_id", workspace_id)?)),
-        (true, false) => Ok(ChargeScope::Personal(self::account_id("account_id", account_id)?)),
+        (false, true) => Ok(Tenant::Workspace(self::workspace_id("workspace_id", workspace_id)?)),
+        (true, false) => Ok(Tenant::Account(self::account_id("account_id", account_id)?)),
         (true, true) => Err(invalid_argument("workspace_id", "a workspace_id or an account_id must be set")),
         (false, false) => Err(invalid_argument("account_id", "must be empty when workspace_id is set")),
     }

@@ -1,12 +1,13 @@
 //! Account use cases: create, read, plan (A3), purchase (A2).
 
+use crate::domain::Tenant;
 use serde::{Deserialize, Serialize};
 
 use super::idempotency::fingerprint;
 use super::views::{AccountView, account_view, existing_account};
 use super::{Ledger, LedgerError};
 use crate::domain::{Account, AccountId, BillingAnchor, Credits, IdempotencyKey};
-use crate::store::{IdempotencyScope, Lock, Store, StoreTx};
+use crate::store::{Lock, Store, StoreTx};
 
 /// Create an account.
 #[derive(Debug, Clone, Serialize)]
@@ -54,7 +55,7 @@ impl<S: Store> Ledger<S> {
     /// Creates an account with no credits.
     pub async fn create_account(&self, command: CreateAccount) -> Result<AccountView, LedgerError> {
         let request = fingerprint("CreateAccount", &command)?;
-        let scope = IdempotencyScope::Account(&command.account_id);
+        let scope = &Tenant::Account(command.account_id.clone());
         self.retrying(|| async {
             let mut tx = fresh_or_replay!(self.begin_idempotent(scope, &command.idempotency_key, &request).await?);
             let account = Account::new(command.account_id.clone(), self.now_ms());
@@ -84,7 +85,7 @@ impl<S: Store> Ledger<S> {
     /// A3: sets the plan.
     pub async fn set_account_plan(&self, command: SetAccountPlan) -> Result<PlanSet, LedgerError> {
         let request = fingerprint("SetAccountPlan", &command)?;
-        let scope = IdempotencyScope::Account(&command.account_id);
+        let scope = &Tenant::Account(command.account_id.clone());
         self.retrying(|| async {
             let mut tx = fresh_or_replay!(self.begin_idempotent(scope, &command.idempotency_key, &request).await?);
             let mut account = existing_account(&mut tx, "account_id", &command.account_id, Lock::Update).await?;
@@ -101,7 +102,7 @@ impl<S: Store> Ledger<S> {
     /// A2: adds bought credits to the top-up balance.
     pub async fn add_account_credits(&self, command: AddAccountCredits) -> Result<AccountView, LedgerError> {
         let request = fingerprint("AddAccountCredits", &command)?;
-        let scope = IdempotencyScope::Account(&command.account_id);
+        let scope = &Tenant::Account(command.account_id.clone());
         self.retrying(|| async {
             let mut tx = fresh_or_replay!(self.begin_idempotent(scope, &command.idempotency_key, &request).await?);
             let mut account = existing_account(&mut tx, "account_id", &command.account_id, Lock::Update).await?;

@@ -22,10 +22,10 @@ use super::charges::{ChargeOutcome, Commit, Consume, Refund, Release, Reserve};
 use super::idempotency::first_difference;
 use super::{Ledger, LedgerError};
 use crate::domain::{
-    Account, AccountId, Charge, ChargeKey, ChargeScope, ChargeState, DomainError, IdempotencyKey, Member, Movement,
-    Notification, PoolAccess, Wallet, Workspace, low_balance_crossings, overage_started,
+    Account, AccountId, Charge, ChargeKey, ChargeState, DomainError, IdempotencyKey, Member, Movement, Notification,
+    PoolAccess, Tenant, Wallet, Workspace, low_balance_crossings, overage_started,
 };
-use crate::store::{IdempotencyScope, Lock, Store, StoreTx};
+use crate::store::{Lock, Store, StoreTx};
 
 /// A hot-path call waiting for its batch.
 #[derive(Debug)]
@@ -85,7 +85,7 @@ pub(super) struct Pending {
 #[derive(Debug)]
 pub(super) struct Batcher {
     max_batch: usize,
-    queues: Mutex<HashMap<ChargeScope, VecDeque<Pending>>>,
+    queues: Mutex<HashMap<Tenant, VecDeque<Pending>>>,
 }
 
 impl Batcher {
@@ -95,7 +95,7 @@ impl Batcher {
     }
 
     /// Queues `pending`; true when the caller must start the scope's leader.
-    fn enqueue(&self, scope: &ChargeScope, pending: Pending) -> bool {
+    fn enqueue(&self, scope: &Tenant, pending: Pending) -> bool {
         let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
         match queues.get_mut(scope) {
             Some(queue) => {
@@ -111,7 +111,7 @@ impl Batcher {
 
     /// The next batch, in arrival order, leaving calls that share a key with an earlier call of
     /// the batch for a later one; `None` (and the scope forgotten) when the queue is empty.
-    fn next_batch(&self, scope: &ChargeScope) -> Option<Vec<Pending>> {
+    fn next_batch(&self, scope: &Tenant) -> Option<Vec<Pending>> {
         let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
         let queue = queues.get_mut(scope)?;
         if queue.is_empty() {
@@ -136,7 +136,7 @@ impl Batcher {
     }
 
     /// Forgets a scope whose leader died, failing what waits (their senders drop).
-    fn abandon(&self, scope: &ChargeScope) {
+    fn abandon(&self, scope: &Tenant) {
         self.queues.lock().unwrap_or_else(PoisonError::into_inner).remove(scope);
     }
 }
@@ -144,7 +144,7 @@ impl Batcher {
 /// Removes the scope's queue if its leader task unwinds, so later calls start a new leader.
 struct LeaderGuard<'a> {
     batcher: &'a Batcher,
-    scope: &'a ChargeScope,
+    scope: &'a Tenant,
 }
 
 impl Drop for LeaderGuard<'_> {
@@ -173,7 +173,7 @@ enum Wallets {
 
 impl Wallets {
     /// The wallet `account_id` draws from, as a copy.
-    fn wallet(&self, account_id: &AccountId, scope: &ChargeScope) -> Result<Wallet, LedgerError> {
+    fn wallet(&self, account_id: &AccountId, scope: &Tenant) -> Result<Wallet, LedgerError> {
         match self {
             Wallets::Personal { account, .. } => Ok(Wallet::Personal { account: account.clone() }),
             Wallets::Workspace { workspace, members, access, .. } => match members.get(account_id) {
@@ -231,7 +231,7 @@ impl<S: Store> Ledger<S> {
     /// Queues a hot-path call for its scope and waits for its batch to commit.
     pub(super) async fn submit(
         &self,
-        scope: ChargeScope,
+        scope: Tenant,
         call: HotCall,
         key: IdempotencyKey,
         request: Option<Value>,
@@ -245,7 +245,7 @@ impl<S: Store> Ledger<S> {
         answer.await.map_err(|_| LedgerError::internal("the batch leader stopped before answering"))?
     }
 
-    async fn lead(&self, scope: ChargeScope) {
+    async fn lead(&self, scope: Tenant) {
         let _guard = LeaderGuard { batcher: &self.batcher, scope: &scope };
         while let Some(batch) = self.batcher.next_batch(&scope) {
             let started = std::time::Instant::now();
@@ -286,16 +286,13 @@ impl<S: Store> Ledger<S> {
     /// Commit of a hold it already committed) has its record looked up before it is answered.
     async fn apply_batch(
         &self,
-        scope: &ChargeScope,
+        scope: &Tenant,
         batch: &[Pending],
         careful: bool,
     ) -> Result<Vec<Result<ChargeOutcome, LedgerError>>, LedgerError> {
         let mut tx = self.store.begin().await?;
         let now_ms = self.now_ms();
-        let idempotency_scope = match scope {
-            ChargeScope::Workspace(id) => IdempotencyScope::Workspace(id),
-            ChargeScope::Personal(id) => IdempotencyScope::Account(id),
-        };
+        let idempotency_scope = scope;
 
         let mut results: Vec<Option<Result<ChargeOutcome, LedgerError>>> = batch.iter().map(|_| None).collect();
         if careful {
@@ -322,7 +319,7 @@ impl<S: Store> Ledger<S> {
         accounts.dedup();
         let mut wallets =
             match scope {
-                ChargeScope::Personal(account) => {
+                Tenant::Account(account) => {
                     let account = tx.account(account, Lock::Update).await?.ok_or_else(|| LedgerError::NotFound {
                         field: "account_id",
                         what: "account",
@@ -330,7 +327,7 @@ impl<S: Store> Ledger<S> {
                     })?;
                     Wallets::Personal { account, changed: false }
                 }
-                ChargeScope::Workspace(workspace) => {
+                Tenant::Workspace(workspace) => {
                     let workspace = tx.workspace(workspace, Lock::Update).await?.ok_or_else(|| {
                         LedgerError::NotFound { field: "workspace_id", what: "workspace", id: workspace.to_string() }
                     })?;
@@ -440,7 +437,7 @@ impl<S: Store> Ledger<S> {
     #[allow(clippy::too_many_arguments)]
     fn apply_call(
         &self,
-        scope: &ChargeScope,
+        scope: &Tenant,
         pending: &Pending,
         wallets: &mut Wallets,
         charges: &mut HashMap<ChargeKey, Tracked>,
@@ -562,7 +559,7 @@ impl<S: Store> Ledger<S> {
 /// it, a different one is refused (C7).
 async fn replay_stored(
     tx: &mut impl StoreTx,
-    scope: IdempotencyScope<'_>,
+    scope: &Tenant,
     batch: &[Pending],
     keys: &[IdempotencyKey],
     results: &mut [Option<Result<ChargeOutcome, LedgerError>>],
@@ -607,7 +604,7 @@ fn consenting(wallet: Wallet, allow_overflow: bool) -> Wallet {
 }
 
 /// The span of one batch: a child of its first call's RPC span, following from the others.
-fn batch_span(scope: &ChargeScope, batch: &[Pending]) -> tracing::Span {
+fn batch_span(scope: &Tenant, batch: &[Pending]) -> tracing::Span {
     let Some(first) = batch.first() else { return tracing::Span::none() };
     let span = tracing::info_span!(parent: &first.span, "batch.commit", scope = scope.id(), calls = batch.len());
     for pending in &batch[1..] {

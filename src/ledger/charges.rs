@@ -10,7 +10,7 @@ use super::idempotency::fingerprint;
 use super::views::{existing_account, existing_member, existing_workspace};
 use super::{Ledger, LedgerError};
 use crate::domain::{
-    AccountId, Charge, ChargeKey, ChargeScope, Credits, GivenBack, IdempotencyKey, MAX_AMOUNT_CREDITS, Split, Wallet,
+    AccountId, Charge, ChargeKey, Credits, GivenBack, IdempotencyKey, MAX_AMOUNT_CREDITS, Split, Tenant, Wallet,
     WorkspaceId,
 };
 use crate::store::{HoldCursor, Lock, Store, StoreTx};
@@ -121,10 +121,10 @@ pub struct HoldPage {
     pub next: Option<HoldCursor>,
 }
 
-fn scope_of(account_id: &AccountId, workspace_id: Option<&WorkspaceId>) -> ChargeScope {
+fn scope_of(account_id: &AccountId, workspace_id: Option<&WorkspaceId>) -> Tenant {
     match workspace_id {
-        Some(workspace) => ChargeScope::Workspace(workspace.clone()),
-        None => ChargeScope::Personal(account_id.clone()),
+        Some(workspace) => Tenant::Workspace(workspace.clone()),
+        None => Tenant::Account(account_id.clone()),
     }
 }
 
@@ -179,10 +179,10 @@ impl<S: Store> Ledger<S> {
         self.retrying(|| async {
             let mut tx = self.store.begin().await?;
             let wallet = match &scope {
-                ChargeScope::Personal(account) => {
+                Tenant::Account(account) => {
                     Wallet::Personal { account: existing_account(&mut tx, "account_id", account, Lock::None).await? }
                 }
-                ChargeScope::Workspace(workspace) => {
+                Tenant::Workspace(workspace) => {
                     let workspace = existing_workspace(&mut tx, workspace, Lock::None).await?;
                     let member = existing_member(&mut tx, &workspace.id, account_id, Lock::None).await?;
                     let mut access = tx.pool_access(&workspace.id, std::slice::from_ref(account_id)).await?;
@@ -207,7 +207,7 @@ impl<S: Store> Ledger<S> {
     /// C5b: open holds of a workspace (or of an account's personal context), by member and age.
     pub async fn list_holds(
         &self,
-        scope: &ChargeScope,
+        scope: &Tenant,
         account_id: Option<&AccountId>,
         page_size: u32,
         after: Option<&HoldCursor>,
@@ -216,8 +216,8 @@ impl<S: Store> Ledger<S> {
         self.retrying(|| async {
             let mut tx = self.store.begin().await?;
             match scope {
-                ChargeScope::Workspace(id) => drop(existing_workspace(&mut tx, id, Lock::None).await?),
-                ChargeScope::Personal(id) => drop(existing_account(&mut tx, "account_id", id, Lock::None).await?),
+                Tenant::Workspace(id) => drop(existing_workspace(&mut tx, id, Lock::None).await?),
+                Tenant::Account(id) => drop(existing_account(&mut tx, "account_id", id, Lock::None).await?),
             }
             let mut holds = tx.open_holds(scope, account_id, after, limit + 1).await?;
             let more = holds.len() > usize::try_from(limit).unwrap_or(usize::MAX);

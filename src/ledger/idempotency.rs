@@ -1,12 +1,13 @@
 //! C7: claim a key, replay its first result, or refuse a different request under it.
 
+use crate::domain::Tenant;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::{Ledger, LedgerError};
 use crate::domain::IdempotencyKey;
-use crate::store::{Claim, IdempotencyScope, Store, StoreTx};
+use crate::store::{Claim, Store, StoreTx};
 
 /// Unwraps a [`Begun`]: the fresh transaction, or returns the replayed result from the caller.
 macro_rules! fresh_or_replay {
@@ -57,7 +58,7 @@ impl<S: Store> Ledger<S> {
     /// Starts a mutation guarded by `key` within `scope`.
     pub(super) async fn begin_idempotent<T: DeserializeOwned>(
         &self,
-        scope: IdempotencyScope<'_>,
+        scope: &Tenant,
         key: &IdempotencyKey,
         request: &Value,
     ) -> Result<Begun<S::Tx, T>, LedgerError> {
@@ -83,7 +84,7 @@ impl<S: Store> Ledger<S> {
     pub(super) async fn finish<T: Serialize>(
         &self,
         mut tx: S::Tx,
-        scope: IdempotencyScope<'_>,
+        scope: &Tenant,
         key: &IdempotencyKey,
         result: T,
     ) -> Result<T, LedgerError> {
@@ -99,7 +100,7 @@ impl<S: Store> Ledger<S> {
     pub(super) async fn finish_notifying<T: Serialize>(
         &self,
         mut tx: S::Tx,
-        scope: IdempotencyScope<'_>,
+        scope: &Tenant,
         key: &IdempotencyKey,
         result: T,
         events: &[crate::domain::Notification],

@@ -1,5 +1,6 @@
 //! Member use cases: add, remove, role, allowances (M1–M3), list.
 
+use crate::domain::Tenant;
 use serde::{Deserialize, Serialize};
 
 use super::idempotency::fingerprint;
@@ -11,7 +12,7 @@ use crate::domain::{
     AccountId, AdminAction, Credits, IdempotencyKey, Member, PoolAccess, PoolReservations, Role, Wallet, Workspace,
     WorkspaceId, authorize,
 };
-use crate::store::{IdempotencyScope, Lock, Store, StoreTx};
+use crate::store::{Lock, Store, StoreTx};
 
 /// Add a member.
 #[derive(Debug, Clone, Serialize)]
@@ -95,7 +96,7 @@ impl<S: Store> Ledger<S> {
     /// Adds an existing account to a workspace with zero allowances.
     pub async fn add_member(&self, command: AddMember) -> Result<MemberView, LedgerError> {
         let request = fingerprint("AddMember", &command)?;
-        let scope = IdempotencyScope::Workspace(&command.workspace_id);
+        let scope = &Tenant::Workspace(command.workspace_id.clone());
         self.retrying(|| async {
             let mut tx = fresh_or_replay!(self.begin_idempotent(scope, &command.idempotency_key, &request).await?);
             let workspace = self.lock_workspace_as(&mut tx, &command.workspace_id, &command.actor_account_id).await?;
@@ -116,7 +117,7 @@ impl<S: Store> Ledger<S> {
     /// Removes a member (not the owner); its reservations are freed with it.
     pub async fn remove_member(&self, command: RemoveMember) -> Result<MemberRemoved, LedgerError> {
         let request = fingerprint("RemoveMember", &command)?;
-        let scope = IdempotencyScope::Workspace(&command.workspace_id);
+        let scope = &Tenant::Workspace(command.workspace_id.clone());
         self.retrying(|| async {
             let mut tx = fresh_or_replay!(self.begin_idempotent(scope, &command.idempotency_key, &request).await?);
             let workspace = self.lock_workspace_as(&mut tx, &command.workspace_id, &command.actor_account_id).await?;
@@ -139,7 +140,7 @@ impl<S: Store> Ledger<S> {
     /// Changes a member's role; REVIEWER and CLIENT lose their allowances (M1).
     pub async fn set_member_role(&self, command: SetMemberRole) -> Result<MemberView, LedgerError> {
         let request = fingerprint("SetMemberRole", &command)?;
-        let scope = IdempotencyScope::Workspace(&command.workspace_id);
+        let scope = &Tenant::Workspace(command.workspace_id.clone());
         self.retrying(|| async {
             let mut tx = fresh_or_replay!(self.begin_idempotent(scope, &command.idempotency_key, &request).await?);
             let workspace = self.lock_workspace_as(&mut tx, &command.workspace_id, &command.actor_account_id).await?;
@@ -155,7 +156,7 @@ impl<S: Store> Ledger<S> {
     /// M1–M3: sets a member's allowances against what the pools have unallocated.
     pub async fn set_member_allowance(&self, command: SetMemberAllowance) -> Result<AllowanceSet, LedgerError> {
         let request = fingerprint("SetMemberAllowance", &command)?;
-        let scope = IdempotencyScope::Workspace(&command.workspace_id);
+        let scope = &Tenant::Workspace(command.workspace_id.clone());
         self.retrying(|| async {
             let mut tx = fresh_or_replay!(self.begin_idempotent(scope, &command.idempotency_key, &request).await?);
             // The workspace lock serialises every change to its members' reservations, so the

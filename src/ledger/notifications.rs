@@ -1,12 +1,13 @@
 //! The notification stream's use cases: publish in commit order, read from a cursor, thresholds.
 
+use crate::domain::Tenant;
 use serde::{Deserialize, Serialize};
 
 use super::idempotency::fingerprint;
 use super::views::{WorkspaceView, existing_workspace, workspace_view};
 use super::{Ledger, LedgerError};
 use crate::domain::{AccountId, AdminAction, IdempotencyKey, LowBalanceThresholds, WorkspaceId, authorize};
-use crate::store::{IdempotencyScope, Lock, NotificationFilter, PublishedNotification, Store, StoreTx};
+use crate::store::{Lock, NotificationFilter, PublishedNotification, Store, StoreTx};
 
 /// Set a workspace's low-balance thresholds.
 #[derive(Debug, Clone, Serialize)]
@@ -45,7 +46,7 @@ impl<S: Store> Ledger<S> {
         command: SetLowBalanceThresholds,
     ) -> Result<WorkspaceView, LedgerError> {
         let request = fingerprint("SetLowBalanceThresholds", &command)?;
-        let scope = IdempotencyScope::Workspace(&command.workspace_id);
+        let scope = &Tenant::Workspace(command.workspace_id.clone());
         self.retrying(|| async {
             let mut tx = fresh_or_replay!(self.begin_idempotent(scope, &command.idempotency_key, &request).await?);
             let mut workspace = existing_workspace(&mut tx, &command.workspace_id, Lock::Update).await?;

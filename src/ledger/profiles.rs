@@ -3,6 +3,7 @@
 //! Every script locks the workspace row first, as the hot path does before it reads profiles,
 //! so a toggled access, a deleted profile or an unassigned member holds for the very next call.
 
+use crate::domain::Tenant;
 use serde::Serialize;
 
 use super::idempotency::fingerprint;
@@ -12,7 +13,7 @@ use crate::domain::{
     AccountId, AdminAction, IdempotencyKey, Notification, NotificationKind, NotificationPayload, OverflowPool,
     OverflowSettings, Profile, ProfileId, WorkspaceId, authorize,
 };
-use crate::store::{IdempotencyScope, Lock, Store, StoreTx};
+use crate::store::{Lock, Store, StoreTx};
 
 /// Create a profile (OWNER or ADMIN).
 #[derive(Debug, Clone, Serialize)]
@@ -88,7 +89,7 @@ impl<S: Store> Ledger<S> {
     /// Creates a profile with no members.
     pub async fn create_profile(&self, command: CreateProfile) -> Result<Profile, LedgerError> {
         let request = fingerprint("CreateProfile", &command)?;
-        let scope = IdempotencyScope::Workspace(&command.workspace_id);
+        let scope = &Tenant::Workspace(command.workspace_id.clone());
         self.retrying(|| async {
             let mut tx = fresh_or_replay!(self.begin_idempotent(scope, &command.idempotency_key, &request).await?);
             self.lock_workspace_as(&mut tx, &command.workspace_id, &command.actor_account_id).await?;
@@ -117,7 +118,7 @@ impl<S: Store> Ledger<S> {
     /// Changes a profile; a toggled pool access holds for the very next hot-path call.
     pub async fn update_profile(&self, command: UpdateProfile) -> Result<Profile, LedgerError> {
         let request = fingerprint("UpdateProfile", &command)?;
-        let scope = IdempotencyScope::Workspace(&command.workspace_id);
+        let scope = &Tenant::Workspace(command.workspace_id.clone());
         self.retrying(|| async {
             let mut tx = fresh_or_replay!(self.begin_idempotent(scope, &command.idempotency_key, &request).await?);
             let mut profile = self
@@ -138,7 +139,7 @@ impl<S: Store> Ledger<S> {
     /// Deletes a profile and its assignments; answers the profile as it was.
     pub async fn delete_profile(&self, command: ProfileChange) -> Result<Profile, LedgerError> {
         let request = fingerprint("DeleteProfile", &command)?;
-        let scope = IdempotencyScope::Workspace(&command.workspace_id);
+        let scope = &Tenant::Workspace(command.workspace_id.clone());
         self.retrying(|| async {
             let mut tx = fresh_or_replay!(self.begin_idempotent(scope, &command.idempotency_key, &request).await?);
             let profile = self
@@ -154,7 +155,7 @@ impl<S: Store> Ledger<S> {
     /// the notify toggle on, each newly assigned member gets MEMBER_ASSIGNED_TO_PROFILE.
     pub async fn assign_profile_members(&self, command: ProfileChange) -> Result<Profile, LedgerError> {
         let request = fingerprint("AssignProfileMembers", &command)?;
-        let scope = IdempotencyScope::Workspace(&command.workspace_id);
+        let scope = &Tenant::Workspace(command.workspace_id.clone());
         self.retrying(|| async {
             let mut tx = fresh_or_replay!(self.begin_idempotent(scope, &command.idempotency_key, &request).await?);
             let mut profile = self
@@ -190,7 +191,7 @@ impl<S: Store> Ledger<S> {
     /// Unassigns members from a profile (those not in it are ignored); holds for the next call.
     pub async fn unassign_profile_members(&self, command: ProfileChange) -> Result<Profile, LedgerError> {
         let request = fingerprint("UnassignProfileMembers", &command)?;
-        let scope = IdempotencyScope::Workspace(&command.workspace_id);
+        let scope = &Tenant::Workspace(command.workspace_id.clone());
         self.retrying(|| async {
             let mut tx = fresh_or_replay!(self.begin_idempotent(scope, &command.idempotency_key, &request).await?);
             let mut profile = self
@@ -226,7 +227,7 @@ impl<S: Store> Ledger<S> {
     /// (its totals are kept for reports) and starts one with nothing used.
     pub async fn configure_overflow_pool(&self, command: ConfigureOverflowPool) -> Result<WorkspaceView, LedgerError> {
         let request = fingerprint("ConfigureOverflowPool", &command)?;
-        let scope = IdempotencyScope::Workspace(&command.workspace_id);
+        let scope = &Tenant::Workspace(command.workspace_id.clone());
         self.retrying(|| async {
             let mut tx = fresh_or_replay!(self.begin_idempotent(scope, &command.idempotency_key, &request).await?);
             let mut workspace = existing_workspace(&mut tx, &command.workspace_id, Lock::Update).await?;

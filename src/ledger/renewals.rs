@@ -1,12 +1,13 @@
 //! Billing cycles: RenewAccount (R1–R4, R6), FundWorkspacePools (R5), and the scheduler's pass.
 
+use crate::domain::Tenant;
 use serde::{Deserialize, Serialize};
 
 use super::idempotency::fingerprint;
 use super::views::{AccountView, WorkspaceView, account_view, existing_account, workspace_view};
 use super::{Ledger, LedgerError, journal};
 use crate::domain::{AccountId, Credits, DomainError, IdempotencyKey, Notification, Period, Renewal, Workspace, renew};
-use crate::store::{IdempotencyScope, Lock, Store, StoreTx};
+use crate::store::{Lock, Store, StoreTx};
 
 /// Renew an account for a period.
 #[derive(Debug, Clone)]
@@ -71,7 +72,7 @@ impl<S: Store> Ledger<S> {
         let request =
             fingerprint("RenewAccount", &RenewalRequest { account_id: &command.account_id, period: command.period })?;
         let key = IdempotencyKey::for_operation("RenewAccount", &command.period);
-        let scope = IdempotencyScope::Account(&command.account_id);
+        let scope = &Tenant::Account(command.account_id.clone());
         self.retrying(|| async {
             let mut tx = fresh_or_replay!(self.begin_idempotent(scope, &key, &request).await?);
             let mut account = existing_account(&mut tx, "account_id", &command.account_id, Lock::Update).await?;
@@ -105,7 +106,7 @@ impl<S: Store> Ledger<S> {
     /// no second refresh and no usage reset.
     pub async fn fund_workspace_pools(&self, command: FundWorkspacePools) -> Result<PoolsFunded, LedgerError> {
         let request = fingerprint("FundWorkspacePools", &command)?;
-        let scope = IdempotencyScope::Account(&command.account_id);
+        let scope = &Tenant::Account(command.account_id.clone());
         self.retrying(|| async {
             let mut tx = fresh_or_replay!(self.begin_idempotent(scope, &command.idempotency_key, &request).await?);
             let mut account = existing_account(&mut tx, "account_id", &command.account_id, Lock::Update).await?;

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use super::views::{Page, existing_account, existing_workspace};
 use super::{Ledger, LedgerError};
-use crate::domain::{AccountId, ChargeScope, Credits, DrawBucket, OverflowUnits, Split, WorkspaceId};
+use crate::domain::{AccountId, Credits, DrawBucket, OverflowUnits, Split, Tenant, WorkspaceId};
 use crate::store::{JournalFilter, JournalRow, Lock, Store, StoreTx};
 
 /// Entries read from the database per page of an export.
@@ -96,7 +96,7 @@ impl<S: Store> Ledger<S> {
     /// A page of a scope's journal, oldest first, after the entry `after`.
     pub async fn journal_page(
         &self,
-        scope: &ChargeScope,
+        scope: &Tenant,
         filter: &JournalFilter,
         page_size: u32,
         after: i64,
@@ -116,7 +116,7 @@ impl<S: Store> Ledger<S> {
     /// A missing scope is the first (and only) item.
     pub fn export_journal(
         &self,
-        scope: ChargeScope,
+        scope: Tenant,
         filter: JournalFilter,
     ) -> mpsc::Receiver<Result<JournalRow, LedgerError>> {
         let (sender, receiver) = mpsc::channel(EXPORT_PAGE as usize);
@@ -157,10 +157,10 @@ impl<S: Store> Ledger<S> {
 }
 
 /// NOT_FOUND unless the scope's workspace (or account) exists.
-async fn existing_scope(tx: &mut impl StoreTx, scope: &ChargeScope) -> Result<(), LedgerError> {
+async fn existing_scope(tx: &mut impl StoreTx, scope: &Tenant) -> Result<(), LedgerError> {
     match scope {
-        ChargeScope::Workspace(id) => drop(existing_workspace(tx, id, Lock::None).await?),
-        ChargeScope::Personal(id) => drop(existing_account(tx, "account_id", id, Lock::None).await?),
+        Tenant::Workspace(id) => drop(existing_workspace(tx, id, Lock::None).await?),
+        Tenant::Account(id) => drop(existing_account(tx, "account_id", id, Lock::None).await?),
     }
     Ok(())
 }

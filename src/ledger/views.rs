@@ -93,7 +93,7 @@ pub(super) async fn existing_member(
 
 /// A member with its open holds counted.
 pub(super) async fn member_view(tx: &mut impl StoreTx, member: Member) -> Result<MemberView, LedgerError> {
-    let scope = crate::domain::ChargeScope::Workspace(member.workspace_id.clone());
+    let scope = crate::domain::Tenant::Workspace(member.workspace_id.clone());
     let open_reservations = tx.open_holds_of(&scope, &member.account_id).await?.count;
     Ok(MemberView { member, open_reservations })
 }

@@ -1,5 +1,6 @@
 //! Workspace use cases: create, read, pool size (W1, W2), top-up (W3).
 
+use crate::domain::Tenant;
 use serde::{Deserialize, Serialize};
 
 use super::idempotency::fingerprint;
@@ -9,7 +10,7 @@ use crate::domain::{
     Account, AccountId, AdminAction, Credits, DomainError, IdempotencyKey, Member, Movement, PoolSizeChange, Role,
     Split, Workspace, WorkspaceId, authorize,
 };
-use crate::store::{IdempotencyScope, Lock, Store, StoreTx};
+use crate::store::{Lock, Store, StoreTx};
 
 /// Create a workspace.
 #[derive(Debug, Clone, Serialize)]
@@ -70,7 +71,7 @@ impl<S: Store> Ledger<S> {
     /// Creates a workspace owned by an existing account, which becomes its OWNER member.
     pub async fn create_workspace(&self, command: CreateWorkspace) -> Result<WorkspaceView, LedgerError> {
         let request = fingerprint("CreateWorkspace", &command)?;
-        let scope = IdempotencyScope::Workspace(&command.workspace_id);
+        let scope = &Tenant::Workspace(command.workspace_id.clone());
         self.retrying(|| async {
             let mut tx = fresh_or_replay!(self.begin_idempotent(scope, &command.idempotency_key, &request).await?);
             // Locked so the owner cannot change under the workspace being created (W2 sums).
@@ -106,7 +107,7 @@ impl<S: Store> Ledger<S> {
     /// W1, W2: sets the pool size, funding a raise from the owner's account now.
     pub async fn set_pool_size(&self, command: SetPoolSize) -> Result<PoolSizeSet, LedgerError> {
         let request = fingerprint("SetPoolSize", &command)?;
-        let scope = IdempotencyScope::Workspace(&command.workspace_id);
+        let scope = &Tenant::Workspace(command.workspace_id.clone());
         self.retrying(|| async {
             let mut tx = fresh_or_replay!(self.begin_idempotent(scope, &command.idempotency_key, &request).await?);
             let (workspace, change) = self
@@ -124,7 +125,7 @@ impl<S: Store> Ledger<S> {
     /// W3: moves credits from the owner's account into the workspace top-up pool.
     pub async fn top_up_workspace(&self, command: TopUpWorkspace) -> Result<ToppedUp, LedgerError> {
         let request = fingerprint("TopUpWorkspace", &command)?;
-        let scope = IdempotencyScope::Workspace(&command.workspace_id);
+        let scope = &Tenant::Workspace(command.workspace_id.clone());
         self.retrying(|| async {
             let mut tx = fresh_or_replay!(self.begin_idempotent(scope, &command.idempotency_key, &request).await?);
             let (workspace, draw) = self

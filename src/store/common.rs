@@ -33,12 +33,12 @@ macro_rules! shared_tx_methods {
     ) => {
         async fn claim_idempotency(
             &mut self,
-            scope: IdempotencyScope<'_>,
+            scope: &Tenant,
             key: &IdempotencyKey,
             request: &Value,
             now_ms: i64,
         ) -> Result<Claim, StoreError> {
-            let (scope_id, scope_kind) = scope.parts();
+            let (scope_id, scope_kind) = $crate::store::idempotency_parts(scope);
             let claimed = sqlx::query(sql::CLAIM_IDEMPOTENCY)
                 .bind(scope_id)
                 .bind(scope_kind)
@@ -68,11 +68,11 @@ macro_rules! shared_tx_methods {
 
         async fn record_response(
             &mut self,
-            scope: IdempotencyScope<'_>,
+            scope: &Tenant,
             key: &IdempotencyKey,
             response: &Value,
         ) -> Result<(), StoreError> {
-            let (scope_id, scope_kind) = scope.parts();
+            let (scope_id, scope_kind) = $crate::store::idempotency_parts(scope);
             sqlx::query(sql::RECORD_RESPONSE)
                 .bind(scope_id)
                 .bind(scope_kind)
@@ -483,7 +483,7 @@ macro_rules! shared_tx_methods {
                 .await?)
         }
 
-        async fn open_holds_of(&mut self, scope: &ChargeScope, account: &AccountId) -> Result<OpenHolds, StoreError> {
+        async fn open_holds_of(&mut self, scope: &Tenant, account: &AccountId) -> Result<OpenHolds, StoreError> {
             let (count, held): (i64, i64) = sqlx::query_as(sql::OPEN_HOLDS_OF_MEMBER)
                 .bind(scope.id())
                 .bind(scope_kind(scope))
@@ -498,7 +498,7 @@ macro_rules! shared_tx_methods {
 
         async fn open_holds(
             &mut self,
-            scope: &ChargeScope,
+            scope: &Tenant,
             account: Option<&AccountId>,
             after: Option<&HoldCursor>,
             limit: u32,
@@ -516,21 +516,14 @@ macro_rules! shared_tx_methods {
             rows.into_iter().map(Charge::try_from).collect()
         }
 
-        async fn expired_holds(
-            &mut self,
-            now_ms: i64,
-            limit: u32,
-        ) -> Result<Vec<(ChargeScope, ChargeKey)>, StoreError> {
+        async fn expired_holds(&mut self, now_ms: i64, limit: u32) -> Result<Vec<(Tenant, ChargeKey)>, StoreError> {
             let rows: Vec<(String, String, String)> =
                 sqlx::query_as(sql::EXPIRED_HOLDS).bind(now_ms).bind(i64::from(limit)).fetch_all(&mut *self.tx).await?;
             rows.into_iter()
                 .map(|(scope_id, kind, key)| {
                     let corrupt =
                         |e: crate::domain::IdError| StoreError::Corrupt(format!("expired hold {scope_id}/{key}: {e}"));
-                    let scope = match kind.as_str() {
-                        "workspace" => ChargeScope::Workspace(WorkspaceId::parse(scope_id.clone()).map_err(corrupt)?),
-                        _ => ChargeScope::Personal(AccountId::parse(scope_id.clone()).map_err(corrupt)?),
-                    };
+                    let scope = $crate::store::records::charge_tenant(&kind, scope_id.clone())?;
                     Ok((scope, ChargeKey::parse(key.clone()).map_err(corrupt)?))
                 })
                 .collect()

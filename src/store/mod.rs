@@ -19,8 +19,8 @@ use serde_json::Value;
 
 pub use crate::domain::Account;
 use crate::domain::{
-    AccountId, Charge, ChargeKey, ChargeScope, Credits, IdempotencyKey, Member, Movement, Notification, OverflowPool,
-    PoolAccess, Profile, ProfileId, Split, Workspace, WorkspaceId,
+    AccountId, Charge, ChargeKey, Credits, IdempotencyKey, Member, Movement, Notification, OverflowPool, PoolAccess,
+    Profile, ProfileId, Split, Tenant, Workspace, WorkspaceId,
 };
 
 /// Whether a read takes a row lock until commit.
@@ -32,21 +32,12 @@ pub enum Lock {
     Update,
 }
 
-/// Where an idempotency key lives: the shard key of the mutation it guards.
-#[derive(Debug, Clone, Copy)]
-pub enum IdempotencyScope<'a> {
-    /// An account mutation.
-    Account(&'a AccountId),
-    /// A workspace mutation.
-    Workspace(&'a WorkspaceId),
-}
-
-impl IdempotencyScope<'_> {
-    fn parts(&self) -> (&str, &'static str) {
-        match self {
-            IdempotencyScope::Account(id) => (id.as_str(), "account"),
-            IdempotencyScope::Workspace(id) => (id.as_str(), "workspace"),
-        }
+/// How an idempotency record stores the tenant it lives in: its id, and "workspace" or
+/// "account" (charges spell the account kind "personal", see `records::scope_kind`).
+pub(crate) fn idempotency_parts(tenant: &Tenant) -> (&str, &'static str) {
+    match tenant {
+        Tenant::Account(id) => (id.as_str(), "account"),
+        Tenant::Workspace(id) => (id.as_str(), "workspace"),
     }
 }
 
@@ -307,7 +298,7 @@ pub trait StoreTx: Send {
     /// concurrent claim of the same key waits until this transaction ends.
     fn claim_idempotency(
         &mut self,
-        scope: IdempotencyScope<'_>,
+        scope: &Tenant,
         key: &IdempotencyKey,
         request: &Value,
         now_ms: i64,
@@ -316,7 +307,7 @@ pub trait StoreTx: Send {
     /// Stores the response of the request that claimed `key`.
     fn record_response(
         &mut self,
-        scope: IdempotencyScope<'_>,
+        scope: &Tenant,
         key: &IdempotencyKey,
         response: &Value,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -324,7 +315,7 @@ pub trait StoreTx: Send {
     /// The committed records of `keys` in `scope`: (key, request, response).
     fn idempotency_records(
         &mut self,
-        scope: IdempotencyScope<'_>,
+        scope: &Tenant,
         keys: &[IdempotencyKey],
     ) -> impl Future<Output = Result<Vec<(String, Value, Value)>, StoreError>> + Send;
 
@@ -332,7 +323,7 @@ pub trait StoreTx: Send {
     /// were new (a key taken meanwhile is not overwritten).
     fn insert_idempotency_records(
         &mut self,
-        scope: IdempotencyScope<'_>,
+        scope: &Tenant,
         records: &[(IdempotencyKey, Value, Value)],
         now_ms: i64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
@@ -490,7 +481,7 @@ pub trait StoreTx: Send {
     /// Reads the charges of `keys` in `scope` (those that exist), in key order.
     fn charges(
         &mut self,
-        scope: &ChargeScope,
+        scope: &Tenant,
         keys: &[ChargeKey],
         lock: Lock,
     ) -> impl Future<Output = Result<Vec<Charge>, StoreError>> + Send;
@@ -501,7 +492,7 @@ pub trait StoreTx: Send {
     /// How many holds `account` has open in `scope`, and what they hold.
     fn open_holds_of(
         &mut self,
-        scope: &ChargeScope,
+        scope: &Tenant,
         account: &AccountId,
     ) -> impl Future<Output = Result<OpenHolds, StoreError>> + Send;
     /// How many holds each member of `workspace` has open (members with none are left out).
@@ -512,7 +503,7 @@ pub trait StoreTx: Send {
     /// Open holds of a scope (of one member when `account` is given), by member and age.
     fn open_holds(
         &mut self,
-        scope: &ChargeScope,
+        scope: &Tenant,
         account: Option<&AccountId>,
         after: Option<&HoldCursor>,
         limit: u32,
@@ -522,7 +513,7 @@ pub trait StoreTx: Send {
         &mut self,
         now_ms: i64,
         limit: u32,
-    ) -> impl Future<Output = Result<Vec<(ChargeScope, ChargeKey)>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<(Tenant, ChargeKey)>, StoreError>> + Send;
     /// Deletes up to `limit` idempotency records created before `before_ms`; returns how many.
     fn prune_idempotency(&mut self, before_ms: i64, limit: u32)
     -> impl Future<Output = Result<u64, StoreError>> + Send;

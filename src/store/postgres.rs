@@ -10,10 +10,10 @@ use super::records::{AccountRecord, ChargeRecord, MemberRecord, WorkspaceRecord,
 use super::sql::{
     self, select_account, select_member, select_owned_workspaces, select_stream_position, select_workspace,
 };
-use super::{Claim, HoldCursor, IdempotencyScope, LedgerCheck, Lock, OpenHolds, Store, StoreError, StoreTx};
+use super::{Claim, HoldCursor, LedgerCheck, Lock, OpenHolds, Store, StoreError, StoreTx};
 use crate::domain::{
-    Account, AccountId, Charge, ChargeKey, ChargeScope, Credits, DrawBucket, IdempotencyKey, Member, Movement,
-    Notification, Workspace, WorkspaceId,
+    Account, AccountId, Charge, ChargeKey, Credits, DrawBucket, IdempotencyKey, Member, Movement, Notification, Tenant,
+    Workspace, WorkspaceId,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/postgres");
@@ -208,13 +208,13 @@ impl StoreTx for PgTx {
 
     async fn idempotency_records(
         &mut self,
-        scope: IdempotencyScope<'_>,
+        scope: &Tenant,
         keys: &[IdempotencyKey],
     ) -> Result<Vec<(String, Value, Value)>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let (scope_id, scope_kind) = scope.parts();
+        let (scope_id, scope_kind) = super::idempotency_parts(scope);
         let keys: Vec<&str> = keys.iter().map(IdempotencyKey::as_str).collect();
         let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
             "SELECT idempotency_key, request, response FROM idempotency_records \
@@ -235,14 +235,14 @@ impl StoreTx for PgTx {
 
     async fn insert_idempotency_records(
         &mut self,
-        scope: IdempotencyScope<'_>,
+        scope: &Tenant,
         records: &[(IdempotencyKey, Value, Value)],
         now_ms: i64,
     ) -> Result<u64, StoreError> {
         if records.is_empty() {
             return Ok(0);
         }
-        let (scope_id, scope_kind) = scope.parts();
+        let (scope_id, scope_kind) = super::idempotency_parts(scope);
         let keys: Vec<&str> = records.iter().map(|(key, _, _)| key.as_str()).collect();
         let requests: Vec<String> = records.iter().map(|(_, request, _)| request.to_string()).collect();
         let responses: Vec<String> = records.iter().map(|(_, _, response)| response.to_string()).collect();
@@ -327,12 +327,7 @@ impl StoreTx for PgTx {
         Ok(())
     }
 
-    async fn charges(
-        &mut self,
-        scope: &ChargeScope,
-        keys: &[ChargeKey],
-        lock: Lock,
-    ) -> Result<Vec<Charge>, StoreError> {
+    async fn charges(&mut self, scope: &Tenant, keys: &[ChargeKey], lock: Lock) -> Result<Vec<Charge>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }

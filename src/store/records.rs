@@ -1,8 +1,8 @@
 //! Rows as stored, and their checked conversion into domain types.
 
 use crate::domain::{
-    Account, AccountId, AllowanceState, BillingAnchor, Charge, ChargeKey, ChargeScope, ChargeState, Credits,
-    LowBalanceThresholds, Member, Period, Plan, Profile, ProfileId, Role, Split, Workspace, WorkspaceId,
+    Account, AccountId, AllowanceState, BillingAnchor, Charge, ChargeKey, ChargeState, Credits, LowBalanceThresholds,
+    Member, Period, Plan, Profile, ProfileId, Role, Split, Tenant, Workspace, WorkspaceId,
 };
 
 use super::{PublishedNotification, StoreError};
@@ -267,10 +267,19 @@ impl ProfileRecord {
 }
 
 /// The stored kind of a charge scope.
-pub(crate) fn scope_kind(scope: &ChargeScope) -> &'static str {
+pub(crate) fn scope_kind(scope: &Tenant) -> &'static str {
     match scope {
-        ChargeScope::Workspace(_) => "workspace",
-        ChargeScope::Personal(_) => "personal",
+        Tenant::Workspace(_) => "workspace",
+        Tenant::Account(_) => "personal",
+    }
+}
+
+/// The tenant of a charge row, from its stored kind and id.
+pub(crate) fn charge_tenant(kind: &str, id: String) -> Result<Tenant, StoreError> {
+    match kind {
+        "workspace" => Ok(Tenant::Workspace(workspace_id("scope_id", id)?)),
+        "personal" => Ok(Tenant::Account(account_id("scope_id", id)?)),
+        other => Err(StoreError::Corrupt(format!("scope_kind: {other}"))),
     }
 }
 
@@ -299,11 +308,7 @@ impl TryFrom<ChargeRecord> for Charge {
     type Error = StoreError;
 
     fn try_from(row: ChargeRecord) -> Result<Charge, StoreError> {
-        let scope = match row.scope_kind.as_str() {
-            "workspace" => ChargeScope::Workspace(workspace_id("scope_id", row.scope_id)?),
-            "personal" => ChargeScope::Personal(account_id("scope_id", row.scope_id)?),
-            other => return Err(StoreError::Corrupt(format!("scope_kind: {other}"))),
-        };
+        let scope = charge_tenant(&row.scope_kind, row.scope_id)?;
         Ok(Charge {
             key: ChargeKey::parse(row.charge_key).map_err(|e| StoreError::Corrupt(format!("charge_key: {e}")))?,
             scope,

@@ -19,10 +19,10 @@ use super::records::{AccountRecord, ChargeRecord, MemberRecord, WorkspaceRecord,
 use super::sql::{
     self, select_account, select_member, select_owned_workspaces, select_stream_position, select_workspace,
 };
-use super::{Claim, HoldCursor, IdempotencyScope, LedgerCheck, Lock, OpenHolds, Store, StoreError, StoreTx};
+use super::{Claim, HoldCursor, LedgerCheck, Lock, OpenHolds, Store, StoreError, StoreTx};
 use crate::domain::{
-    Account, AccountId, Charge, ChargeKey, ChargeScope, Credits, DrawBucket, IdempotencyKey, Member, Movement,
-    Notification, Workspace, WorkspaceId,
+    Account, AccountId, Charge, ChargeKey, Credits, DrawBucket, IdempotencyKey, Member, Movement, Notification, Tenant,
+    Workspace, WorkspaceId,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
@@ -201,13 +201,13 @@ impl StoreTx for SqliteTx {
 
     async fn idempotency_records(
         &mut self,
-        scope: IdempotencyScope<'_>,
+        scope: &Tenant,
         keys: &[IdempotencyKey],
     ) -> Result<Vec<(String, Value, Value)>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let (scope_id, kind) = scope.parts();
+        let (scope_id, kind) = super::idempotency_parts(scope);
         let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
             "SELECT idempotency_key, request, response FROM idempotency_records \
              WHERE scope_id = $1 AND scope_kind = $2 AND idempotency_key IN (SELECT value FROM json_each($3))",
@@ -227,11 +227,11 @@ impl StoreTx for SqliteTx {
 
     async fn insert_idempotency_records(
         &mut self,
-        scope: IdempotencyScope<'_>,
+        scope: &Tenant,
         records: &[(IdempotencyKey, Value, Value)],
         now_ms: i64,
     ) -> Result<u64, StoreError> {
-        let (scope_id, kind) = scope.parts();
+        let (scope_id, kind) = super::idempotency_parts(scope);
         let mut inserted = 0;
         for (key, request, response) in records {
             inserted += sqlx::query(INSERT_IDEMPOTENCY_RECORD)
@@ -315,12 +315,7 @@ impl StoreTx for SqliteTx {
         Ok(())
     }
 
-    async fn charges(
-        &mut self,
-        scope: &ChargeScope,
-        keys: &[ChargeKey],
-        _lock: Lock,
-    ) -> Result<Vec<Charge>, StoreError> {
+    async fn charges(&mut self, scope: &Tenant, keys: &[ChargeKey], _lock: Lock) -> Result<Vec<Charge>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
