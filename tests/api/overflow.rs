@@ -179,6 +179,25 @@ async fn c4_members_past_their_allowance_keep_working_from_the_pool_at_the_ratio
     let events = overage_events(&app).await;
     assert_eq!(events.len(), 1, "OVERAGE_STARTED fires once a contract period: {events:?}");
     assert_eq!(events[0].member_account_id, "alice");
+
+    // The organisation report: each member's split and the overage, as the pool counts them.
+    let report = app
+        .admin
+        .clone()
+        .get_usage_report(GetUsageReportRequest {
+            workspace_id: ORG.into(),
+            contract_period: "2026".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("GetUsageReport")
+        .into_inner();
+    let alice = report.members.iter().find(|member| member.account_id == "alice").expect("alice");
+    let split: Vec<(Bucket, i64)> = crate::helpers::parts(&alice.consumed);
+    assert_eq!(split, vec![(Bucket::WorkspaceMonthly, 15), (Bucket::Overflow, 19)]);
+    assert_eq!(overflow(&alice.consumed), (19, 46, 6));
+    assert!(report.members.iter().all(|member| member.account_id != "bob"), "bob drew nothing");
+    assert_eq!((report.overflow_units, report.overage_units), (drawn.used_units, drawn.overage_units));
     app.assert_ledger_clean().await;
 }
 
