@@ -106,26 +106,6 @@ fn overflow(split: &[SplitPart]) -> (i64, i64, i64) {
         .map_or((0, 0, 0), |part| (part.amount_credits, part.overflow_units, part.overage_units))
 }
 
-async fn overage_events(app: &TestApp) -> Vec<Notification> {
-    let mut stream = app
-        .admin
-        .clone()
-        .watch_notifications(WatchNotificationsRequest {
-            workspace_id: ORG.into(),
-            kinds: vec![NotificationKind::OverageStarted as i32],
-            ..Default::default()
-        })
-        .await
-        .expect("WatchNotifications")
-        .into_inner();
-    let mut events = Vec::new();
-    // Replay of what is stored, then a quiet moment: nothing else is coming.
-    while let Ok(Ok(Some(message))) = tokio::time::timeout(Duration::from_secs(2), stream.message()).await {
-        events.extend(message.notification);
-    }
-    events
-}
-
 #[rstest]
 #[tokio::test]
 async fn c4_members_past_their_allowance_keep_working_from_the_pool_at_the_ratio_until_access_or_renewal_changes(
@@ -176,7 +156,7 @@ async fn c4_members_past_their_allowance_keep_working_from_the_pool_at_the_ratio
     assert_eq!((balance.overflow_remaining_units, balance.overflow_overage_units), (0, 6));
     assert!(!app.balance("bob", ORG).await.overflow_access);
 
-    let events = overage_events(&app).await;
+    let events = events_of(&app, NotificationKind::OverageStarted).await;
     assert_eq!(events.len(), 1, "OVERAGE_STARTED fires once a contract period: {events:?}");
     assert_eq!(events[0].member_account_id, "alice");
 
@@ -397,5 +377,95 @@ async fn c4_sixty_four_clients_mixing_allowance_and_overflow_draws_refunds_and_t
         let monthly = member.monthly.expect("monthly");
         assert!(monthly.used_credits <= monthly.allowance_credits, "{member:?}");
     }
+    app.assert_ledger_clean().await;
+}
+
+/// Every stored event of the workspace of `kind` (replayed, then a quiet moment).
+async fn events_of(app: &TestApp, kind: NotificationKind) -> Vec<Notification> {
+    let mut stream = app
+        .admin
+        .clone()
+        .watch_notifications(WatchNotificationsRequest {
+            workspace_id: ORG.into(),
+            kinds: vec![kind as i32],
+            ..Default::default()
+        })
+        .await
+        .expect("WatchNotifications")
+        .into_inner();
+    let mut events = Vec::new();
+    while let Ok(Ok(Some(message))) = tokio::time::timeout(Duration::from_secs(2), stream.message()).await {
+        events.extend(message.notification);
+    }
+    events
+}
+
+#[rstest]
+#[tokio::test]
+async fn n_assigning_to_a_notifying_profile_and_running_the_quota_low_write_their_events(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    organisation(&app, 10).await;
+    configure(&app, 20, 1, 1, None, "2026").await;
+    app.admin
+        .clone()
+        .set_low_balance_thresholds(SetLowBalanceThresholdsRequest {
+            idempotency_key: key(),
+            workspace_id: ORG.into(),
+            actor_account_id: OWNER.into(),
+            thresholds: Some(LowBalanceThresholds {
+                member_remaining_percent: 0,
+                overflow_units: 5,
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("thresholds");
+    app.admin
+        .clone()
+        .create_profile(CreateProfileRequest {
+            idempotency_key: key(),
+            workspace_id: ORG.into(),
+            actor_account_id: OWNER.into(),
+            profile_id: "loud".into(),
+            name: "Loud".into(),
+            pool_access: true,
+            notify_on_assign: true,
+            requires_consent: false,
+        })
+        .await
+        .expect("profile");
+    for accounts in [vec!["alice".to_owned()], vec!["alice".to_owned(), "bob".to_owned()]] {
+        app.admin
+            .clone()
+            .assign_profile_members(AssignProfileMembersRequest {
+                idempotency_key: key(),
+                workspace_id: ORG.into(),
+                actor_account_id: OWNER.into(),
+                profile_id: "loud".into(),
+                account_ids: accounts,
+            })
+            .await
+            .expect("assign");
+    }
+
+    let assigned = events_of(&app, NotificationKind::MemberAssignedToProfile).await;
+    let members: Vec<&str> = assigned.iter().map(|event| event.member_account_id.as_str()).collect();
+    assert_eq!(members, vec!["alice", "bob"], "one event per newly assigned member");
+    assert!(assigned.iter().all(|event| event.account_id == OWNER));
+
+    // The quota (20 units) falls from 10 left to 4 left: below the threshold of 5, once.
+    app.consume("a1", "alice", ORG, 20).await.expect("10 allowance, 10 units");
+    app.consume("a2", "alice", ORG, 6).await.expect("6 units");
+    app.consume("a3", "alice", ORG, 1).await.expect("1 unit");
+    let low: Vec<Notification> = events_of(&app, NotificationKind::LowBalance)
+        .await
+        .into_iter()
+        .filter(|event| matches!(&event.payload, Some(notification::Payload::LowBalance(p)) if p.bucket() == Bucket::Overflow))
+        .collect();
+    assert_eq!(low.len(), 1, "{low:?}");
+    let Some(notification::Payload::LowBalance(payload)) = &low[0].payload else { unreachable!() };
+    assert_eq!((payload.balance, payload.threshold), (4, 5));
     app.assert_ledger_clean().await;
 }
