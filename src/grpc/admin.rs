@@ -362,7 +362,7 @@ impl<S: Store> AdminService for AdminApi<S> {
         request: Request<DeleteProfileRequest>,
     ) -> Result<Response<DeleteProfileResponse>, Status> {
         let request = authorized(request)?;
-        let accounts = Vec::new();
+        let accounts = None;
         let command = profile_change(
             request.idempotency_key,
             request.workspace_id,
@@ -379,7 +379,7 @@ impl<S: Store> AdminService for AdminApi<S> {
         request: Request<AssignProfileMembersRequest>,
     ) -> Result<Response<AssignProfileMembersResponse>, Status> {
         let request = authorized(request)?;
-        let accounts = convert::account_ids("account_ids", request.account_ids)?;
+        let accounts = Some(request.account_ids);
         let command = profile_change(
             request.idempotency_key,
             request.workspace_id,
@@ -396,7 +396,7 @@ impl<S: Store> AdminService for AdminApi<S> {
         request: Request<UnassignProfileMembersRequest>,
     ) -> Result<Response<UnassignProfileMembersResponse>, Status> {
         let request = authorized(request)?;
-        let accounts = convert::account_ids("account_ids", request.account_ids)?;
+        let accounts = Some(request.account_ids);
         let command = profile_change(
             request.idempotency_key,
             request.workspace_id,
@@ -560,19 +560,20 @@ impl<S: Store> AdminService for AdminApi<S> {
     }
 }
 
-/// The checked key, workspace, actor and profile of a profile deletion or (un)assignment.
+/// The checked key, workspace, actor, profile and members (`None` for a deletion) of a profile
+/// deletion or (un)assignment, checked in field order.
 fn profile_change(
     idempotency_key: String,
     workspace_id: String,
     actor_account_id: String,
     profile_id: String,
-    account_ids: Vec<crate::domain::AccountId>,
+    account_ids: Option<Vec<String>>,
 ) -> Result<ProfileChange, Status> {
     Ok(ProfileChange {
         idempotency_key: convert::idempotency_key("idempotency_key", idempotency_key)?,
         workspace_id: convert::workspace_id("workspace_id", workspace_id)?,
         actor_account_id: convert::account_id("actor_account_id", actor_account_id)?,
         profile_id: convert::profile_id("profile_id", profile_id)?,
-        account_ids,
+        account_ids: account_ids.map(|ids| convert::account_ids("account_ids", ids)).transpose()?.unwrap_or_default(),
     })
 }
