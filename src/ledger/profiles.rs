@@ -11,7 +11,7 @@ use super::views::{Page, WorkspaceView, existing_workspace, workspace_view};
 use super::{Ledger, LedgerError};
 use crate::domain::{
     AccountId, AdminAction, IdempotencyKey, Notification, NotificationKind, NotificationPayload, OverflowPool,
-    OverflowSettings, Profile, ProfileId, WorkspaceId, authorize,
+    OverflowSettings, Profile, ProfileId, Workspace, WorkspaceId, authorize,
 };
 use crate::store::{Lock, Store, StoreTx};
 
@@ -121,7 +121,7 @@ impl<S: Store> Ledger<S> {
         let scope = &Tenant::Workspace(command.workspace_id.clone());
         self.retrying(|| async {
             let mut tx = fresh_or_replay!(self.begin_idempotent(scope, &command.idempotency_key, &request).await?);
-            let mut profile = self
+            let (_, mut profile) = self
                 .lock_profile_as(&mut tx, &command.workspace_id, &command.profile_id, &command.actor_account_id)
                 .await?;
             if let Some(name) = &command.name {
@@ -142,7 +142,7 @@ impl<S: Store> Ledger<S> {
         let scope = &Tenant::Workspace(command.workspace_id.clone());
         self.retrying(|| async {
             let mut tx = fresh_or_replay!(self.begin_idempotent(scope, &command.idempotency_key, &request).await?);
-            let profile = self
+            let (_, profile) = self
                 .lock_profile_as(&mut tx, &command.workspace_id, &command.profile_id, &command.actor_account_id)
                 .await?;
             tx.delete_profile(&profile).await?;
@@ -158,7 +158,7 @@ impl<S: Store> Ledger<S> {
         let scope = &Tenant::Workspace(command.workspace_id.clone());
         self.retrying(|| async {
             let mut tx = fresh_or_replay!(self.begin_idempotent(scope, &command.idempotency_key, &request).await?);
-            let mut profile = self
+            let (workspace, mut profile) = self
                 .lock_profile_as(&mut tx, &command.workspace_id, &command.profile_id, &command.actor_account_id)
                 .await?;
             let mut added: Vec<AccountId> = Vec::new();
@@ -177,9 +177,8 @@ impl<S: Store> Ledger<S> {
             tx.change_profile_members(&profile, &added, &[]).await?;
             profile.members.extend(added.iter().cloned());
             profile.members.sort();
-            let owner = existing_workspace(&mut tx, &profile.workspace_id, Lock::None).await?.owner;
             let events: Vec<Notification> = if profile.notify_on_assign {
-                added.iter().map(|member| assigned(&owner, &profile, member)).collect()
+                added.iter().map(|member| assigned(&workspace.owner, &profile, member)).collect()
             } else {
                 Vec::new()
             };
@@ -194,7 +193,7 @@ impl<S: Store> Ledger<S> {
         let scope = &Tenant::Workspace(command.workspace_id.clone());
         self.retrying(|| async {
             let mut tx = fresh_or_replay!(self.begin_idempotent(scope, &command.idempotency_key, &request).await?);
-            let mut profile = self
+            let (_, mut profile) = self
                 .lock_profile_as(&mut tx, &command.workspace_id, &command.profile_id, &command.actor_account_id)
                 .await?;
             let removed: Vec<AccountId> =
@@ -253,13 +252,14 @@ impl<S: Store> Ledger<S> {
         workspace_id: &WorkspaceId,
         profile_id: &ProfileId,
         actor: &AccountId,
-    ) -> Result<Profile, LedgerError> {
-        self.lock_workspace_as(tx, workspace_id, actor).await?;
-        tx.profile(workspace_id, profile_id).await?.ok_or_else(|| LedgerError::NotFound {
+    ) -> Result<(Workspace, Profile), LedgerError> {
+        let workspace = self.lock_workspace_as(tx, workspace_id, actor).await?;
+        let profile = tx.profile(workspace_id, profile_id).await?.ok_or_else(|| LedgerError::NotFound {
             field: "profile_id",
             what: "profile",
             id: format!("{profile_id} in {workspace_id}"),
-        })
+        })?;
+        Ok((workspace, profile))
     }
 }
 
