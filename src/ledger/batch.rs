@@ -332,11 +332,7 @@ impl<S: Store> Ledger<S> {
                         LedgerError::NotFound { field: "workspace_id", what: "workspace", id: workspace.to_string() }
                     })?;
                     let members = tx.lock_members(&workspace.id, &accounts).await?;
-                    // Profiles matter only where there is a pool to draw: others skip the read.
-                    let access = match &workspace.overflow {
-                        Some(pool) if pool.enabled => tx.pool_access(&workspace.id, &accounts).await?,
-                        _ => HashMap::new(),
-                    };
+                    let access = super::views::pool_access(&mut tx, &workspace, &accounts).await?;
                     Wallets::Workspace {
                         workspace,
                         members: members.into_iter().map(|m| (m.account_id.clone(), m)).collect(),

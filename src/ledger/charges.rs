@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::batch::HotCall;
 use super::idempotency::fingerprint;
-use super::views::{existing_account, existing_member, existing_workspace};
+use super::views::{existing_account, existing_member, existing_workspace, pool_access};
 use super::{Ledger, LedgerError};
 use crate::domain::{
     AccountId, Charge, ChargeKey, Credits, GivenBack, IdempotencyKey, MAX_AMOUNT_CREDITS, Split, Tenant, Wallet,
@@ -185,7 +185,7 @@ impl<S: Store> Ledger<S> {
                 Tenant::Workspace(workspace) => {
                     let workspace = existing_workspace(&mut tx, workspace, Lock::None).await?;
                     let member = existing_member(&mut tx, &workspace.id, account_id, Lock::None).await?;
-                    let mut access = tx.pool_access(&workspace.id, std::slice::from_ref(account_id)).await?;
+                    let mut access = pool_access(&mut tx, &workspace, std::slice::from_ref(account_id)).await?;
                     let access = access.remove(account_id).unwrap_or_default();
                     Wallet::Workspace { workspace, member, access }
                 }

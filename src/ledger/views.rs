@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::LedgerError;
-use crate::domain::{Account, AccountId, Credits, Member, Workspace, WorkspaceId};
+use crate::domain::{Account, AccountId, Credits, Member, PoolAccess, Workspace, WorkspaceId};
 use crate::store::{Lock, StoreTx};
 
 /// An account with the sum of its workspaces' pool sizes.
@@ -96,4 +96,17 @@ pub(super) async fn member_view(tx: &mut impl StoreTx, member: Member) -> Result
     let scope = crate::domain::Tenant::Workspace(member.workspace_id.clone());
     let open_reservations = tx.open_holds_of(&scope, &member.account_id).await?.count;
     Ok(MemberView { member, open_reservations })
+}
+
+/// What the profiles of `accounts` allow of `workspace`'s overflow pool. Profiles matter only
+/// where there is an enabled pool to draw, so every other workspace skips the read.
+pub(super) async fn pool_access(
+    tx: &mut impl StoreTx,
+    workspace: &Workspace,
+    accounts: &[AccountId],
+) -> Result<std::collections::HashMap<AccountId, PoolAccess>, LedgerError> {
+    match &workspace.overflow {
+        Some(pool) if pool.enabled => Ok(tx.pool_access(&workspace.id, accounts).await?),
+        _ => Ok(std::collections::HashMap::new()),
+    }
 }
