@@ -64,6 +64,13 @@ impl Split {
         Split { monthly, top_up, overflow: Credits::ZERO }
     }
 
+    /// `credits` on `bucket` alone.
+    pub fn only(bucket: DrawBucket, credits: Credits) -> Split {
+        let mut split = Split::default();
+        *split.part_mut(bucket) = credits;
+        split
+    }
+
     /// The part on `bucket`.
     pub fn get(self, bucket: DrawBucket) -> Credits {
         match bucket {

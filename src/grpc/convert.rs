@@ -521,6 +521,11 @@ pub(super) fn profile_page_token(field: &str, value: String) -> Result<Option<Pr
     ProfileId::parse(value).map(Some).map_err(|_| invalid_argument(field, "is not a token this service returned"))
 }
 
+/// Checks a contract period label: the id alphabet, 1..=128 bytes.
+fn contract_period(field: &str, value: String) -> Result<String, Status> {
+    ProfileId::parse(value).map(String::from).map_err(|e| invalid_argument(field, e))
+}
+
 /// Checks a ConfigureOverflowPool request's settings, naming the field at fault.
 pub(super) fn overflow_settings(request: &proto::ConfigureOverflowPoolRequest) -> Result<OverflowSettings, Status> {
     let quota_units = setting("quota_units", request.quota_units)?.get();
@@ -536,9 +541,7 @@ pub(super) fn overflow_settings(request: &proto::ConfigureOverflowPoolRequest) -
     let ratio = UnitRatio::new(num, den).ok_or_else(|| invalid_argument("units_per_credit_num", "out of range"))?;
     let overage_limit_units =
         request.overage_limit_units.map(|limit| setting("overage_limit_units", limit).map(Credits::get)).transpose()?;
-    let period = ProfileId::parse(request.contract_period.clone())
-        .map_err(|e| invalid_argument("contract_period", e))?
-        .to_string();
+    let period = contract_period("contract_period", request.contract_period.clone())?;
     Ok(OverflowSettings { enabled: request.enabled, quota_units, ratio, overage_limit_units, period })
 }
 
@@ -564,8 +567,7 @@ pub(super) fn report_range(
         if from_ms.is_some() || to_ms.is_some() {
             return Err(invalid_argument("contract_period", "cannot be combined with from_time or to_time"));
         }
-        let label = ProfileId::parse(contract_period).map_err(|e| invalid_argument("contract_period", e))?;
-        return Ok(ReportRange::ContractPeriod(label.to_string()));
+        return Ok(ReportRange::ContractPeriod(self::contract_period("contract_period", contract_period)?));
     }
     if let (Some(from), Some(to)) = (from_ms, to_ms)
         && from >= to

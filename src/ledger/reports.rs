@@ -188,12 +188,7 @@ fn usage_report(
             });
         }
         let member = report.members.last_mut().ok_or_else(|| corrupt("no member".into()))?;
-        let mut part_split = Split::default();
-        match part {
-            DrawBucket::Monthly => part_split.monthly = credits,
-            DrawBucket::TopUp => part_split.top_up = credits,
-            DrawBucket::Overflow => part_split.overflow = credits,
-        }
+        let part_split = Split::only(part, credits);
         let units = OverflowUnits { quota: row.overflow_units, overage: row.overage_units };
         let overflow = || corrupt("usage sums past i64".into());
         member.consumed = member.consumed.checked_add(part_split).ok_or_else(overflow)?;
