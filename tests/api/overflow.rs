@@ -29,7 +29,14 @@ async fn organisation(app: &TestApp, allowance: i64) {
     }
 }
 
-async fn configure(app: &TestApp, quota: i64, num: i64, den: i64, limit: Option<i64>, period: &str) -> OverflowPool {
+pub(crate) async fn configure(
+    app: &TestApp,
+    quota: i64,
+    num: i64,
+    den: i64,
+    limit: Option<i64>,
+    period: &str,
+) -> OverflowPool {
     app.admin
         .clone()
         .configure_overflow_pool(ConfigureOverflowPoolRequest {
@@ -51,7 +58,7 @@ async fn configure(app: &TestApp, quota: i64, num: i64, den: i64, limit: Option<
         .expect("overflow pool")
 }
 
-async fn profile(app: &TestApp, id: &str, requires_consent: bool, members: &[&str]) {
+pub(crate) async fn profile(app: &TestApp, id: &str, requires_consent: bool, members: &[&str]) {
     app.admin
         .clone()
         .create_profile(CreateProfileRequest {

@@ -37,48 +37,12 @@ async fn organisation(app: &TestApp) {
         app.set_allowance(ORG, OWNER, member, 20, 5).await.expect("allowance");
     }
     configure(app, "2026").await;
-    app.admin
-        .clone()
-        .create_profile(CreateProfileRequest {
-            idempotency_key: key(),
-            workspace_id: ORG.into(),
-            actor_account_id: OWNER.into(),
-            profile_id: "pool".into(),
-            name: "Pool users".into(),
-            pool_access: true,
-            ..Default::default()
-        })
-        .await
-        .expect("profile");
-    app.admin
-        .clone()
-        .assign_profile_members(AssignProfileMembersRequest {
-            idempotency_key: key(),
-            workspace_id: ORG.into(),
-            actor_account_id: OWNER.into(),
-            profile_id: "pool".into(),
-            account_ids: vec!["alice".into(), "carol".into()],
-        })
-        .await
-        .expect("assign");
+    crate::overflow::profile(app, "pool", false, &["alice", "carol"]).await;
 }
 
+/// The overflow pool of the reports: 30 units at 3 units per 2 credits, no overage limit.
 async fn configure(app: &TestApp, period: &str) {
-    app.admin
-        .clone()
-        .configure_overflow_pool(ConfigureOverflowPoolRequest {
-            idempotency_key: key(),
-            workspace_id: ORG.into(),
-            actor_account_id: OWNER.into(),
-            quota_units: 30,
-            units_per_credit_num: 3,
-            units_per_credit_den: 2,
-            overage_limit_units: None,
-            enabled: true,
-            contract_period: period.into(),
-        })
-        .await
-        .expect("ConfigureOverflowPool");
+    crate::overflow::configure(app, 30, 3, 2, None, period).await;
 }
 
 async fn usage_report(app: &TestApp, request: GetUsageReportRequest) -> GetUsageReportResponse {
