@@ -284,6 +284,7 @@ impl<S: Store> Ledger<S> {
     /// will make. A replay cannot slip through: one that succeeds again collides with its own
     /// record or charge when written (the batch is rerun carefully), and one that fails (a
     /// Commit of a hold it already committed) has its record looked up before it is answered.
+    /// The careful rerun looks every record up, but only once the scope is locked.
     async fn apply_batch(
         &self,
         scope: &Tenant,
@@ -294,25 +295,16 @@ impl<S: Store> Ledger<S> {
         let now_ms = self.now_ms();
         let idempotency_scope = scope;
 
-        let mut results: Vec<Option<Result<ChargeOutcome, LedgerError>>> = batch.iter().map(|_| None).collect();
-        if careful {
-            let keys: Vec<IdempotencyKey> =
-                batch.iter().filter(|p| p.request.is_some()).map(|p| p.key.clone()).collect();
-            replay_stored(&mut tx, idempotency_scope, batch, &keys, &mut results).await?;
-        }
-
-        // Lock in the fixed order: the wallet rows, then the charges.
-        let open: Vec<&Pending> = batch.iter().zip(&results).filter(|(_, r)| r.is_none()).map(|(p, _)| p).collect();
-        let makes_new_charge = |p: &&&Pending| matches!(p.call, HotCall::Consume(_) | HotCall::Reserve(_));
-        let charge_keys: Vec<ChargeKey> =
-            open.iter().filter(|p| careful || !makes_new_charge(p)).map(|p| p.call.charge_key().clone()).collect();
-        let mut accounts: Vec<AccountId> = open.iter().filter_map(|p| p.call.account_id().cloned()).collect();
-        if open.iter().any(|p| matches!(p.call, HotCall::Expire(_))) {
-            let expiring: Vec<ChargeKey> = open
-                .iter()
-                .filter(|p| matches!(p.call, HotCall::Expire(_)))
-                .map(|p| p.call.charge_key().clone())
-                .collect();
+        // Lock in the fixed order: the wallet rows, then the charges. Every call's account is
+        // locked, replays included, because whether a call is a replay is only known once the
+        // scope is locked.
+        let mut accounts: Vec<AccountId> = batch.iter().filter_map(|p| p.call.account_id().cloned()).collect();
+        let expiring: Vec<ChargeKey> = batch
+            .iter()
+            .filter(|p| matches!(p.call, HotCall::Expire(_)))
+            .map(|p| p.call.charge_key().clone())
+            .collect();
+        if !expiring.is_empty() {
             accounts.extend(tx.charges(scope, &expiring, Lock::None).await?.into_iter().map(|c| c.account_id));
         }
         accounts.sort();
@@ -341,6 +333,20 @@ impl<S: Store> Ledger<S> {
                     }
                 }
             };
+
+        // Every hot-path write of the scope holds the scope's row lock, so once it is held the
+        // records read here are all the committed ones: a replay racing its original on another
+        // replica either sees the original's record, or the original has not run yet (C7).
+        let mut results: Vec<Option<Result<ChargeOutcome, LedgerError>>> = batch.iter().map(|_| None).collect();
+        if careful {
+            let keys: Vec<IdempotencyKey> =
+                batch.iter().filter(|p| p.request.is_some()).map(|p| p.key.clone()).collect();
+            replay_stored(&mut tx, idempotency_scope, batch, &keys, &mut results).await?;
+        }
+        let open: Vec<&Pending> = batch.iter().zip(&results).filter(|(_, r)| r.is_none()).map(|(p, _)| p).collect();
+        let makes_new_charge = |p: &&&Pending| matches!(p.call, HotCall::Consume(_) | HotCall::Reserve(_));
+        let charge_keys: Vec<ChargeKey> =
+            open.iter().filter(|p| careful || !makes_new_charge(p)).map(|p| p.call.charge_key().clone()).collect();
         let mut charges: HashMap<ChargeKey, Tracked> = tx
             .charges(scope, &charge_keys, Lock::Update)
             .await?

@@ -170,3 +170,117 @@ async fn c7_records_stored_before_the_draw_chain_had_an_overflow_link_still_repl
     assert_eq!(app.snapshot().await, before, "a replay changes nothing");
     app.assert_ledger_clean().await;
 }
+
+/// Waits until `count` backends of the test's database wait for a lock.
+async fn lock_waiters(app: &crate::helpers::TestApp, count: i64) {
+    for _ in 0..500 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&app.db)
+        .await
+        .expect("pg_stat_activity");
+        if waiting >= count {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{count} backends never waited for a lock");
+}
+
+/// A raw transaction that locks rows or holds an uncommitted insert, to stop a batch mid-way.
+async fn blocker(app: &crate::helpers::TestApp, statement: &str) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let pool = sqlx::PgPool::connect(&app.database_url).await.expect("connect");
+    let mut tx = pool.begin().await.expect("begin");
+    sqlx::query(sqlx::AssertSqlSafe(statement.to_owned())).execute(&mut *tx).await.expect("blocking statement");
+    tx
+}
+
+/// Defect 1 of the reliability review, staged step by step with row locks: replica B's batch
+/// holding a replayed Consume and a Commit collides on the replay, and reruns carefully while the
+/// original Commit, on replica A, is written but not yet committed. The rerun must answer the
+/// Commit with the original's result, not "the hold is committed, not open".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c7_a_careful_rerun_replays_an_original_that_committed_on_another_replica_while_it_waited() {
+    let a = spawn_app(Backend::Postgres).await;
+    a.design_example().await;
+    let b = a.spawn_replica().await;
+    a.reserve("hold", "member-a", "team", 30, 0).await.expect("hold");
+    let answered = a.consume("answered", "member-b", "team", 5).await.expect("first consume");
+
+    let on_b = blocker(&b, "SELECT 1 FROM members WHERE account_id = 'member-c' FOR UPDATE").await;
+    let on_a = blocker(&b, "SELECT 1 FROM members WHERE account_id = 'member-a' FOR UPDATE").await;
+    // B's first batch holds the workspace and waits for member-c, so the next two calls queue
+    // into one batch.
+    let first_b = tokio::spawn({
+        let credit = b.credit.clone();
+        async move {
+            let _ = credit
+                .clone()
+                .consume(ConsumeRequest {
+                    idempotency_key: "filler".into(),
+                    account_id: "member-c".into(),
+                    workspace_id: "team".into(),
+                    amount_credits: 1,
+                    ..Default::default()
+                })
+                .await;
+        }
+    });
+    lock_waiters(&a, 1).await;
+    let b = std::sync::Arc::new(b);
+    let replay_b = tokio::spawn({
+        let b = std::sync::Arc::clone(&b);
+        async move { b.consume("answered", "member-b", "team", 5).await }
+    });
+    let commit_b = tokio::spawn({
+        let b = std::sync::Arc::clone(&b);
+        async move { b.commit("hold", "member-a", "team", 20).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    on_b.rollback().await.expect("release member-c");
+    first_b.await.expect("filler");
+    // B's second batch now holds the workspace and waits for member-a; A's Commit queues behind.
+    lock_waiters(&a, 1).await;
+    let commit_a = tokio::spawn({
+        let credit = a.credit.clone();
+        async move {
+            credit
+                .clone()
+                .commit(CommitRequest {
+                    reservation_key: "hold".into(),
+                    account_id: "member-a".into(),
+                    workspace_id: "team".into(),
+                    amount_credits: 20,
+                    ..Default::default()
+                })
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    });
+    lock_waiters(&a, 2).await;
+    // A's Commit will stop at its idempotency record until this uncommitted twin is gone.
+    let record = blocker(
+        &a,
+        "INSERT INTO idempotency_records (scope_id, scope_kind, idempotency_key, request, response, created_at_ms) \
+         VALUES ('team', 'workspace', 'Commit/hold', '{}', NULL, 0)",
+    )
+    .await;
+    on_a.rollback().await.expect("release member-a");
+    // B's batch collides on the replayed consume and reruns; A takes the workspace and waits
+    // at its record; B's rerun waits for the workspace.
+    lock_waiters(&a, 2).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    record.rollback().await.expect("let A commit");
+
+    let original = commit_a.await.expect("A").expect("the original commit");
+    let retried = commit_b.await.expect("B").expect("the retry gets the original's answer");
+    assert_eq!(retried, original);
+    assert_eq!(replay_b.await.expect("B").expect("replay"), answered);
+    let charges: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM charges WHERE charge_key = 'hold'")
+        .fetch_one(&a.db)
+        .await
+        .expect("count");
+    assert_eq!(charges, 1);
+    a.assert_ledger_clean().await;
+}
