@@ -79,6 +79,10 @@ pub struct Charge {
     /// The overflow units the charge holds, so returns give back exactly what it took (C4, C6).
     #[serde(default, skip_serializing_if = "OverflowTake::is_none")]
     pub overflow: OverflowTake,
+    /// The membership that made it ([`Member::membership`](super::Member::membership); 0 in
+    /// personal context): only that membership's usage goes down when credits come back.
+    #[serde(default)]
+    pub membership: i64,
 }
 
 /// What a Commit did.
@@ -89,6 +93,8 @@ pub struct Captured {
     /// The uncaptured rest of the hold, given back.
     pub given_back: GivenBack,
 }
+
+use super::Origin;
 
 impl Charge {
     /// C1–C3: a one-shot consumption of `amount` from `wallet`.
@@ -136,6 +142,7 @@ impl Charge {
             created_at_ms: now_ms,
             expires_at_ms,
             overflow,
+            membership: wallet.membership(),
         }
     }
 
@@ -148,7 +155,8 @@ impl Charge {
         from: &BucketRef,
         cause: Cause,
     ) -> Result<(GivenBack, Vec<Movement>), DomainError> {
-        wallet.give_back(back, from, self.cycle, &mut self.overflow, holding.overflow, cause)
+        let origin = Origin { cycle: self.cycle, membership: self.membership };
+        wallet.give_back(back, from, origin, &mut self.overflow, holding.overflow, cause)
     }
 
     fn ensure_held(&self) -> Result<(), DomainError> {

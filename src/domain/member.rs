@@ -146,6 +146,12 @@ pub struct Member {
     pub top_up: AllowanceState,
     /// When the member joined (unix ms).
     pub created_at_ms: i64,
+    /// Which of the workspace's memberships this is (see [`Workspace::admit`]): a charge made
+    /// by an earlier membership of the same account never changes this one's usage.
+    ///
+    /// [`Workspace::admit`]: super::Workspace::admit
+    #[serde(default)]
+    pub membership: i64,
 }
 
 impl Member {
@@ -158,11 +164,14 @@ impl Member {
             monthly: AllowanceState::default(),
             top_up: AllowanceState::default(),
             created_at_ms: now_ms,
+            membership: 0,
         }
     }
 
-    /// A new member added by an admin: any role but OWNER.
-    pub fn join(
+    /// A new member added by an admin: any role but OWNER. [`Workspace::admit`] numbers it.
+    ///
+    /// [`Workspace::admit`]: super::Workspace::admit
+    pub(super) fn join(
         workspace_id: WorkspaceId,
         account_id: AccountId,
         role: Role,

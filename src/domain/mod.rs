@@ -35,5 +35,5 @@ pub use period::{Period, PeriodError};
 pub use profile::{MAX_PROFILE_NAME_BYTES, PoolAccess, Profile};
 pub use renewal::{Renewal, renew};
 pub use split::{DrawBucket, Split};
-pub use wallet::{Drawn, GivenBack, Tenant, Wallet};
+pub use wallet::{Drawn, GivenBack, Origin, Tenant, Wallet};
 pub use workspace::{LowBalanceThresholds, PoolSizeChange, Workspace};

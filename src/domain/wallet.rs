@@ -58,6 +58,15 @@ pub enum Wallet {
     },
 }
 
+/// Where credits coming back were drawn: the monthly cycle and the membership.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// The monthly cycle of the draw; monthly credits of an earlier cycle are forfeited.
+    pub cycle: i64,
+    /// The membership that drew ([`Member::membership`]).
+    pub membership: i64,
+}
+
 /// What went back to the buckets, and what could not because its billing cycle has renewed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GivenBack {
@@ -112,6 +121,14 @@ impl Wallet {
         match self {
             Wallet::Workspace { member, .. } => &member.account_id,
             Wallet::Personal { account } => &account.id,
+        }
+    }
+
+    /// The membership drawing ([`Member::membership`]); 0 in personal context.
+    pub fn membership(&self) -> i64 {
+        match self {
+            Wallet::Workspace { member, .. } => member.membership,
+            Wallet::Personal { .. } => 0,
         }
     }
 
@@ -217,12 +234,13 @@ impl Wallet {
         &mut self,
         split: Split,
         from: &BucketRef,
-        drawn_in_cycle: i64,
+        origin: Origin,
         take: &mut OverflowTake,
         overflow_held: Credits,
         cause: Cause,
     ) -> Result<(GivenBack, Vec<Movement>), DomainError> {
-        let renewed = drawn_in_cycle != self.monthly_cycle();
+        let renewed = origin.cycle != self.monthly_cycle();
+        let drawer = origin.membership == self.membership();
         let forfeited = if renewed { split.monthly } else { Credits::ZERO };
         let returned = Split { monthly: split.monthly.saturating_sub(forfeited), ..split };
         let units = if returned.overflow.is_zero() {
@@ -233,7 +251,7 @@ impl Wallet {
         };
         let mut legs = Vec::new();
         for (bucket, part) in returned.parts().rev() {
-            self.put_back(bucket, part)?;
+            self.put_back(bucket, part, drawer)?;
             let units = if bucket == DrawBucket::Overflow { units } else { OverflowUnits::default() };
             legs.push(Leg { from: from.clone(), to: self.bucket(bucket), amount: part, part: Some(bucket), units });
         }
@@ -260,17 +278,19 @@ impl Wallet {
         }
     }
 
-    /// Returns `amount` to one link of the chain; usage goes down with it.
-    fn put_back(&mut self, bucket: DrawBucket, amount: Credits) -> Result<(), DomainError> {
+    /// Returns `amount` to one link of the chain; the member's usage goes down with it when
+    /// `drawer` (its membership drew the credits; an earlier membership's usage is gone).
+    fn put_back(&mut self, bucket: DrawBucket, amount: Credits, drawer: bool) -> Result<(), DomainError> {
         let overflow = DomainError::BalanceOverflow;
+        let used = if drawer { amount } else { Credits::ZERO };
         match (self, bucket) {
             (Wallet::Workspace { workspace, member, .. }, DrawBucket::Monthly) => {
                 workspace.monthly_pool = workspace.monthly_pool.checked_add(amount).ok_or(overflow)?;
-                member.monthly.used = member.monthly.used.saturating_sub(amount);
+                member.monthly.used = member.monthly.used.saturating_sub(used);
             }
             (Wallet::Workspace { workspace, member, .. }, DrawBucket::TopUp) => {
                 workspace.top_up_pool = workspace.top_up_pool.checked_add(amount).ok_or(overflow)?;
-                member.top_up.used = member.top_up.used.saturating_sub(amount);
+                member.top_up.used = member.top_up.used.saturating_sub(used);
             }
             (Wallet::Workspace { workspace, .. }, DrawBucket::Overflow) => {
                 workspace.overflow_lent = workspace.overflow_lent.saturating_sub(amount);
@@ -387,7 +407,14 @@ mod tests {
             workspace.monthly_cycle += 1;
         }
         let (given, movements) = wallet
-            .give_back(split, &BucketRef::Consumed, 0, &mut OverflowTake::default(), Credits::ZERO, Cause::Refund)
+            .give_back(
+                split,
+                &BucketRef::Consumed,
+                Origin::default(),
+                &mut OverflowTake::default(),
+                Credits::ZERO,
+                Cause::Refund,
+            )
             .unwrap();
         assert_eq!(
             given,

@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Account, AccountId, BucketRef, Cause, Credits, DomainError, DrawBucket, Movement, OverflowPool, OverflowUnits,
-    Split, WorkspaceId,
+    Account, AccountId, BucketRef, Cause, Credits, DomainError, DrawBucket, Member, Movement, OverflowPool,
+    OverflowUnits, Role, Split, WorkspaceId,
 };
 
 /// When LOW_BALANCE fires for a workspace.
@@ -63,6 +63,9 @@ pub struct Workspace {
     pub overflow_lent: Credits,
     /// When created (unix ms).
     pub created_at_ms: i64,
+    /// How many memberships [`admit`](Self::admit) has begun; the newest one's number.
+    #[serde(default)]
+    pub memberships: i64,
 }
 
 /// What a pool size change did now.
@@ -90,7 +93,17 @@ impl Workspace {
             overflow: None,
             overflow_lent: Credits::ZERO,
             created_at_ms: now_ms,
+            memberships: 0,
         }
+    }
+
+    /// M1: a new membership of `account_id` (any role but OWNER), numbered after every earlier
+    /// one, so an account removed and added again starts a membership of its own.
+    pub fn admit(&mut self, account_id: AccountId, role: Role, now_ms: i64) -> Result<Member, DomainError> {
+        let mut member = Member::join(self.id.clone(), account_id, role, now_ms)?;
+        self.memberships = self.memberships.saturating_add(1);
+        member.membership = self.memberships;
+        Ok(member)
     }
 
     /// W1, W2: sets the pool size. Raising it above what the pool received this period moves the
@@ -201,6 +214,16 @@ mod tests {
 
     fn credits(value: i64) -> Credits {
         Credits::new(value).unwrap()
+    }
+
+    #[test]
+    fn each_admission_is_a_membership_of_its_own() {
+        let mut workspace = Workspace::new(WorkspaceId::parse("w").unwrap(), AccountId::parse("o").unwrap(), 0);
+        let first = workspace.admit(AccountId::parse("m").unwrap(), Role::Editor, 0).unwrap();
+        let again = workspace.admit(AccountId::parse("m").unwrap(), Role::Editor, 0).unwrap();
+        assert_eq!((first.membership, again.membership, workspace.memberships), (1, 2, 2));
+        assert!(workspace.admit(AccountId::parse("x").unwrap(), Role::Owner, 0).is_err());
+        assert_eq!(workspace.memberships, 2, "a refused admission numbers nothing");
     }
 
     fn owner_with_plan(monthly: i64) -> Account {

@@ -9,7 +9,7 @@ use super::views::{
 };
 use super::{DEFAULT_PAGE_SIZE, Ledger, LedgerError, MAX_PAGE_SIZE};
 use crate::domain::{
-    AccountId, AdminAction, Credits, IdempotencyKey, Member, PoolAccess, PoolReservations, Role, Wallet, Workspace,
+    AccountId, AdminAction, Credits, IdempotencyKey, PoolAccess, PoolReservations, Role, Wallet, Workspace,
     WorkspaceId, authorize,
 };
 use crate::store::{Lock, Store, StoreTx};
@@ -99,9 +99,11 @@ impl<S: Store> Ledger<S> {
         let scope = &Tenant::Workspace(command.workspace_id.clone());
         self.retrying(|| async {
             let mut tx = fresh_or_replay!(self.begin_idempotent(scope, &command.idempotency_key, &request).await?);
-            let workspace = self.lock_workspace_as(&mut tx, &command.workspace_id, &command.actor_account_id).await?;
+            let mut workspace =
+                self.lock_workspace_as(&mut tx, &command.workspace_id, &command.actor_account_id).await?;
             existing_account(&mut tx, "account_id", &command.account_id, Lock::None).await?;
-            let member = Member::join(workspace.id, command.account_id.clone(), command.role, self.now_ms())?;
+            let member = workspace.admit(command.account_id.clone(), command.role, self.now_ms())?;
+            tx.update_workspace(&workspace).await?;
             if !tx.insert_member(&member).await? {
                 return Err(LedgerError::AlreadyExists {
                     field: "account_id",

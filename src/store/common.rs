@@ -169,6 +169,7 @@ macro_rules! shared_tx_methods {
                 .bind(r.overflow_lent_credits)
                 .bind(r.low_overflow_units)
                 .bind(r.created_at_ms)
+                .bind(r.memberships)
                 .execute(&mut *self.tx)
                 .await?;
             Ok(inserted.rows_affected() == 1)
@@ -190,6 +191,7 @@ macro_rules! shared_tx_methods {
                 .bind(r.overflow_pool)
                 .bind(r.overflow_lent_credits)
                 .bind(r.low_overflow_units)
+                .bind(r.memberships)
                 .execute(&mut *self.tx)
                 .await?;
             Ok(())
@@ -262,6 +264,7 @@ macro_rules! shared_tx_methods {
                 .bind(r.top_up_allowance_credits)
                 .bind(r.top_up_used_credits)
                 .bind(r.created_at_ms)
+                .bind(r.membership)
                 .execute(&mut *self.tx)
                 .await?;
             Ok(inserted.rows_affected() == 1)

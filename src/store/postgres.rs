@@ -174,7 +174,7 @@ macro_rules! select_charges {
     () => {
         "SELECT scope_id, scope_kind, charge_key, account_id, state, monthly_credits, top_up_credits, \
          refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, created_at_ms, expires_at_ms, \
-         overflow_credits, refunded_overflow_credits, overflow_take \
+         overflow_credits, refunded_overflow_credits, overflow_take, membership \
          FROM charges WHERE scope_id = $1 AND scope_kind = $2 AND charge_key = ANY($3) ORDER BY charge_key"
     };
 }
@@ -283,7 +283,7 @@ impl StoreTx for PgTx {
         let accounts: Vec<&str> = accounts.iter().map(AccountId::as_str).collect();
         let rows: Vec<MemberRecord> = sqlx::query_as(
             "SELECT workspace_id, account_id, role, monthly_allowance_credits, monthly_used_credits, \
-             top_up_allowance_credits, top_up_used_credits, created_at_ms \
+             top_up_allowance_credits, top_up_used_credits, created_at_ms, membership \
              FROM members WHERE workspace_id = $1 AND account_id = ANY($2) ORDER BY account_id FOR UPDATE",
         )
         .bind(workspace.as_str())
@@ -364,6 +364,7 @@ impl StoreTx for PgTx {
             .bind(rows.iter().map(|r| r.overflow_credits).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.refunded_overflow_credits).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.overflow_take.as_deref()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.membership).collect::<Vec<_>>())
             .execute(&mut *self.tx)
             .await?;
         Ok(inserted.rows_affected())

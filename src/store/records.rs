@@ -135,6 +135,7 @@ pub(crate) struct WorkspaceRecord {
     pub overflow_lent_credits: i64,
     pub low_overflow_units: i64,
     pub created_at_ms: i64,
+    pub memberships: i64,
 }
 
 impl TryFrom<WorkspaceRecord> for Workspace {
@@ -163,6 +164,7 @@ impl TryFrom<WorkspaceRecord> for Workspace {
             overflow: row.overflow_pool.as_deref().map(|pool| json("overflow_pool", pool)).transpose()?,
             overflow_lent: credits("overflow_lent_credits", row.overflow_lent_credits)?,
             created_at_ms: row.created_at_ms,
+            memberships: row.memberships,
         })
     }
 }
@@ -185,6 +187,7 @@ impl From<&Workspace> for WorkspaceRecord {
             overflow_lent_credits: workspace.overflow_lent.get(),
             low_overflow_units: workspace.thresholds.overflow_units,
             created_at_ms: workspace.created_at_ms,
+            memberships: workspace.memberships,
         }
     }
 }
@@ -200,6 +203,7 @@ pub(crate) struct MemberRecord {
     pub top_up_allowance_credits: i64,
     pub top_up_used_credits: i64,
     pub created_at_ms: i64,
+    pub membership: i64,
 }
 
 impl TryFrom<MemberRecord> for Member {
@@ -219,6 +223,7 @@ impl TryFrom<MemberRecord> for Member {
                 used: credits("top_up_used_credits", row.top_up_used_credits)?,
             },
             created_at_ms: row.created_at_ms,
+            membership: row.membership,
         })
     }
 }
@@ -234,6 +239,7 @@ impl From<&Member> for MemberRecord {
             top_up_allowance_credits: member.top_up.allowance.get(),
             top_up_used_credits: member.top_up.used.get(),
             created_at_ms: member.created_at_ms,
+            membership: member.membership,
         }
     }
 }
@@ -302,6 +308,7 @@ pub(crate) struct ChargeRecord {
     pub overflow_credits: i64,
     pub refunded_overflow_credits: i64,
     pub overflow_take: Option<String>,
+    pub membership: i64,
 }
 
 impl TryFrom<ChargeRecord> for Charge {
@@ -335,6 +342,7 @@ impl TryFrom<ChargeRecord> for Charge {
             cycle: row.cycle,
             created_at_ms: row.created_at_ms,
             expires_at_ms: row.expires_at_ms,
+            membership: row.membership,
         })
     }
 }
@@ -359,6 +367,7 @@ impl From<&Charge> for ChargeRecord {
             refunded_overflow_credits: charge.refunded.overflow.get(),
             overflow_take: (!charge.overflow.units.is_zero() || !charge.split.overflow.is_zero())
                 .then(|| to_json(&charge.overflow)),
+            membership: charge.membership,
         }
     }
 }

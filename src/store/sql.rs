@@ -12,14 +12,14 @@ macro_rules! select_workspace {
     () => {
         "SELECT workspace_id, owner_account_id, pool_size_credits, funded_pool_size_credits, monthly_pool_funded, \
          monthly_pool_credits, top_up_pool_credits, monthly_cycle, low_monthly_pool_credits, low_top_up_pool_credits, \
-         low_member_remaining_percent, overflow_pool, overflow_lent_credits, low_overflow_units, created_at_ms \
-         FROM workspaces WHERE workspace_id = $1"
+         low_member_remaining_percent, overflow_pool, overflow_lent_credits, low_overflow_units, created_at_ms, \
+         memberships FROM workspaces WHERE workspace_id = $1"
     };
 }
 macro_rules! select_member {
     () => {
         "SELECT workspace_id, account_id, role, monthly_allowance_credits, monthly_used_credits, \
-         top_up_allowance_credits, top_up_used_credits, created_at_ms \
+         top_up_allowance_credits, top_up_used_credits, created_at_ms, membership \
          FROM members WHERE workspace_id = $1 AND account_id = $2"
     };
 }
@@ -37,7 +37,7 @@ pub(crate) const OPEN_HOLDS_OF_MEMBER: &str = "SELECT COUNT(*), CAST(COALESCE(SU
 /// Open holds of a scope (optionally one member), by member, oldest first, after a cursor.
 pub(crate) const LIST_OPEN_HOLDS: &str = "SELECT scope_id, scope_kind, charge_key, account_id, state, monthly_credits, \
      top_up_credits, refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, created_at_ms, expires_at_ms, \
-     overflow_credits, refunded_overflow_credits, overflow_take \
+     overflow_credits, refunded_overflow_credits, overflow_take, membership \
      FROM charges WHERE scope_id = $1 AND scope_kind = $2 AND state = 'held' AND ($3 = '' OR account_id = $3) \
      AND (account_id, created_at_ms, charge_key) > ($4, $5, $6) \
      ORDER BY account_id, created_at_ms, charge_key LIMIT $7";
@@ -67,19 +67,19 @@ pub(crate) const POOL_SIZES_OWNED: &str = "SELECT CAST(COALESCE(SUM(pool_size_cr
 pub(crate) const INSERT_WORKSPACE: &str = "INSERT INTO workspaces (workspace_id, owner_account_id, pool_size_credits, \
      funded_pool_size_credits, monthly_pool_funded, monthly_pool_credits, top_up_pool_credits, monthly_cycle, \
      low_monthly_pool_credits, low_top_up_pool_credits, low_member_remaining_percent, overflow_pool, \
-     overflow_lent_credits, low_overflow_units, created_at_ms) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (workspace_id) DO NOTHING";
+     overflow_lent_credits, low_overflow_units, created_at_ms, memberships) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT (workspace_id) DO NOTHING";
 pub(crate) const UPDATE_WORKSPACE: &str = "UPDATE workspaces SET pool_size_credits = $2, funded_pool_size_credits = $3, \
      monthly_pool_funded = $4, monthly_pool_credits = $5, top_up_pool_credits = $6, low_monthly_pool_credits = $7, \
      low_top_up_pool_credits = $8, low_member_remaining_percent = $9, monthly_cycle = $10, overflow_pool = $11, \
-     overflow_lent_credits = $12, low_overflow_units = $13 WHERE workspace_id = $1";
+     overflow_lent_credits = $12, low_overflow_units = $13, memberships = $14 WHERE workspace_id = $1";
 
 pub(crate) const INSERT_MEMBER: &str = "INSERT INTO members (workspace_id, account_id, role, monthly_allowance_credits, \
-     monthly_used_credits, top_up_allowance_credits, top_up_used_credits, created_at_ms) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (workspace_id, account_id) DO NOTHING";
+     monthly_used_credits, top_up_allowance_credits, top_up_used_credits, created_at_ms, membership) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (workspace_id, account_id) DO NOTHING";
 pub(crate) const DELETE_MEMBER: &str = "DELETE FROM members WHERE workspace_id = $1 AND account_id = $2";
 pub(crate) const LIST_MEMBERS: &str = "SELECT workspace_id, account_id, role, monthly_allowance_credits, monthly_used_credits, \
-     top_up_allowance_credits, top_up_used_credits, created_at_ms \
+     top_up_allowance_credits, top_up_used_credits, created_at_ms, membership \
      FROM members WHERE workspace_id = $1 AND account_id > $2 ORDER BY account_id LIMIT $3";
 pub(crate) const ALLOCATED_TOTALS: &str = "SELECT \
      CAST(COALESCE(SUM(CASE WHEN monthly_allowance_credits > monthly_used_credits \
@@ -126,10 +126,10 @@ pub(crate) const UPDATE_MEMBERS: &str = "UPDATE members AS m SET role = u.role, 
      WHERE m.workspace_id = u.workspace_id AND m.account_id = u.account_id";
 pub(crate) const INSERT_CHARGES: &str = "INSERT INTO charges (scope_id, scope_kind, charge_key, account_id, state, \
      monthly_credits, top_up_credits, refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, \
-     created_at_ms, expires_at_ms, overflow_credits, refunded_overflow_credits, overflow_take) \
+     created_at_ms, expires_at_ms, overflow_credits, refunded_overflow_credits, overflow_take, membership) \
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], \
          $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], \
-         $15::bigint[], $16::text[]) \
+         $15::bigint[], $16::text[], $17::bigint[]) \
      ON CONFLICT (scope_id, scope_kind, charge_key) DO NOTHING";
 pub(crate) const UPDATE_CHARGES: &str = "UPDATE charges AS c SET state = u.state, monthly_credits = u.monthly, \
      top_up_credits = u.top_up, refunded_monthly_credits = u.refunded_monthly, \
@@ -152,8 +152,8 @@ macro_rules! select_owned_workspaces {
     () => {
         "SELECT workspace_id, owner_account_id, pool_size_credits, funded_pool_size_credits, monthly_pool_funded, \
          monthly_pool_credits, top_up_pool_credits, monthly_cycle, low_monthly_pool_credits, low_top_up_pool_credits, \
-         low_member_remaining_percent, overflow_pool, overflow_lent_credits, low_overflow_units, created_at_ms \
-         FROM workspaces WHERE owner_account_id = $1 ORDER BY workspace_id"
+         low_member_remaining_percent, overflow_pool, overflow_lent_credits, low_overflow_units, created_at_ms, \
+         memberships FROM workspaces WHERE owner_account_id = $1 ORDER BY workspace_id"
     };
 }
 pub(crate) use select_owned_workspaces;

@@ -170,8 +170,8 @@ const UPDATE_MEMBER: &str = "UPDATE members SET role = $3, monthly_allowance_cre
      top_up_allowance_credits = $6, top_up_used_credits = $7 WHERE workspace_id = $1 AND account_id = $2";
 const INSERT_CHARGE: &str = "INSERT INTO charges (scope_id, scope_kind, charge_key, account_id, state, \
      monthly_credits, top_up_credits, refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, \
-     created_at_ms, expires_at_ms, overflow_credits, refunded_overflow_credits, overflow_take) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+     created_at_ms, expires_at_ms, overflow_credits, refunded_overflow_credits, overflow_take, membership) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
      ON CONFLICT (scope_id, scope_kind, charge_key) DO NOTHING";
 const UPDATE_CHARGE: &str = "UPDATE charges SET state = $4, monthly_credits = $5, top_up_credits = $6, \
      refunded_monthly_credits = $7, refunded_top_up_credits = $8, forfeited_credits = $9, expires_at_ms = $10, \
@@ -272,7 +272,7 @@ impl StoreTx for SqliteTx {
         }
         let rows: Vec<MemberRecord> = sqlx::query_as(
             "SELECT workspace_id, account_id, role, monthly_allowance_credits, monthly_used_credits, \
-             top_up_allowance_credits, top_up_used_credits, created_at_ms \
+             top_up_allowance_credits, top_up_used_credits, created_at_ms, membership \
              FROM members WHERE workspace_id = $1 AND account_id IN (SELECT value FROM json_each($2)) ORDER BY account_id",
         )
         .bind(workspace.as_str())
@@ -322,7 +322,7 @@ impl StoreTx for SqliteTx {
         let rows: Vec<ChargeRecord> = sqlx::query_as(
             "SELECT scope_id, scope_kind, charge_key, account_id, state, monthly_credits, top_up_credits, \
              refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, created_at_ms, expires_at_ms, \
-             overflow_credits, refunded_overflow_credits, overflow_take \
+             overflow_credits, refunded_overflow_credits, overflow_take, membership \
              FROM charges WHERE scope_id = $1 AND scope_kind = $2 AND charge_key IN (SELECT value FROM json_each($3)) \
              ORDER BY charge_key",
         )
@@ -355,6 +355,7 @@ impl StoreTx for SqliteTx {
                 .bind(r.overflow_credits)
                 .bind(r.refunded_overflow_credits)
                 .bind(r.overflow_take)
+                .bind(r.membership)
                 .execute(&mut *self.tx)
                 .await?
                 .rows_affected();

@@ -5,7 +5,7 @@ use tonic::Code;
 
 use rstest::rstest;
 
-use crate::helpers::{Backend, assert_error, key, spawn_app};
+use crate::helpers::{Backend, assert_error, key, parts, spawn_app};
 
 #[rstest]
 #[tokio::test]
@@ -209,5 +209,32 @@ async fn list_members_pages_through_every_member_with_usage(
     assert_eq!(ids, vec!["member-a", "member-b", "member-c", "owner"]);
     let a = seen[0].monthly.expect("monthly");
     assert_eq!((a.allowance_credits, a.used_credits, a.remaining_credits), (150, 0, 150));
+    app.assert_ledger_clean().await;
+}
+
+#[rstest]
+#[tokio::test]
+async fn m3_a_refund_of_an_earlier_membership_returns_credits_to_the_pool_without_lowering_the_new_membership_usage(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    app.design_example().await;
+    app.set_allowance("team", "owner", "member-c", 100, 0).await.expect("allowance");
+    app.consume("old-job", "member-c", "team", 100).await.expect("first membership spends its 100");
+    app.remove_member("team", "owner", "member-c").await.expect("remove");
+    app.add_member("team", "owner", "member-c", Role::Editor).await.expect("add again");
+    app.set_allowance("team", "owner", "member-c", 100, 0).await.expect("allowance again");
+    app.consume("new-job", "member-c", "team", 100).await.expect("second membership spends its 100");
+    let pool_before = app.workspace("team").await.monthly_pool_credits;
+
+    let refund = app.refund("old-job", "member-c", "team", None).await.expect("refund of the old consumption");
+
+    assert_eq!(parts(&refund.returned), vec![(Bucket::WorkspaceMonthly, 100)]);
+    assert_eq!(app.workspace("team").await.monthly_pool_credits, pool_before + 100, "the credits went back");
+    let member = app.members("team").await.into_iter().find(|m| m.account_id == "member-c").expect("member-c");
+    let monthly = member.monthly.expect("monthly");
+    assert_eq!((monthly.used_credits, monthly.remaining_credits), (100, 0), "the new membership spent its 100");
+    let again = app.consume("third-job", "member-c", "team", 1).await.expect_err("nothing is left of 100");
+    assert_eq!(again.code(), Code::ResourceExhausted, "{again:?}");
     app.assert_ledger_clean().await;
 }
