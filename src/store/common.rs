@@ -622,12 +622,72 @@ macro_rules! check_ledger {
                 }
             }
         }
+        {
+            let mut rows = sqlx::query($crate::store::sql::MEMBER_USAGE).fetch(&mut *$tx);
+            while let Some(row) = rows.try_next().await? {
+                let owner_id: String = row.try_get("owner_id")?;
+                for (bucket, recorded, drawn) in [
+                    ("member_monthly_used", "monthly_used_credits", "monthly_drawn"),
+                    ("member_top_up_used", "top_up_used_credits", "top_up_drawn"),
+                ] {
+                    check.buckets_checked += 1;
+                    let (recorded, journal): (i64, i64) = (row.try_get(recorded)?, row.try_get(drawn)?);
+                    if recorded != journal {
+                        check.discrepancies.push($crate::store::Discrepancy {
+                            bucket: bucket.to_owned(),
+                            owner_id: owner_id.clone(),
+                            recorded,
+                            journal,
+                        });
+                    }
+                }
+            }
+        }
+        let pools: Vec<(String, String)> =
+            sqlx::query_as($crate::store::sql::OVERFLOW_POOLS).fetch_all(&mut *$tx).await?;
+        let takes: Vec<(String, String)> =
+            sqlx::query_as($crate::store::sql::OVERFLOW_TAKES).fetch_all(&mut *$tx).await?;
+        check.discrepancies.extend($crate::store::common::overflow_unit_discrepancies(&pools, &takes)?);
+        check.buckets_checked += 2 * i64::try_from(pools.len()).unwrap_or(i64::MAX);
         check.entries_checked =
             sqlx::query_scalar($crate::store::sql::COUNT_JOURNAL_ENTRIES).fetch_one(&mut *$tx).await?;
         check
     }};
 }
 pub(crate) use check_ledger;
+
+/// Each overflow pool's used units (quota and overage) of its current contract period beside
+/// what the charges of that period still hold.
+pub(crate) fn overflow_unit_discrepancies(
+    pools: &[(String, String)],
+    takes: &[(String, String)],
+) -> Result<Vec<super::Discrepancy>, StoreError> {
+    let mut held: std::collections::HashMap<(&str, i64), crate::domain::OverflowUnits> = Default::default();
+    for (workspace, take) in takes {
+        let take: crate::domain::OverflowTake = super::records::json("overflow_take", take)?;
+        let units = held.entry((workspace.as_str(), take.cycle)).or_default();
+        *units = units.plus(take.units);
+    }
+    let mut found = Vec::new();
+    for (workspace, pool) in pools {
+        let pool: crate::domain::OverflowPool = super::records::json("overflow_pool", pool)?;
+        let units = held.get(&(workspace.as_str(), pool.cycle)).copied().unwrap_or_default();
+        for (bucket, recorded, journal) in [
+            ("overflow_quota_used_units", pool.quota_used_units, units.quota),
+            ("overflow_overage_units", pool.overage_units, units.overage),
+        ] {
+            if recorded != journal {
+                found.push(super::Discrepancy {
+                    bucket: bucket.to_owned(),
+                    owner_id: workspace.clone(),
+                    recorded,
+                    journal,
+                });
+            }
+        }
+    }
+    Ok(found)
+}
 
 /// Expands, inside a store's inherent `impl` with a `pool`, the benchmark's direct-SQL baseline;
 /// `$lock` is the backend's locking clause for the two reads.
@@ -659,9 +719,9 @@ macro_rules! direct_consume {
                 .bind(workspace)
                 .fetch_one(&mut *tx)
                 .await?;
-        let (allowance, used): (i64, i64) = sqlx::query_as(
+        let (allowance, used, membership): (i64, i64, i64) = sqlx::query_as(
             concat!(
-                "SELECT monthly_allowance_credits, monthly_used_credits FROM members \
+                "SELECT monthly_allowance_credits, monthly_used_credits, membership FROM members \
                  WHERE workspace_id = $1 AND account_id = $2",
                 $lock
             ),
@@ -686,8 +746,8 @@ macro_rules! direct_consume {
             .await?;
         sqlx::query(
             "INSERT INTO charges (scope_id, scope_kind, charge_key, account_id, state, monthly_credits, top_up_credits, \
-             refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, created_at_ms, expires_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, created_at_ms, expires_at_ms, \
+             membership) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(workspace)
             .bind("workspace")
@@ -702,6 +762,7 @@ macro_rules! direct_consume {
             .bind(0_i64)
             .bind(now_ms)
             .bind(None::<i64>)
+            .bind(membership)
             .execute(&mut *tx)
             .await?;
         sqlx::query(

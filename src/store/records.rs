@@ -20,7 +20,7 @@ fn workspace_id(column: &str, value: String) -> Result<WorkspaceId, StoreError> 
     WorkspaceId::parse(value).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
 }
 
-fn json<T: serde::de::DeserializeOwned>(column: &str, value: &str) -> Result<T, StoreError> {
+pub(crate) fn json<T: serde::de::DeserializeOwned>(column: &str, value: &str) -> Result<T, StoreError> {
     serde_json::from_str(value).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
 }
 

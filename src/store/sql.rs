@@ -111,6 +111,27 @@ pub(crate) const LEDGER_BALANCES: &str = "WITH movements AS ( \
             CAST(COALESCE(r.credits, 0) AS BIGINT) AS recorded, CAST(COALESCE(j.credits, 0) AS BIGINT) AS journal \
      FROM recorded r FULL OUTER JOIN journal j ON r.bucket = j.bucket AND r.owner_id = j.owner_id \
      ORDER BY 1, 2";
+/// Every membership's used counts beside what the charges of that membership still hold: monthly
+/// credits of the workspace's current cycle, top-up credits of any cycle.
+pub(crate) const MEMBER_USAGE: &str = "WITH drawn AS ( \
+         SELECT c.scope_id AS workspace_id, c.account_id, c.membership, \
+             SUM(CASE WHEN c.cycle = w.monthly_cycle THEN c.monthly_credits - c.refunded_monthly_credits ELSE 0 END) \
+                 AS monthly, \
+             SUM(c.top_up_credits - c.refunded_top_up_credits) AS top_up \
+         FROM charges c JOIN workspaces w ON w.workspace_id = c.scope_id \
+         WHERE c.scope_kind = 'workspace' AND c.state IN ('held', 'captured') \
+         GROUP BY c.scope_id, c.account_id, c.membership \
+     ) \
+     SELECT m.workspace_id || '/' || m.account_id AS owner_id, m.monthly_used_credits, m.top_up_used_credits, \
+            CAST(COALESCE(d.monthly, 0) AS BIGINT) AS monthly_drawn, CAST(COALESCE(d.top_up, 0) AS BIGINT) AS top_up_drawn \
+     FROM members m LEFT JOIN drawn d \
+         ON d.workspace_id = m.workspace_id AND d.account_id = m.account_id AND d.membership = m.membership \
+     ORDER BY m.workspace_id, m.account_id";
+/// Overflow pools, and the units the charges still hold, for comparing in code (both are JSON).
+pub(crate) const OVERFLOW_POOLS: &str =
+    "SELECT workspace_id, overflow_pool FROM workspaces WHERE overflow_pool IS NOT NULL ORDER BY workspace_id";
+pub(crate) const OVERFLOW_TAKES: &str = "SELECT scope_id, overflow_take FROM charges \
+     WHERE scope_kind = 'workspace' AND overflow_take IS NOT NULL AND state IN ('held', 'captured')";
 pub(crate) const COUNT_JOURNAL_ENTRIES: &str = "SELECT COUNT(*) FROM journal_entries";
 
 // Bulk writes: one statement per kind of row for a whole batch (Postgres arrays, `UNNEST`).

@@ -476,3 +476,55 @@ async fn n_assigning_to_a_notifying_profile_and_running_the_quota_low_write_thei
     assert_eq!((payload.balance, payload.threshold), (4, 5));
     app.assert_ledger_clean().await;
 }
+
+#[rstest]
+#[tokio::test]
+async fn l1_verify_ledger_recomputes_member_usage_and_overflow_units_from_the_charges(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    organisation(&app, 10).await;
+    configure(&app, 5, 7, 3, None, "2026").await;
+    profile(&app, "designers", false, &["alice"]).await;
+    app.consume("a1", "alice", ORG, 12).await.expect("allowance, then the pool: 14 units, 9 past the quota");
+    app.reserve("h1", "bob", ORG, 4, 0).await.expect("hold");
+    app.refund("a1", "alice", ORG, Some(1)).await.expect("partial refund");
+    app.assert_ledger_clean().await;
+
+    sqlx::query("UPDATE members SET monthly_used_credits = monthly_used_credits + 3 WHERE account_id = 'bob'")
+        .execute(&app.db)
+        .await
+        .expect("tamper with usage");
+    let stored: String = sqlx::query_scalar("SELECT overflow_pool FROM workspaces WHERE workspace_id = 'org'")
+        .fetch_one(&app.db)
+        .await
+        .expect("pool");
+    let mut tampered: serde_json::Value = serde_json::from_str(&stored).expect("pool JSON");
+    let overage = tampered["overage_units"].as_i64().expect("overage_units");
+    tampered["overage_units"] = (overage + 2).into();
+    sqlx::query("UPDATE workspaces SET overflow_pool = $1 WHERE workspace_id = 'org'")
+        .bind(tampered.to_string())
+        .execute(&app.db)
+        .await
+        .expect("tamper with units");
+    let check = app.admin.clone().verify_ledger(VerifyLedgerRequest {}).await.expect("verify").into_inner();
+
+    assert!(!check.clean);
+    assert_eq!(
+        check.discrepancies,
+        vec![
+            LedgerDiscrepancy {
+                bucket: "member_monthly_used".into(),
+                owner_id: "org/bob".into(),
+                recorded_credits: 7,
+                journal_credits: 4,
+            },
+            LedgerDiscrepancy {
+                bucket: "overflow_overage_units".into(),
+                owner_id: "org".into(),
+                recorded_credits: overage + 2,
+                journal_credits: overage,
+            },
+        ]
+    );
+}
