@@ -30,8 +30,17 @@ pub struct Config {
     pub database_acquire_timeout_ms: u64,
     /// Longest a single SQL statement may run.
     pub statement_timeout_ms: u64,
-    /// How often the health check pings the database.
+    /// How often the health check pings the database (and, with `clock = "database"`, measures
+    /// this replica's clock against the database's).
     pub health_check_interval_ms: u64,
+    /// Where "now" comes from for hold expiry, idempotency pruning and renewal due-ness:
+    /// `database` reads Postgres's clock through an offset measured at every health check, so
+    /// replicas agree whatever their own clocks say; `local` trusts this machine's clock. The
+    /// embedded store has one process, so its clock is the local one either way.
+    pub clock: ClockSource,
+    /// An offset from the database's clock beyond this is logged as a warning (the database's
+    /// clock is used all the same).
+    pub max_clock_offset_ms: u64,
     /// After SIGTERM: how long health reports NOT_SERVING before the listener closes, so load
     /// balancers stop sending new calls.
     pub shutdown_drain_delay_ms: u64,
@@ -118,6 +127,16 @@ pub struct Config {
     pub rate_limit_burst: u32,
 }
 
+/// Where the ledger reads the time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClockSource {
+    /// The database's clock (Postgres), through an offset measured at every health check.
+    Database,
+    /// This machine's clock.
+    Local,
+}
+
 /// The shape of log lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -139,6 +158,8 @@ impl Default for Config {
             database_acquire_timeout_ms: 3_000,
             statement_timeout_ms: 5_000,
             health_check_interval_ms: 1_000,
+            clock: ClockSource::Database,
+            max_clock_offset_ms: 1_000,
             // Long enough for a load balancer to see NOT_SERVING and stop routing new calls here.
             shutdown_drain_delay_ms: 5_000,
             shutdown_grace_ms: 15_000,
@@ -267,6 +288,13 @@ impl Config {
             self.idempotency_retention_seconds >= 3_600,
             "idempotency_retention_seconds must be at least 3600 (retries must stay safe)",
         )?;
+        // A Reserve, Commit or Release may be retried as long as its hold can be open: its record
+        // must outlive the longest hold.
+        check(
+            self.idempotency_retention_seconds >= u64::from(self.reservation_max_ttl_seconds),
+            "idempotency_retention_seconds must be at least reservation_max_ttl_seconds (a retry of a hold's calls must replay while the hold can be open)",
+        )?;
+        check(self.max_clock_offset_ms >= 1, "max_clock_offset_ms must be at least 1")?;
         check((1..=10_000).contains(&self.max_batch_calls), "max_batch_calls must be 1..=10000")?;
         check((10..=3_600_000).contains(&self.renewal_tick_ms), "renewal_tick_ms must be 10..=3600000")?;
         check(

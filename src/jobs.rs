@@ -45,10 +45,46 @@ impl DatabaseState {
     }
 }
 
-/// Pings the database every `interval`; readiness is SERVING only while it answers, and
-/// `state` says whether it did.
+/// Reads the database's clock into `clock` once: whether the database answered.
+pub async fn calibrate<S: Store>(store: &S, clock: Option<&ClockWatch>, timeout: Duration) -> bool {
+    let before = clock.map(|watch| watch.clock.local_ms());
+    let Ok(Ok(database_ms)) = tokio::time::timeout(timeout, store.ping()).await else { return false };
+    if let (Some(watch), Some(before), Some(database_ms)) = (clock, before, database_ms) {
+        let offset = watch.clock.calibrate(before, database_ms, watch.clock.local_ms());
+        crate::metrics::clock_offset(offset);
+        let off = offset.unsigned_abs() > watch.max_offset_ms;
+        if off != watch.off.swap(off, Ordering::Relaxed) {
+            if off {
+                tracing::warn!(offset_ms = offset, "this replica's clock is off the database's; using the database's");
+            } else {
+                tracing::info!(offset_ms = offset, "this replica's clock agrees with the database's again");
+            }
+        }
+    }
+    true
+}
+
+/// The database clock a replica reads its time from, and when its offset is worth a warning.
+pub struct ClockWatch {
+    /// The clock.
+    pub clock: Arc<crate::ledger::DatabaseClock>,
+    /// An offset beyond this is logged.
+    pub max_offset_ms: u64,
+    off: AtomicBool,
+}
+
+impl ClockWatch {
+    /// Watches `clock`, warning past `max_offset_ms`.
+    pub fn new(clock: Arc<crate::ledger::DatabaseClock>, max_offset_ms: u64) -> ClockWatch {
+        ClockWatch { clock, max_offset_ms, off: AtomicBool::new(false) }
+    }
+}
+
+/// Pings the database every `interval` (calibrating `clock` with its answer); readiness is
+/// SERVING only while it answers, and `state` says whether it did.
 pub async fn watch_database<S: Store>(
     store: S,
+    clock: Option<Arc<ClockWatch>>,
     reporter: HealthReporter,
     state: DatabaseState,
     interval: Duration,
@@ -56,8 +92,7 @@ pub async fn watch_database<S: Store>(
 ) {
     let mut serving = false;
     loop {
-        let answered =
-            matches!(tokio::time::timeout(interval.max(Duration::from_secs(1)), store.ping()).await, Ok(Ok(())));
+        let answered = calibrate(&store, clock.as_deref(), interval.max(Duration::from_secs(1))).await;
         if shutdown.is_cancelled() {
             return;
         }

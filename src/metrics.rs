@@ -27,6 +27,7 @@ const OUTBOX_LAG: &str = "creditpool_outbox_lag_seconds";
 const RENEWALS: &str = "creditpool_renewals_total";
 const SWEEPER_RELEASES: &str = "creditpool_sweeper_released_holds_total";
 const IDEMPOTENCY_REPLAYS: &str = "creditpool_idempotency_replays_total";
+const CLOCK_OFFSET: &str = "creditpool_clock_offset_seconds";
 
 /// Installs the global recorder and serves its text format over HTTP on `address` (any path,
 /// conventionally `/metrics`). Call once, inside the runtime.
@@ -50,6 +51,7 @@ fn describe() {
     describe_gauge!(POOL_WAITING, Unit::Count, "transactions waiting for a database connection");
     describe_gauge!(OPEN_HOLDS, Unit::Count, "open reservations (holds) in the database");
     describe_gauge!(SUBSCRIBERS, Unit::Count, "WatchNotifications streams open on this replica");
+    describe_gauge!(CLOCK_OFFSET, Unit::Seconds, "the database's clock minus this replica's (clock = \"database\")");
     describe_gauge!(OUTBOX_LAG, Unit::Seconds, "age of the oldest committed notification not yet published (0: none)");
     describe_counter!(RENEWALS, "account renewals, by outcome (succeeded, failed)");
     describe_counter!(SWEEPER_RELEASES, "expired holds released by the sweeper");
@@ -119,4 +121,9 @@ pub fn holds_expired(count: u32) {
 /// A mutation was answered from its stored result.
 pub fn replayed() {
     counter!(IDEMPOTENCY_REPLAYS).increment(1);
+}
+
+/// The database's clock minus this replica's, as last measured.
+pub fn clock_offset(offset_ms: i64) {
+    gauge!(CLOCK_OFFSET).set(offset_ms as f64 / 1_000.0);
 }

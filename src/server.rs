@@ -14,7 +14,7 @@ use crate::auth::{AuthLayer, Authenticator};
 use crate::config::Config;
 use crate::grpc::{AdminApi, CreditApi};
 use crate::jobs;
-use crate::ledger::{Clock, Ledger, SystemClock};
+use crate::ledger::{Clock, DatabaseClock, Ledger, SystemClock};
 use crate::limits::LimitsLayer;
 use crate::notify::{Events, StreamLimits};
 use crate::observe::ObserveLayer;
@@ -90,6 +90,24 @@ pub async fn serve_with_clock(
     }
 }
 
+/// With `clock = "database"` on a store that keeps its own clock, the database clock the
+/// ledger reads, calibrated once before anything is served.
+async fn database_clock<S: Store>(
+    store: &S,
+    config: &Config,
+    local: Arc<dyn Clock>,
+) -> anyhow::Result<Option<Arc<jobs::ClockWatch>>> {
+    if config.clock != crate::config::ClockSource::Database || store.ping().await?.is_none() {
+        return Ok(None);
+    }
+    let watch = Arc::new(jobs::ClockWatch::new(Arc::new(DatabaseClock::new(local)), config.max_clock_offset_ms));
+    anyhow::ensure!(
+        jobs::calibrate(store, Some(&watch), config.database_acquire_timeout()).await,
+        "cannot read the database's clock"
+    );
+    Ok(Some(watch))
+}
+
 /// Applies the migrations, or with `migrate_on_start` off checks that someone did.
 async fn prepare<S: Store>(store: &S, config: &Config) -> anyhow::Result<()> {
     let database = config
@@ -137,8 +155,11 @@ async fn run<S: Store>(
         crate::metrics::serve(address)?;
     }
     let (reporter, health_service) = tonic_health::server::health_reporter();
+    let clock_watch = database_clock(&store, &config, clock.clone()).await?;
+    let clock = clock_watch.as_ref().map_or(clock, |watch| Arc::clone(&watch.clock) as Arc<dyn Clock>);
     let ledger = Ledger::new(store.clone(), clock, config.ledger_settings());
     let replica = Replica {
+        clock_watch,
         events: Events::new(config.stream_settings(), ledger.outbox_written(), shutdown.clone()),
         store: store.clone(),
         ledger,
@@ -235,6 +256,8 @@ type Layers = tower::ServiceBuilder<Stack<AuthLayer, Stack<LimitsLayer, Stack<Ob
 /// What a serving replica shares between its jobs, its layers and its services.
 struct Replica<S> {
     store: S,
+    /// The database clock the ledger reads, when `clock = "database"` and the store has one.
+    clock_watch: Option<Arc<jobs::ClockWatch>>,
     ledger: Ledger<S>,
     events: Events,
     reporter: tonic_health::server::HealthReporter,
@@ -253,6 +276,7 @@ impl<S: Store> Replica<S> {
         let mut tasks = vec![
             tokio::spawn(jobs::watch_database(
                 self.store.clone(),
+                self.clock_watch.clone(),
                 self.reporter.clone(),
                 self.database.clone(),
                 config.health_check_interval(),

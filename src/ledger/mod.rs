@@ -87,6 +87,47 @@ impl Clock for ManualClock {
     }
 }
 
+/// The database's clock read through a local one: the local time plus an offset that every
+/// [`calibrate`](Self::calibrate) measures. Replicas whose own clocks disagree then agree on
+/// when holds expire, records are pruned and renewals fall due.
+pub struct DatabaseClock {
+    local: Arc<dyn Clock>,
+    offset_ms: std::sync::atomic::AtomicI64,
+}
+
+impl DatabaseClock {
+    /// A clock reading `local` until the first calibration.
+    pub fn new(local: Arc<dyn Clock>) -> DatabaseClock {
+        DatabaseClock { local, offset_ms: std::sync::atomic::AtomicI64::new(0) }
+    }
+
+    /// The local clock's time, for timing a read of the database's clock.
+    pub fn local_ms(&self) -> i64 {
+        self.local.now_ms()
+    }
+
+    /// Takes the offset from a read of the database's clock (`database_ms`) made between the
+    /// local times `before_ms` and `after_ms`, and answers it. The read is assumed to happen
+    /// halfway; a change within that uncertainty is ignored, so time does not jitter.
+    pub fn calibrate(&self, before_ms: i64, database_ms: i64, after_ms: i64) -> i64 {
+        let midpoint = before_ms.saturating_add(after_ms.saturating_sub(before_ms) / 2);
+        let measured = database_ms.saturating_sub(midpoint);
+        let uncertainty = after_ms.saturating_sub(before_ms) / 2 + 1;
+        let current = self.offset_ms.load(std::sync::atomic::Ordering::Relaxed);
+        if measured.abs_diff(current) > uncertainty.unsigned_abs() {
+            self.offset_ms.store(measured, std::sync::atomic::Ordering::Relaxed);
+            return measured;
+        }
+        current
+    }
+}
+
+impl Clock for DatabaseClock {
+    fn now_ms(&self) -> i64 {
+        self.local.now_ms().saturating_add(self.offset_ms.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
 /// Most times one script is rerun after a conflict before the caller gets UNAVAILABLE.
 pub const MAX_CONFLICT_RETRIES: usize = 10;
 /// Largest page a list returns.
@@ -206,5 +247,25 @@ impl<S: Store> Ledger<S> {
             script().instrument(tracing::info_span!("db.transaction", attempt))
         };
         traced.retry(backoff).sleep(tokio::time::sleep).when(LedgerError::is_conflict).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::{Clock, DatabaseClock, ManualClock};
+
+    #[test]
+    fn the_database_clock_follows_the_measured_offset_and_ignores_jitter_within_the_round_trip() {
+        let clock = DatabaseClock::new(Arc::new(ManualClock::starting_at(1_000_000)));
+        assert_eq!(clock.now_ms(), 1_000_000, "the local time until calibrated");
+        // The database answered 7,200,000 ms behind, read between local 1,000,000 and 1,000,010.
+        assert_eq!(clock.calibrate(1_000_000, 1_000_005 - 7_200_000, 1_000_010), -7_200_000);
+        assert_eq!(clock.now_ms(), 1_000_000 - 7_200_000);
+        // A second read 3 ms off, within its 10 ms round trip: kept as it was.
+        assert_eq!(clock.calibrate(1_000_000, 1_000_008 - 7_200_000, 1_000_010), -7_200_000);
+        // The database's clock stepped 50 ms: followed.
+        assert_eq!(clock.calibrate(1_000_000, 1_000_055 - 7_200_000, 1_000_010), -7_199_950);
     }
 }

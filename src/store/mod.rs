@@ -265,8 +265,9 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// cause (refused, authentication, TLS), where the pool only says it timed out.
     fn connect_once(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Checks the database answers.
-    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Checks the database answers; returns its clock (unix ms) when it keeps one of its own,
+    /// apart from this process's (Postgres).
+    fn ping(&self) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
 
     /// L1: recomputes every balance from the journal.
     fn verify_ledger(&self) -> impl Future<Output = Result<LedgerCheck, StoreError>> + Send;

@@ -137,9 +137,11 @@ impl Store for PgStore {
         super::connect_once(&self.pool).await
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+    async fn ping(&self) -> Result<Option<i64>, StoreError> {
+        let now: i64 = sqlx::query_scalar("SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Some(now))
     }
 
     async fn verify_ledger(&self) -> Result<LedgerCheck, StoreError> {

@@ -118,9 +118,9 @@ impl Store for SqliteStore {
         super::connect_once(&self.pool).await
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
+    async fn ping(&self) -> Result<Option<i64>, StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        Ok(None)
     }
 
     async fn verify_ledger(&self) -> Result<LedgerCheck, StoreError> {

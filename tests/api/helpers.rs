@@ -134,13 +134,19 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 /// Starts a server on a fresh database; `configure` adjusts the config first.
 pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> TestApp {
-    spawn_app_at(backend, Arc::new(SystemClock), configure).await
+    init_test_log();
+    spawn_server(fresh_database_for(backend).await, Arc::new(SystemClock), configure, None).await
 }
 
-/// Starts a server whose ledger reads time from `clock`.
+/// Starts a server whose ledger reads time from `clock` alone (`clock = "local"`, unless
+/// `configure` says otherwise): the test moves time by hand.
 pub async fn spawn_app_at(backend: Backend, clock: Arc<dyn Clock>, configure: impl FnOnce(&mut Config)) -> TestApp {
     init_test_log();
-    spawn_server(fresh_database_for(backend).await, clock, configure, None).await
+    let local = |config: &mut Config| {
+        config.clock = creditpool::config::ClockSource::Local;
+        configure(config);
+    };
+    spawn_server(fresh_database_for(backend).await, clock, local, None).await
 }
 
 /// Starts a server on the database at `database_url` (which the test created).
@@ -159,12 +165,17 @@ pub async fn spawn_app_with_token(backend: Backend, token: &str, configure: impl
 impl TestApp {
     /// A second server (replica) on this app's database.
     pub async fn spawn_replica(&self) -> TestApp {
-        self.spawn_replica_at(Arc::new(SystemClock), |_| {}).await
+        spawn_server(self.database_url.clone(), Arc::new(SystemClock), |_| {}, self.token.clone()).await
     }
 
-    /// A second server on this app's database, reading time from `clock`.
+    /// A second server on this app's database, reading time from `clock` alone (as
+    /// [`spawn_app_at`]).
     pub async fn spawn_replica_at(&self, clock: Arc<dyn Clock>, configure: impl FnOnce(&mut Config)) -> TestApp {
-        spawn_server(self.database_url.clone(), clock, configure, self.token.clone()).await
+        let local = |config: &mut Config| {
+            config.clock = creditpool::config::ClockSource::Local;
+            configure(config);
+        };
+        spawn_server(self.database_url.clone(), clock, local, self.token.clone()).await
     }
 
     /// An AdminService client sending `token` (none: no credentials).

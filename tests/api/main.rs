@@ -9,6 +9,7 @@ mod accounts;
 mod bad_input;
 mod bench;
 mod cli_clients;
+mod clocks;
 mod concurrency;
 mod embedded;
 mod harness;

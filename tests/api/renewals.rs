@@ -285,7 +285,7 @@ async fn wait_for_period(app: &TestApp, account: &str, period: &str) {
     }
 }
 
-async fn plan_with_anchor(app: &TestApp, account: &str) {
+pub(crate) async fn plan_with_anchor(app: &TestApp, account: &str) {
     app.create_account(account).await;
     app.admin
         .clone()
