@@ -115,6 +115,10 @@ pub struct Config {
     pub http2_keepalive_interval_ms: u64,
     /// How long a keepalive ping may go unanswered before the connection is closed.
     pub http2_keepalive_timeout_ms: u64,
+    /// A connection whose peer sends nothing for this long is closed (0: never). Keepalive pings
+    /// make a healthy idle client answer, so only silent peers (one that never even sends the
+    /// HTTP/2 preface, say) are cut; it must exceed the keepalive interval plus its timeout.
+    pub idle_connection_timeout_ms: u64,
     /// Connections are closed (gracefully) after this age, so clients rebalance across replicas.
     pub max_connection_age_ms: u64,
     /// Most WatchNotifications streams open on this replica.
@@ -194,6 +198,7 @@ impl Default for Config {
             max_request_bytes: 1 << 20,
             http2_keepalive_interval_ms: 30_000,
             http2_keepalive_timeout_ms: 10_000,
+            idle_connection_timeout_ms: 120_000,
             max_connection_age_ms: 1_800_000,
             max_notification_streams: 1_000,
             max_notification_streams_per_principal: 100,
@@ -295,6 +300,13 @@ impl Config {
             "idempotency_retention_seconds must be at least reservation_max_ttl_seconds (a retry of a hold's calls must replay while the hold can be open)",
         )?;
         check(self.max_clock_offset_ms >= 1, "max_clock_offset_ms must be at least 1")?;
+        check(
+            self.idle_connection_timeout_ms == 0
+                || (self.http2_keepalive_interval_ms > 0
+                    && self.idle_connection_timeout_ms
+                        > self.http2_keepalive_interval_ms.saturating_add(self.http2_keepalive_timeout_ms)),
+            "idle_connection_timeout_ms must be 0 or exceed http2_keepalive_interval_ms + http2_keepalive_timeout_ms (with keepalive on)",
+        )?;
         check((1..=10_000).contains(&self.max_batch_calls), "max_batch_calls must be 1..=10000")?;
         check((10..=3_600_000).contains(&self.renewal_tick_ms), "renewal_tick_ms must be 10..=3600000")?;
         check(
@@ -377,6 +389,11 @@ impl Config {
     /// `health_check_interval_ms` as a duration.
     pub fn health_check_interval(&self) -> Duration {
         Duration::from_millis(self.health_check_interval_ms)
+    }
+
+    /// `idle_connection_timeout_ms` as a duration; `None` when off.
+    pub fn idle_connection_timeout(&self) -> Option<Duration> {
+        (self.idle_connection_timeout_ms > 0).then(|| Duration::from_millis(self.idle_connection_timeout_ms))
     }
 
     /// `shutdown_drain_delay_ms` as a duration.

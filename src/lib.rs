@@ -13,6 +13,7 @@ pub mod auth;
 pub mod bench;
 pub mod config;
 pub mod domain;
+pub mod framing;
 pub mod grpc;
 pub mod jobs;
 pub mod layer;

@@ -2,8 +2,10 @@
 //! once (UNAVAILABLE: retry elsewhere or later; nothing queues), and a deadline cap (the shorter of
 //! `max_call_duration_ms` and the caller's `grpc-timeout`). Health and reflection are exempt, so
 //! probes still answer under overload. While the database is known to be down (its health check
-//! fails) calls fail at once with UNAVAILABLE instead of each waiting out the acquire timeout. It also refuses what is not a well-formed gRPC call: a
-//! content type other than `application/grpc…` (HTTP 415) or an ill-formed `grpc-timeout`.
+//! fails) calls fail at once with UNAVAILABLE instead of each waiting out the acquire timeout. It
+//! also refuses what is not a well-formed gRPC call: a content type other than
+//! `application/grpc…` (HTTP 415), an ill-formed `grpc-timeout`, and a body that is not exactly one
+//! message ([`OneMessage`]).
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -14,6 +16,7 @@ use tonic::Code;
 use tower::{Layer, Service};
 
 use crate::auth::Scope;
+use crate::framing::OneMessage;
 use crate::grpc::error_status;
 use crate::jobs::DatabaseState;
 
@@ -57,7 +60,10 @@ pub struct Limits<S> {
 
 impl<S, RequestBody, ResponseBody> Service<http::Request<RequestBody>> for Limits<S>
 where
-    S: Service<http::Request<RequestBody>, Response = http::Response<ResponseBody>> + Clone + Send + 'static,
+    S: Service<http::Request<OneMessage<RequestBody>>, Response = http::Response<ResponseBody>>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     RequestBody: Send + 'static,
     ResponseBody: Default + Send + 'static,
@@ -97,6 +103,10 @@ where
                 return Box::pin(async move { Ok(status.into_http()) });
             }
         };
+        // Reflection is the one bidirectional stream; every other call takes one message.
+        let one_message = !request.uri().path().starts_with("/grpc.reflection.");
+        let encoded = request.headers().get("grpc-encoding").is_some_and(|value| value != "identity");
+        let request = request.map(|body| OneMessage::new(body, one_message, encoded));
         if Scope::of_method(request.uri().path()).is_none() {
             return Box::pin(inner.call(request));
         }

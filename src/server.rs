@@ -217,20 +217,26 @@ async fn run<S: Store>(
         .add_optional_service(reflection_v1alpha.clone())
         .add_service(credit)
         .add_optional_service(admin_listener.is_none().then(|| admin.clone()))
-        .serve_with_incoming_shutdown(tls::incoming(listener, replica.tls.clone()), drained());
+        .serve_with_incoming_shutdown(
+            tls::incoming(listener, replica.tls.clone(), config.idle_connection_timeout()),
+            drained(),
+        );
     let admin_only = admin_listener.map(|admin_listener| {
         builder()
             .add_service(health_service.clone())
             .add_optional_service(reflection_v1)
             .add_optional_service(reflection_v1alpha)
             .add_service(admin)
-            .serve_with_incoming_shutdown(tls::incoming(admin_listener, replica.tls.clone()), drained())
+            .serve_with_incoming_shutdown(
+                tls::incoming(admin_listener, replica.tls.clone(), config.idle_connection_timeout()),
+                drained(),
+            )
     });
     // Plaintext, health alone: what a Kubernetes gRPC probe can reach when the ports use TLS.
     let health_only = health_listener.map(|listener| {
         tonic::transport::Server::builder()
             .add_service(health_service.clone())
-            .serve_with_incoming_shutdown(tls::incoming(listener, None), drained())
+            .serve_with_incoming_shutdown(tls::incoming(listener, None, config.idle_connection_timeout()), drained())
     });
     let servers = async { tokio::try_join!(main, optional(admin_only), optional(health_only)).map(|_| ()) };
 

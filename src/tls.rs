@@ -102,13 +102,34 @@ impl Tls {
     }
 }
 
-/// A client connection, plain or TLS.
+/// A client connection, plain or TLS, cut when its peer has sent nothing for the idle limit.
 #[derive(Debug)]
-pub enum Connection {
+pub struct Connection {
+    stream: Stream,
+    silence: Option<Silence>,
+}
+
+/// The transport under a connection.
+#[derive(Debug)]
+enum Stream {
     /// Plaintext HTTP/2.
     Plain(TcpStream),
     /// HTTP/2 over TLS.
     Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// How long a peer may stay silent, and when its silence runs out.
+#[derive(Debug)]
+struct Silence {
+    limit: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Connection {
+    fn new(stream: Stream, idle_limit: Option<Duration>) -> Connection {
+        let silence = idle_limit.map(|limit| Silence { limit, deadline: Box::pin(tokio::time::sleep(limit)) });
+        Connection { stream, silence }
+    }
 }
 
 /// What the server knows of a connection's peer; tonic puts it into each request's extensions.
@@ -124,9 +145,9 @@ impl Connected for Connection {
     type ConnectInfo = Peer;
 
     fn connect_info(&self) -> Peer {
-        match self {
-            Connection::Plain(stream) => Peer { address: stream.peer_addr().ok(), certificates: None },
-            Connection::Tls(stream) => {
+        match &self.stream {
+            Stream::Plain(stream) => Peer { address: stream.peer_addr().ok(), certificates: None },
+            Stream::Tls(stream) => {
                 let (tcp, session) = stream.get_ref();
                 Peer {
                     address: tcp.peer_addr().ok(),
@@ -139,32 +160,46 @@ impl Connected for Connection {
 
 impl AsyncRead for Connection {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Connection::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
-            Connection::Tls(stream) => Pin::new(stream).poll_read(cx, buf),
+        let this = self.get_mut();
+        let filled = buf.filled().len();
+        let read = match &mut this.stream {
+            Stream::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            Stream::Tls(stream) => Pin::new(stream).poll_read(cx, buf),
+        };
+        let Some(silence) = &mut this.silence else { return read };
+        match read {
+            Poll::Ready(Ok(())) if buf.filled().len() > filled => {
+                silence.deadline.as_mut().reset(tokio::time::Instant::now() + silence.limit);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending if silence.deadline.as_mut().poll(cx).is_ready() => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the peer sent nothing for the idle limit",
+            ))),
+            other => other,
         }
     }
 }
 
 impl AsyncWrite for Connection {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Connection::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
-            Connection::Tls(stream) => Pin::new(stream).poll_write(cx, buf),
+        match &mut self.get_mut().stream {
+            Stream::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
+            Stream::Tls(stream) => Pin::new(stream).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Connection::Plain(stream) => Pin::new(stream).poll_flush(cx),
-            Connection::Tls(stream) => Pin::new(stream).poll_flush(cx),
+        match &mut self.get_mut().stream {
+            Stream::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            Stream::Tls(stream) => Pin::new(stream).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Connection::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
-            Connection::Tls(stream) => Pin::new(stream).poll_shutdown(cx),
+        match &mut self.get_mut().stream {
+            Stream::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            Stream::Tls(stream) => Pin::new(stream).poll_shutdown(cx),
         }
     }
 
@@ -173,16 +208,16 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Connection::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
-            Connection::Tls(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+        match &mut self.get_mut().stream {
+            Stream::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+            Stream::Tls(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
-        match self {
-            Connection::Plain(stream) => stream.is_write_vectored(),
-            Connection::Tls(stream) => stream.is_write_vectored(),
+        match &self.stream {
+            Stream::Plain(stream) => stream.is_write_vectored(),
+            Stream::Tls(stream) => stream.is_write_vectored(),
         }
     }
 }
@@ -191,7 +226,11 @@ impl AsyncWrite for Connection {
 /// runs in its own task, so a slow client delays no one; failed ones are dropped (logged at
 /// debug). Accepts until the server stops taking connections (it keeps accepting while it
 /// drains, so load balancers see NOT_SERVING rather than refused connections).
-pub fn incoming(listener: TcpListener, tls: Option<Tls>) -> ReceiverStream<Result<Connection, std::io::Error>> {
+pub fn incoming(
+    listener: TcpListener,
+    tls: Option<Tls>,
+    idle_limit: Option<Duration>,
+) -> ReceiverStream<Result<Connection, std::io::Error>> {
     let (sender, receiver) = tokio::sync::mpsc::channel(ACCEPTED_BACKLOG);
     tokio::spawn(async move {
         loop {
@@ -209,7 +248,7 @@ pub fn incoming(listener: TcpListener, tls: Option<Tls>) -> ReceiverStream<Resul
             };
             let _ = stream.set_nodelay(true);
             let Some(tls) = &tls else {
-                if sender.send(Ok(Connection::Plain(stream))).await.is_err() {
+                if sender.send(Ok(Connection::new(Stream::Plain(stream), idle_limit))).await.is_err() {
                     return;
                 }
                 continue;
@@ -219,7 +258,7 @@ pub fn incoming(listener: TcpListener, tls: Option<Tls>) -> ReceiverStream<Resul
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                     Ok(Ok(stream)) => {
-                        let _ = sender.send(Ok(Connection::Tls(Box::new(stream)))).await;
+                        let _ = sender.send(Ok(Connection::new(Stream::Tls(Box::new(stream)), idle_limit))).await;
                     }
                     Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),

@@ -97,6 +97,36 @@ async fn malformed_bodies_and_headers_get_precise_codes_and_change_nothing(
             Answer { http: 415, grpc: None },
         ),
         (
+            "two messages on a call that takes one",
+            create,
+            vec![],
+            [frame(&valid_create), frame(&valid_create)].concat(),
+            Answer { http: 200, grpc: INVALID_ARGUMENT },
+        ),
+        ("no message at all", create, vec![], vec![], Answer { http: 200, grpc: INVALID_ARGUMENT }),
+        (
+            "a message cut short of its length prefix",
+            create,
+            vec![],
+            frame(&valid_create)[..8].to_vec(),
+            Answer { http: 200, grpc: INVALID_ARGUMENT },
+        ),
+        ("half a length prefix", create, vec![], vec![0, 0, 0], Answer { http: 200, grpc: INVALID_ARGUMENT }),
+        (
+            "a compressed flag without grpc-encoding",
+            create,
+            vec![],
+            [&[1_u8][..], &frame(&valid_create)[1..]].concat(),
+            Answer { http: 200, grpc: INVALID_ARGUMENT },
+        ),
+        (
+            "a compression the server does not speak",
+            create,
+            vec![("grpc-encoding", "snappy")],
+            [&[1_u8][..], &frame(&valid_create)[1..]].concat(),
+            Answer { http: 200, grpc: Some(12) },
+        ),
+        (
             "an ill-formed grpc-timeout",
             create,
             vec![("grpc-timeout", "soon")],
@@ -121,5 +151,29 @@ async fn malformed_bodies_and_headers_get_precise_codes_and_change_nothing(
     assert_eq!(unchanged, before, "no hostile request changed anything");
     assert_eq!(control, Answer { http: 200, grpc: Some(0) });
     assert_eq!(app.account("a").await.account_id, "a");
+    app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn a_peer_that_stays_silent_is_disconnected_and_a_quiet_client_that_answers_pings_is_not() {
+    use tokio::io::AsyncReadExt as _;
+
+    let app = crate::helpers::spawn_app_with(Backend::Sqlite, |config| {
+        config.http2_keepalive_interval_ms = 100;
+        config.http2_keepalive_timeout_ms = 100;
+        config.idle_connection_timeout_ms = 500;
+    })
+    .await;
+    let mut silent = tokio::net::TcpStream::connect(app.address).await.expect("connect");
+    let started = std::time::Instant::now();
+    // The server writes its HTTP/2 settings, then closes: read until the end of the stream.
+    let mut sink = Vec::new();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(10), silent.read_to_end(&mut sink)).await;
+    assert!(closed.is_ok(), "a peer that never sent the HTTP/2 preface is still connected after 10 s");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(400), "cut before its idle limit");
+
+    // The app's own channel sat idle all this time, answering pings: it still serves.
+    tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
+    app.create_account("after-the-quiet").await;
     app.assert_ledger_clean().await;
 }
