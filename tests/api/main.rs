@@ -19,6 +19,7 @@ mod hot_path;
 mod idempotency;
 mod ledger;
 mod members;
+mod model;
 mod notifications;
 mod operations;
 mod overflow;
