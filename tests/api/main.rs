@@ -11,6 +11,7 @@ mod bench;
 mod cli_clients;
 mod clocks;
 mod concurrency;
+mod crash;
 mod embedded;
 mod harness;
 mod health;

@@ -192,6 +192,14 @@ impl ServerProcess {
         log
     }
 
+    /// SIGKILL, and waits until the process is gone.
+    pub async fn kill(mut self) {
+        let kill = Command::new("kill").args(["-KILL", &self.pid()]).status().await.expect("kill");
+        assert!(kill.success());
+        tokio::time::timeout(PROCESS_DEADLINE, self.child.wait()).await.expect("dies in time").expect("status");
+        let _ = std::fs::remove_file(&self.stderr);
+    }
+
     /// SIGTERM, then [`ServerProcess::wait`].
     pub async fn stop(self) -> String {
         self.terminate().await;
