@@ -13,6 +13,7 @@ mod clocks;
 mod concurrency;
 mod crash;
 mod embedded;
+mod faults;
 mod harness;
 mod health;
 mod hostile;

@@ -265,3 +265,94 @@ fn start_cluster(name: &str, prepare: impl FnOnce(&Path) -> Result<String, Strin
     eprintln!("started a throwaway Postgres on 127.0.0.1:{port} in {dir_str}");
     Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
 }
+
+/// A throwaway cluster of one test's own, to restart and kill (the database-fault tests).
+pub struct FaultyCluster {
+    /// `postgres://postgres@127.0.0.1:PORT/postgres`.
+    pub url: String,
+    bin: PathBuf,
+    data: PathBuf,
+    options: String,
+}
+
+impl FaultyCluster {
+    /// Starts one; fails saying what is missing when the server binaries are not installed.
+    pub fn start(name: &str) -> FaultyCluster {
+        let options = std::cell::RefCell::new(None);
+        let url = start_cluster(name, |data| {
+            *options.borrow_mut() = Some(data.to_path_buf());
+            Ok(String::new())
+        })
+        .unwrap_or_else(|why| {
+            panic!("cannot start a Postgres cluster for the fault tests: {why} (apt-get install postgresql)")
+        });
+        let data = options.into_inner().expect("data directory");
+        let dir = data.parent().expect("cluster directory").to_path_buf();
+        let port = url.rsplit(':').next().and_then(|rest| rest.split('/').next()).expect("port").to_owned();
+        FaultyCluster {
+            url,
+            bin: postgres_bin_dir().expect("the binaries it started with"),
+            options: format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=500",
+                dir.display()
+            ),
+            data,
+        }
+    }
+
+    fn pg_ctl(&self, args: &[&str]) {
+        let data = self.data.to_str().expect("UTF-8 path");
+        let log = self.data.with_file_name("postgres.log");
+        let mut all = vec!["-D", data, "-o", &self.options, "-l", log.to_str().expect("UTF-8 path")];
+        all.extend_from_slice(args);
+        run_as_postgres(&self.bin.join("pg_ctl"), &all).unwrap_or_else(|why| panic!("pg_ctl {args:?}: {why}"));
+    }
+
+    /// `pg_ctl restart -m fast`: every session is ended, the server comes back.
+    pub fn restart_fast(&self) {
+        self.pg_ctl(&["-w", "-m", "fast", "restart"]);
+    }
+
+    /// `pg_ctl stop -m immediate`: down at once, as after a crash.
+    pub fn stop_immediately(&self) {
+        self.pg_ctl(&["-w", "-m", "immediate", "stop"]);
+    }
+
+    /// SIGKILL to the postmaster; waits until its port refuses connections.
+    pub fn kill_postmaster(&self) {
+        let pid = std::fs::read_to_string(self.data.join("postmaster.pid")).expect("postmaster.pid");
+        let pid = pid.lines().next().expect("pid line").trim().to_owned();
+        assert!(Command::new("kill").args(["-KILL", &pid]).status().expect("kill").success());
+        // The orphaned backends notice their postmaster is gone and exit.
+        let address =
+            self.url.trim_start_matches("postgres://postgres@").split('/').next().expect("address").to_owned();
+        for _ in 0..100 {
+            if TcpStream::connect_timeout(&address.parse().expect("address"), Duration::from_millis(100)).is_err()
+                && !Command::new("pgrep")
+                    .args(["-f", self.data.to_str().expect("UTF-8")])
+                    .status()
+                    .is_ok_and(|s| s.success())
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Starts it again after a stop or a kill (after a kill, once the orphaned backends have
+    /// let go of the shared memory).
+    pub fn start_again(&self) {
+        let data = self.data.to_str().expect("UTF-8 path");
+        let log = self.data.with_file_name("postgres.log");
+        let args = ["-D", data, "-o", &self.options, "-l", log.to_str().expect("UTF-8 path"), "-w", "start"];
+        let mut last = String::new();
+        for _ in 0..50 {
+            match run_as_postgres(&self.bin.join("pg_ctl"), &args) {
+                Ok(()) => return,
+                Err(why) => last = why,
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("the cluster did not start again: {last}");
+    }
+}
