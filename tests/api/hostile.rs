@@ -177,3 +177,160 @@ async fn a_peer_that_stays_silent_is_disconnected_and_a_quiet_client_that_answer
     app.create_account("after-the-quiet").await;
     app.assert_ledger_clean().await;
 }
+
+/// Like [`raw_call`], but a stream that opens and keeps going counts as answered OK: the answer
+/// is the code in the headers or trailers, or 0 when none came within half a second of the
+/// response.
+async fn raw_call_or_stream(app: &TestApp, path: &str, body: Vec<u8>) -> Answer {
+    match tokio::time::timeout(std::time::Duration::from_millis(500), raw_call(app, path, &[], body)).await {
+        Ok(answer) => answer,
+        Err(_) => Answer { http: 200, grpc: Some(0) },
+    }
+}
+
+/// A field of a request message: its number, protobuf type, whether repeated.
+struct Field {
+    name: String,
+    number: u32,
+    kind: prost_types::field_descriptor_proto::Type,
+    repeated: bool,
+}
+
+/// Every RPC of both services with the fields of its request message.
+fn methods() -> Vec<(String, Vec<Field>)> {
+    use prost::Message as _;
+    let set = prost_types::FileDescriptorSet::decode(creditpool::proto::FILE_DESCRIPTOR_SET).expect("descriptor set");
+    let messages: std::collections::HashMap<String, &prost_types::DescriptorProto> = set
+        .file
+        .iter()
+        .flat_map(|file| file.message_type.iter().map(move |m| (format!(".{}.{}", file.package(), m.name()), m)))
+        .collect();
+    let mut methods = Vec::new();
+    for file in &set.file {
+        for service in &file.service {
+            for method in &service.method {
+                let input = messages[method.input_type()];
+                let fields = input
+                    .field
+                    .iter()
+                    .map(|f| Field {
+                        name: f.name().to_owned(),
+                        number: u32::try_from(f.number()).expect("field number"),
+                        kind: f.r#type(),
+                        repeated: f.label() == prost_types::field_descriptor_proto::Label::Repeated,
+                    })
+                    .collect();
+                methods.push((format!("/{}.{}/{}", file.package(), service.name(), method.name()), fields));
+            }
+        }
+    }
+    methods
+}
+
+fn varint(mut value: u64) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            bytes.push(byte);
+            return bytes;
+        }
+        bytes.push(byte | 0x80);
+    }
+}
+
+fn length_delimited(number: u32, payload: &[u8]) -> Vec<u8> {
+    let mut bytes = varint(u64::from(number) << 3 | 2);
+    bytes.extend(varint(payload.len() as u64));
+    bytes.extend_from_slice(payload);
+    bytes
+}
+
+fn varint_field(number: u32, value: u64) -> Vec<u8> {
+    let mut bytes = varint(u64::from(number) << 3);
+    bytes.extend(varint(value));
+    bytes
+}
+
+/// (what, encoded field, whether the exact answer must be INVALID_ARGUMENT) for one field.
+fn hostile_values(field: &Field) -> Vec<(String, Vec<u8>, bool)> {
+    use prost_types::field_descriptor_proto::Type;
+    let n = field.number;
+    let mut values: Vec<(String, Vec<u8>, bool)> = match field.kind {
+        Type::String => vec![
+            ("invalid UTF-8".into(), length_delimited(n, &[0x61, 0xff, 0xfe]), true),
+            ("a NUL byte".into(), length_delimited(n, b"a\0b"), false),
+            ("100 KB".into(), length_delimited(n, &vec![b'x'; 100_000]), false),
+            ("SQL".into(), length_delimited(n, b"'; DROP TABLE accounts; --"), false),
+            ("a path".into(), length_delimited(n, b"../../etc/passwd"), false),
+            ("right-to-left and emoji".into(), length_delimited(n, "\u{202e}\u{1f4a5}".as_bytes()), false),
+        ],
+        Type::Int64 | Type::Int32 => vec![
+            ("i64::MIN".into(), varint_field(n, i64::MIN as u64), false),
+            ("-1".into(), varint_field(n, u64::MAX), false),
+            ("i64::MAX".into(), varint_field(n, i64::MAX as u64), false),
+        ],
+        Type::Uint32 | Type::Uint64 => vec![
+            ("u32::MAX".into(), varint_field(n, u64::from(u32::MAX)), false),
+            ("a 64-bit value in a 32-bit field".into(), varint_field(n, u64::MAX), false),
+        ],
+        Type::Bool => vec![("a bool of 2".into(), varint_field(n, 2), false)],
+        Type::Enum => vec![
+            ("an unknown enum value".into(), varint_field(n, 999), false),
+            ("a negative enum value".into(), varint_field(n, u64::MAX), false),
+        ],
+        Type::Message => vec![
+            ("a garbage submessage".into(), length_delimited(n, &[0xff, 0xff, 0xff]), true),
+            ("an empty submessage".into(), length_delimited(n, &[]), false),
+        ],
+        _ => vec![],
+    };
+    if field.repeated && field.kind == Type::String {
+        let many: Vec<u8> = (0..10_000).flat_map(|i| length_delimited(n, format!("id-{i}").as_bytes())).collect();
+        values.push(("10,000 entries".into(), many, false));
+    }
+    values
+}
+
+#[rstest]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rpc_answers_every_hostile_field_with_a_precise_code_never_internal_or_unknown(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    const INTERNAL: i32 = 13;
+    const UNKNOWN: i32 = 2;
+    let app = spawn_app(backend).await;
+    app.hot_path_example().await;
+    let mut wrong = Vec::new();
+    let mut cases = 0;
+    for (path, fields) in methods() {
+        // The plausible base request: every string "member-a" (an existing id), so the hostile
+        // field is the one that is wrong.
+        let base: Vec<u8> = fields
+            .iter()
+            .filter(|f| f.kind == prost_types::field_descriptor_proto::Type::String && !f.repeated)
+            .flat_map(|f| length_delimited(f.number, b"member-a"))
+            .collect();
+        for field in &fields {
+            for (what, value, must_be_invalid) in hostile_values(field) {
+                cases += 1;
+                // The hostile field comes last, so it overrides the base value (protobuf: last wins).
+                let answer = raw_call_or_stream(&app, &path, frame(&[base.clone(), value].concat())).await;
+                let bad = match answer.grpc {
+                    None => true,
+                    Some(code) if code == INTERNAL || code == UNKNOWN => true,
+                    Some(code) => must_be_invalid && code != 3,
+                };
+                if bad || answer.http != 200 {
+                    wrong.push(format!("{path} {} = {what}: {answer:?}", field.name));
+                }
+            }
+        }
+    }
+
+    println!("{cases} hostile requests on {backend:?}, {} wrong", wrong.len());
+    assert!(cases > 300, "the table covers every field of every RPC: {cases}");
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    app.assert_ledger_clean().await;
+}
