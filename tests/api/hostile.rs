@@ -334,3 +334,53 @@ async fn every_rpc_answers_every_hostile_field_with_a_precise_code_never_interna
     assert!(wrong.is_empty(), "{wrong:#?}");
     app.assert_ledger_clean().await;
 }
+
+/// A random protobuf-ish body: fields of random numbers and wire types, with random, truncated
+/// or oversized contents.
+fn random_body(rng: &mut rand::rngs::StdRng) -> Vec<u8> {
+    use rand::Rng as _;
+    let mut body = Vec::new();
+    for _ in 0..rng.random_range(0..8) {
+        let number: u32 = rng.random_range(0..12);
+        match rng.random_range(0..6) {
+            0 => body.extend(varint_field(number, rng.random())),
+            1 => {
+                let payload: Vec<u8> = (0..rng.random_range(0..40)).map(|_| rng.random()).collect();
+                body.extend(length_delimited(number, &payload));
+            }
+            2 => body.extend(length_delimited(number, b"member-a")),
+            // A length past the end, a fixed-width value, or raw noise.
+            3 => body.extend([u8::try_from(number << 3 | 2).unwrap_or(2), 0x7f, 1, 2]),
+            4 => {
+                body.push(u8::try_from(number << 3 | 1).unwrap_or(1));
+                body.extend(rng.random::<u64>().to_le_bytes());
+            }
+            _ => body.extend((0..rng.random_range(1..6)).map(|_| rng.random::<u8>())),
+        }
+    }
+    body
+}
+
+#[rstest]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fuzzed_request_bodies_never_get_internal_or_unknown_and_change_nothing_they_should_not(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    use rand::{Rng as _, SeedableRng as _};
+    let cases: usize = std::env::var("FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(400);
+    let app = spawn_app(backend).await;
+    app.hot_path_example().await;
+    let paths: Vec<String> = methods().into_iter().map(|(path, _)| path).collect();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+    let mut wrong = Vec::new();
+    for _ in 0..cases {
+        let path = &paths[rng.random_range(0..paths.len())];
+        let body = random_body(&mut rng);
+        let answer = raw_call_or_stream(&app, path, frame(&body)).await;
+        if answer.http != 200 || matches!(answer.grpc, None | Some(2 | 13)) {
+            wrong.push(format!("{path} {body:02x?}: {answer:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    app.assert_ledger_clean().await;
+}
