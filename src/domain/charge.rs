@@ -178,6 +178,9 @@ impl Charge {
             movements.extend(returned);
             Captured { captured, given_back }
         } else {
+            if self.cycle != wallet.monthly_cycle() {
+                return Err(DomainError::HoldFromEarlierCycle { held: held.total() });
+            }
             let extra = wallet.draw(amount.saturating_sub(held.total()), &BucketRef::Consumed, Cause::Capture)?;
             movements.extend(wallet.transfer(held, &from, &BucketRef::Consumed, Cause::Capture));
             movements.extend(extra.movements);

@@ -63,6 +63,13 @@ pub enum DomainError {
         /// Its state.
         state: ChargeState,
     },
+    /// C5b: a hold taken before its pool renewed can be committed for at most what it holds: the
+    /// extra would be new-period credits on a charge of the old period.
+    #[error("the hold was taken before its pool renewed: commit at most the {held} credits it holds")]
+    HoldFromEarlierCycle {
+        /// What the hold holds.
+        held: Credits,
+    },
     /// C5b: the member has as many open holds as allowed.
     #[error("{open} holds are open, the most allowed per member")]
     TooManyOpenHolds {

@@ -126,6 +126,12 @@ fn rule_status(rule: DomainError) -> Status {
             format!("reservation_key: {message}"),
             &[("state", state.to_string())],
         ),
+        DomainError::HoldFromEarlierCycle { held } => error_status(
+            Code::FailedPrecondition,
+            "HOLD_FROM_EARLIER_PERIOD",
+            format!("amount_credits: {message}"),
+            &[("held_credits", held.to_string())],
+        ),
         DomainError::TooManyOpenHolds { open } => error_status(
             Code::FailedPrecondition,
             "TOO_MANY_OPEN_HOLDS",

@@ -257,6 +257,9 @@ async fn c5b_c6_holds_and_refunds_across_a_renewal_forfeit_their_monthly_part(
     app.consume("gen", "member-b", "team", 170).await.expect("150 monthly + 20 top-up");
 
     app.renew("owner", &next_period(&current)).await.expect("renew");
+    let more = app.commit("job", "member-a", "team", 181).await.expect_err("more than an old-period hold holds");
+    assert_eq!(more.code(), tonic::Code::FailedPrecondition, "{more:?}");
+    assert!(more.message().starts_with("amount_credits: the hold was taken before its pool renewed"), "{more:?}");
     let released = app.release("job", "member-a", "team").await.expect("release after renewal");
     let refunded = app.refund("gen", "member-b", "team", None).await.expect("refund after renewal");
 
