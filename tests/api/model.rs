@@ -597,7 +597,13 @@ async fn model_run(backend: Backend, servers: usize) {
             ));
         }
     }
-    let held: i64 = app.open_holds(WORKSPACE).await.iter().map(|h| h.amount_credits).sum();
+    // Straight from the table: ListReservations pages, and a long run holds thousands.
+    let held: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(monthly_credits + top_up_credits), 0) AS BIGINT) FROM charges WHERE state = 'held'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .expect("held credits");
     let model_held: i64 =
         model.charges.values().filter(|c| c.state == State::Held).map(|c| c.split.0 + c.split.1).sum();
     if held != model_held {
