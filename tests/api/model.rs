@@ -194,7 +194,12 @@ struct Model {
     top_up_pool: i64,
     members: Vec<Usage>,
     charges: HashMap<String, ModelCharge>,
+    /// Open holds per member (C5b caps them).
+    open_holds: Vec<u32>,
 }
+
+/// C5b: the service's default cap on open holds per member.
+const MAX_OPEN_HOLDS: u32 = 100;
 
 /// What a call would change: the member's draw (positive) or return (negative) per bucket, the
 /// charge as it becomes, and the answer.
@@ -240,6 +245,9 @@ impl Model {
             Op::Consume { key, member, amount } | Op::Reserve { key, member, amount } => {
                 if self.charges.contains_key(key) {
                     return Err(Code::AlreadyExists);
+                }
+                if matches!(op, Op::Reserve { .. }) && self.open_holds[*member] >= MAX_OPEN_HOLDS {
+                    return Err(Code::FailedPrecondition);
                 }
                 let split = self.draw(*member, *amount, (0, 0))?;
                 let state = if matches!(op, Op::Consume { .. }) { State::Captured } else { State::Held };
@@ -315,6 +323,12 @@ impl Model {
         usage.top_up_used += change.delta.1;
         self.monthly_pool -= change.delta.0;
         self.top_up_pool -= change.delta.1;
+        let was_held = self.charges.get(&change.charge.0).is_some_and(|c| c.state == State::Held);
+        match (was_held, change.charge.1.state == State::Held) {
+            (false, true) => self.open_holds[change.member] += 1,
+            (true, false) => self.open_holds[change.member] -= 1,
+            _ => {}
+        }
         self.charges.insert(change.charge.0, change.charge.1);
         change.effect
     }
@@ -547,6 +561,7 @@ async fn model_run(backend: Backend, servers: usize) {
         top_up_pool: top_up_allowance * MEMBERS as i64,
         members: vec![Usage { monthly_allowance, monthly_used: 0, top_up_allowance, top_up_used: 0 }; MEMBERS],
         charges: HashMap::new(),
+        open_holds: vec![0; MEMBERS],
     };
     let mut apps = vec![app];
     for _ in 1..servers {
