@@ -330,6 +330,7 @@ impl FaultyCluster {
             if TcpStream::connect_timeout(&address.parse().expect("address"), Duration::from_millis(100)).is_err()
                 && !Command::new("pgrep")
                     .args(["-f", self.data.to_str().expect("UTF-8")])
+                    .stdout(Stdio::null())
                     .status()
                     .is_ok_and(|s| s.success())
             {
