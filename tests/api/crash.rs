@@ -139,36 +139,7 @@ async fn traffic(
 /// Workspace `team` of `owner` with a pool of 1,000,000 and members m0–m3 with 250,000 each.
 async fn set_up(mut admin: creditpool::proto::admin_service_client::AdminServiceClient<Channel>) {
     let key = crate::helpers::key;
-    admin
-        .create_account(CreateAccountRequest { idempotency_key: key(), account_id: "owner".into() })
-        .await
-        .expect("owner");
-    admin
-        .set_account_plan(SetAccountPlanRequest {
-            idempotency_key: key(),
-            account_id: "owner".into(),
-            monthly_credits: 1_000_000,
-            billing_anchor: None,
-        })
-        .await
-        .expect("plan");
-    admin
-        .create_workspace(CreateWorkspaceRequest {
-            idempotency_key: key(),
-            workspace_id: "team".into(),
-            owner_account_id: "owner".into(),
-        })
-        .await
-        .expect("workspace");
-    admin
-        .set_pool_size(SetPoolSizeRequest {
-            idempotency_key: key(),
-            workspace_id: "team".into(),
-            actor_account_id: "owner".into(),
-            pool_size_credits: 1_000_000,
-        })
-        .await
-        .expect("pool");
+    crate::process::owner_and_team(&mut admin, 1_000_000, 1_000_000).await;
     for member in ["m0", "m1", "m2", "m3"] {
         admin
             .create_account(CreateAccountRequest { idempotency_key: key(), account_id: member.into() })

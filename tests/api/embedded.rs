@@ -62,36 +62,7 @@ async fn sqlite_balances_holds_and_journal_survive_a_sigterm_and_restart() {
     let directory = scratch_directory("restart");
     let mut server = start_in(&directory).await;
     let admin = &mut server.admin;
-    admin
-        .create_account(CreateAccountRequest { idempotency_key: "k1".into(), account_id: "owner".into() })
-        .await
-        .expect("owner");
-    admin
-        .set_account_plan(SetAccountPlanRequest {
-            idempotency_key: "k2".into(),
-            account_id: "owner".into(),
-            monthly_credits: 1_000,
-            billing_anchor: None,
-        })
-        .await
-        .expect("plan");
-    admin
-        .create_workspace(CreateWorkspaceRequest {
-            idempotency_key: "k3".into(),
-            workspace_id: "team".into(),
-            owner_account_id: "owner".into(),
-        })
-        .await
-        .expect("workspace");
-    admin
-        .set_pool_size(SetPoolSizeRequest {
-            idempotency_key: "k4".into(),
-            workspace_id: "team".into(),
-            actor_account_id: "owner".into(),
-            pool_size_credits: 500,
-        })
-        .await
-        .expect("pool");
+    crate::process::owner_and_team(admin, 1_000, 500).await;
     admin
         .set_member_allowance(SetMemberAllowanceRequest {
             idempotency_key: "k5".into(),

@@ -231,3 +231,40 @@ pub async fn database_environment(backend: crate::helpers::Backend) -> Vec<(&'st
     }
     environment
 }
+
+/// Through `admin`: account `owner` on a plan of `plan` credits, and its workspace `team` with a
+/// pool of `pool`.
+pub async fn owner_and_team(admin: &mut AdminServiceClient<Channel>, plan: i64, pool: i64) {
+    use creditpool::proto::*;
+    let key = crate::helpers::key;
+    admin
+        .create_account(CreateAccountRequest { idempotency_key: key(), account_id: "owner".into() })
+        .await
+        .expect("owner");
+    admin
+        .set_account_plan(SetAccountPlanRequest {
+            idempotency_key: key(),
+            account_id: "owner".into(),
+            monthly_credits: plan,
+            billing_anchor: None,
+        })
+        .await
+        .expect("plan");
+    admin
+        .create_workspace(CreateWorkspaceRequest {
+            idempotency_key: key(),
+            workspace_id: "team".into(),
+            owner_account_id: "owner".into(),
+        })
+        .await
+        .expect("workspace");
+    admin
+        .set_pool_size(SetPoolSizeRequest {
+            idempotency_key: key(),
+            workspace_id: "team".into(),
+            actor_account_id: "owner".into(),
+            pool_size_credits: pool,
+        })
+        .await
+        .expect("pool");
+}
