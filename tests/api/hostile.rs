@@ -384,3 +384,62 @@ async fn fuzzed_request_bodies_never_get_internal_or_unknown_and_change_nothing_
     assert!(wrong.is_empty(), "{wrong:#?}");
     app.assert_ledger_clean().await;
 }
+
+/// Opens a server stream on `path` over its own connection and never reads its answer; the
+/// connection stays open while the returned handle lives.
+async fn stalled_stream(
+    app: &TestApp,
+    path: &str,
+    body: Vec<u8>,
+) -> (h2::client::SendRequest<Bytes>, h2::client::ResponseFuture) {
+    let tcp = tokio::net::TcpStream::connect(app.address).await.expect("connect");
+    let (client, connection) = h2::client::handshake(tcp).await.expect("HTTP/2 handshake");
+    tokio::spawn(connection);
+    let mut client = client.ready().await.expect("ready");
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{}{path}", app.address))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .expect("request");
+    let (response, mut send) = client.send_request(request, false).expect("send");
+    send.send_data(Bytes::from(body), true).expect("body");
+    (client, response)
+}
+
+#[rstest]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_never_read_their_streams_hold_no_database_connection_and_hold_no_one_back(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = crate::helpers::spawn_app_with(backend, |config| config.database_max_connections = 4).await;
+    app.hot_path_example().await;
+    // Enough history that an export outgrows the stream's flow-control window and its buffer.
+    app.buy("owner", 1_000_000).await;
+    let app = std::sync::Arc::new(app);
+    for wave in 0..10 {
+        let history = (0..150).map(|i| {
+            let app = std::sync::Arc::clone(&app);
+            tokio::spawn(async move { app.consume(&format!("history-{wave}-{i}"), "owner", "", 1).await.map(|_| ()) })
+        });
+        assert!(crate::helpers::join_all(history).await.iter().all(Result::is_ok), "personal consumes");
+    }
+    let export = frame(&length_delimited(2, b"owner"));
+    let watch = frame(&[]);
+    let mut stalled = Vec::new();
+    for _ in 0..10 {
+        stalled.push(stalled_stream(&app, "/creditpool.v1.AdminService/ExportJournal", export.clone()).await);
+        stalled.push(stalled_stream(&app, "/creditpool.v1.AdminService/WatchNotifications", watch.clone()).await);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+
+    // Twenty stalled streams, four connections: everyone else is served at once.
+    let started = std::time::Instant::now();
+    for i in 0..50 {
+        app.consume(&format!("after-{i}"), "member-a", "team", 1).await.expect("served beside stalled streams");
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+    drop(stalled);
+    app.assert_ledger_clean().await;
+}
