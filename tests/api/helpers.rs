@@ -235,14 +235,22 @@ async fn spawn_server(
     let listener = TcpListener::bind(config.listen_addr).await.expect("bind a free port");
     let address = listener.local_addr().expect("bound address");
     let shutdown = CancellationToken::new();
-    tokio::spawn(creditpool::server::serve_with_clock(config, listener, shutdown.clone(), clock));
+    let server = tokio::spawn(creditpool::server::serve_with_clock(config, listener, shutdown.clone(), clock));
     // The listener is bound, so connecting cannot race the server's start.
     let channel = Channel::from_shared(format!("http://{address}")).expect("uri").connect().await.expect("connect");
     // The server answers only once it has created and migrated its database.
-    HealthClient::new(channel.clone())
-        .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
-        .await
-        .expect("the server answers");
+    let answered =
+        HealthClient::new(channel.clone()).check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await;
+    if let Err(status) = answered {
+        // A server that could not start says why (a failed migration, say), not "transport error".
+        let why = match tokio::time::timeout(std::time::Duration::from_secs(5), server).await {
+            Ok(Ok(Err(error))) => format!("{error:#}"),
+            Ok(Ok(Ok(()))) => "it stopped without an error".to_owned(),
+            Ok(Err(join)) => format!("it panicked: {join}"),
+            Err(_) => "it is still running".to_owned(),
+        };
+        panic!("the server does not answer ({status:?}): {why}");
+    }
     sqlx::any::install_default_drivers();
     let db = AnyPool::connect(&database_url).await.expect("connect to the test database");
     let bearer = Bearer::new(token.as_deref());
