@@ -610,16 +610,8 @@ macro_rules! check_ledger {
         {
             let mut rows = sqlx::query($crate::store::sql::LEDGER_BALANCES).fetch(&mut *$tx);
             while let Some(row) = rows.try_next().await? {
-                check.buckets_checked += 1;
-                let (recorded, journal): (i64, i64) = (row.try_get("recorded")?, row.try_get("journal")?);
-                if recorded != journal {
-                    check.discrepancies.push($crate::store::Discrepancy {
-                        bucket: row.try_get("bucket")?,
-                        owner_id: row.try_get("owner_id")?,
-                        recorded,
-                        journal,
-                    });
-                }
+                let (bucket, owner_id): (String, String) = (row.try_get("bucket")?, row.try_get("owner_id")?);
+                check.compare(bucket, owner_id, row.try_get("recorded")?, row.try_get("journal")?);
             }
         }
         {
@@ -630,16 +622,7 @@ macro_rules! check_ledger {
                     ("member_monthly_used", "monthly_used_credits", "monthly_drawn"),
                     ("member_top_up_used", "top_up_used_credits", "top_up_drawn"),
                 ] {
-                    check.buckets_checked += 1;
-                    let (recorded, journal): (i64, i64) = (row.try_get(recorded)?, row.try_get(drawn)?);
-                    if recorded != journal {
-                        check.discrepancies.push($crate::store::Discrepancy {
-                            bucket: bucket.to_owned(),
-                            owner_id: owner_id.clone(),
-                            recorded,
-                            journal,
-                        });
-                    }
+                    check.compare(bucket, owner_id.as_str(), row.try_get(recorded)?, row.try_get(drawn)?);
                 }
             }
         }
@@ -647,8 +630,7 @@ macro_rules! check_ledger {
             sqlx::query_as($crate::store::sql::OVERFLOW_POOLS).fetch_all(&mut *$tx).await?;
         let takes: Vec<(String, String)> =
             sqlx::query_as($crate::store::sql::OVERFLOW_TAKES).fetch_all(&mut *$tx).await?;
-        check.discrepancies.extend($crate::store::common::overflow_unit_discrepancies(&pools, &takes)?);
-        check.buckets_checked += 2 * i64::try_from(pools.len()).unwrap_or(i64::MAX);
+        $crate::store::common::compare_overflow_units(&mut check, &pools, &takes)?;
         check.entries_checked =
             sqlx::query_scalar($crate::store::sql::COUNT_JOURNAL_ENTRIES).fetch_one(&mut *$tx).await?;
         check
@@ -656,19 +638,19 @@ macro_rules! check_ledger {
 }
 pub(crate) use check_ledger;
 
-/// Each overflow pool's used units (quota and overage) of its current contract period beside
-/// what the charges of that period still hold.
-pub(crate) fn overflow_unit_discrepancies(
+/// Compares each overflow pool's used units (quota and overage) of its current contract period
+/// with what the charges of that period still hold.
+pub(crate) fn compare_overflow_units(
+    check: &mut super::LedgerCheck,
     pools: &[(String, String)],
     takes: &[(String, String)],
-) -> Result<Vec<super::Discrepancy>, StoreError> {
+) -> Result<(), StoreError> {
     let mut held: std::collections::HashMap<(&str, i64), crate::domain::OverflowUnits> = Default::default();
     for (workspace, take) in takes {
         let take: crate::domain::OverflowTake = super::records::json("overflow_take", take)?;
         let units = held.entry((workspace.as_str(), take.cycle)).or_default();
         *units = units.plus(take.units);
     }
-    let mut found = Vec::new();
     for (workspace, pool) in pools {
         let pool: crate::domain::OverflowPool = super::records::json("overflow_pool", pool)?;
         let units = held.get(&(workspace.as_str(), pool.cycle)).copied().unwrap_or_default();
@@ -676,17 +658,10 @@ pub(crate) fn overflow_unit_discrepancies(
             ("overflow_quota_used_units", pool.quota_used_units, units.quota),
             ("overflow_overage_units", pool.overage_units, units.overage),
         ] {
-            if recorded != journal {
-                found.push(super::Discrepancy {
-                    bucket: bucket.to_owned(),
-                    owner_id: workspace.clone(),
-                    recorded,
-                    journal,
-                });
-            }
+            check.compare(bucket, workspace.as_str(), recorded, journal);
         }
     }
-    Ok(found)
+    Ok(())
 }
 
 /// Expands, inside a store's inherent `impl` with a `pool`, the benchmark's direct-SQL baseline;

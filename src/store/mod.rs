@@ -204,6 +204,28 @@ pub struct LedgerCheck {
     pub buckets_checked: i64,
 }
 
+impl LedgerCheck {
+    /// Counts one compared bucket, and keeps it as a discrepancy when its stored value differs
+    /// from the one recomputed.
+    pub(crate) fn compare(
+        &mut self,
+        bucket: impl Into<String>,
+        owner_id: impl Into<String>,
+        recorded: i64,
+        journal: i64,
+    ) {
+        self.buckets_checked += 1;
+        if recorded != journal {
+            self.discrepancies.push(Discrepancy {
+                bucket: bucket.into(),
+                owner_id: owner_id.into(),
+                recorded,
+                journal,
+            });
+        }
+    }
+}
+
 /// What the database and its pool hold right now, for the metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreGauges {
