@@ -21,8 +21,14 @@ fn frame(message: &[u8]) -> Vec<u8> {
     framed
 }
 
-/// POSTs `body` to `path` with `headers` (the gRPC ones unless overridden) over one HTTP/2 stream.
-async fn raw_call(app: &TestApp, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Answer {
+/// POSTs `body` to `path` with `headers` (the gRPC ones unless overridden) over a connection of
+/// its own; the connection stays open while the returned client lives.
+async fn open_stream(
+    app: &TestApp,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (h2::client::SendRequest<Bytes>, h2::client::ResponseFuture) {
     let tcp = tokio::net::TcpStream::connect(app.address).await.expect("connect");
     let (client, connection) = h2::client::handshake(tcp).await.expect("HTTP/2 handshake");
     tokio::spawn(connection);
@@ -38,6 +44,12 @@ async fn raw_call(app: &TestApp, path: &str, headers: &[(&str, &str)], body: Vec
     }
     let (response, mut send) = client.send_request(request.body(()).expect("request"), false).expect("send");
     send.send_data(Bytes::from(body), true).expect("body");
+    (client, response)
+}
+
+/// [`open_stream`], read to its end: the HTTP status and the gRPC code.
+async fn raw_call(app: &TestApp, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Answer {
+    let (_client, response) = open_stream(app, path, headers, body).await;
     let response = response.await.expect("response");
     let http = response.status().as_u16();
     let code =
@@ -385,29 +397,6 @@ async fn fuzzed_request_bodies_never_get_internal_or_unknown_and_change_nothing_
     app.assert_ledger_clean().await;
 }
 
-/// Opens a server stream on `path` over its own connection and never reads its answer; the
-/// connection stays open while the returned handle lives.
-async fn stalled_stream(
-    app: &TestApp,
-    path: &str,
-    body: Vec<u8>,
-) -> (h2::client::SendRequest<Bytes>, h2::client::ResponseFuture) {
-    let tcp = tokio::net::TcpStream::connect(app.address).await.expect("connect");
-    let (client, connection) = h2::client::handshake(tcp).await.expect("HTTP/2 handshake");
-    tokio::spawn(connection);
-    let mut client = client.ready().await.expect("ready");
-    let request = http::Request::builder()
-        .method("POST")
-        .uri(format!("http://{}{path}", app.address))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .expect("request");
-    let (response, mut send) = client.send_request(request, false).expect("send");
-    send.send_data(Bytes::from(body), true).expect("body");
-    (client, response)
-}
-
 #[rstest]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_never_read_their_streams_hold_no_database_connection_and_hold_no_one_back(
@@ -429,8 +418,8 @@ async fn clients_that_never_read_their_streams_hold_no_database_connection_and_h
     let watch = frame(&[]);
     let mut stalled = Vec::new();
     for _ in 0..10 {
-        stalled.push(stalled_stream(&app, "/creditpool.v1.AdminService/ExportJournal", export.clone()).await);
-        stalled.push(stalled_stream(&app, "/creditpool.v1.AdminService/WatchNotifications", watch.clone()).await);
+        stalled.push(open_stream(&app, "/creditpool.v1.AdminService/ExportJournal", &[], export.clone()).await);
+        stalled.push(open_stream(&app, "/creditpool.v1.AdminService/WatchNotifications", &[], watch.clone()).await);
     }
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
 
