@@ -142,11 +142,15 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config
 /// `configure` says otherwise): the test moves time by hand.
 pub async fn spawn_app_at(backend: Backend, clock: Arc<dyn Clock>, configure: impl FnOnce(&mut Config)) -> TestApp {
     init_test_log();
-    let local = |config: &mut Config| {
+    spawn_server(fresh_database_for(backend).await, clock, local_clock(configure), None).await
+}
+
+/// `configure` after `clock = "local"`: a clock the test moves by hand is the time itself.
+fn local_clock(configure: impl FnOnce(&mut Config)) -> impl FnOnce(&mut Config) {
+    |config: &mut Config| {
         config.clock = creditpool::config::ClockSource::Local;
         configure(config);
-    };
-    spawn_server(fresh_database_for(backend).await, clock, local, None).await
+    }
 }
 
 /// Starts a server on the database at `database_url` (which the test created).
@@ -165,17 +169,18 @@ pub async fn spawn_app_with_token(backend: Backend, token: &str, configure: impl
 impl TestApp {
     /// A second server (replica) on this app's database.
     pub async fn spawn_replica(&self) -> TestApp {
-        spawn_server(self.database_url.clone(), Arc::new(SystemClock), |_| {}, self.token.clone()).await
+        self.spawn_replica_with(|_| {}).await
+    }
+
+    /// A second server on this app's database; `configure` adjusts its config first.
+    pub async fn spawn_replica_with(&self, configure: impl FnOnce(&mut Config)) -> TestApp {
+        spawn_server(self.database_url.clone(), Arc::new(SystemClock), configure, self.token.clone()).await
     }
 
     /// A second server on this app's database, reading time from `clock` alone (as
     /// [`spawn_app_at`]).
     pub async fn spawn_replica_at(&self, clock: Arc<dyn Clock>, configure: impl FnOnce(&mut Config)) -> TestApp {
-        let local = |config: &mut Config| {
-            config.clock = creditpool::config::ClockSource::Local;
-            configure(config);
-        };
-        spawn_server(self.database_url.clone(), clock, local, self.token.clone()).await
+        spawn_server(self.database_url.clone(), clock, local_clock(configure), self.token.clone()).await
     }
 
     /// An AdminService client sending `token` (none: no credentials).

@@ -565,12 +565,7 @@ async fn model_run(backend: Backend, servers: usize) {
     };
     let mut apps = vec![app];
     for _ in 1..servers {
-        let replica = apps[0]
-            .spawn_replica_at(Arc::new(creditpool::ledger::SystemClock), |config| {
-                config.clock = creditpool::config::ClockSource::Database;
-                config.reservation_default_ttl_seconds = 86_400;
-            })
-            .await;
+        let replica = apps[0].spawn_replica_with(|config| config.reservation_default_ttl_seconds = 86_400).await;
         apps.push(replica);
     }
     let servers = Arc::new(apps);
