@@ -6,8 +6,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AccountId, BucketRef, Cause, ChargeKey, Credits, DomainError, GivenBack, Movement, OverflowTake, Split, Tenant,
-    Wallet,
+    AccountId, BucketRef, Cause, ChargeKey, Credits, DomainError, GivenBack, Movement, Origin, OverflowTake, Split,
+    Tenant, Wallet,
 };
 
 /// Where a charge is in its life.
@@ -93,8 +93,6 @@ pub struct Captured {
     /// The uncaptured rest of the hold, given back.
     pub given_back: GivenBack,
 }
-
-use super::Origin;
 
 impl Charge {
     /// C1–C3: a one-shot consumption of `amount` from `wallet`.
