@@ -1,28 +1,27 @@
 //! The model-based randomized test: concurrent clients send random sequences of every mutating
-//! RPC but the profile and overflow ones (see below) to one owner account and its workspaces:
-//! hot-path calls (Consume, Reserve, Commit, Release, Refund) of the members of one workspace,
-//! and admin calls (accounts, plans, purchases, workspaces, pool sizes, top-ups, thresholds,
-//! members, roles, allowances, renewals, pool funding), with replays of earlier calls, some of
-//! them racing on two servers that share one database. An in-memory model of the rules, written
-//! apart from the domain code, then checks every answer:
+//! RPC to one owner account and its workspaces: hot-path calls (Consume, Reserve, Commit,
+//! Release, Refund, with and without overflow consent) of the members of one workspace, and
+//! admin calls (accounts, plans, purchases, workspaces, pool sizes, top-ups, thresholds, members,
+//! roles, allowances, renewals, pool funding, profiles and their members, the overflow pool and
+//! its contract periods), with replays of earlier calls, some of them racing on two servers that
+//! share one database. An in-memory model of the rules, written apart from the domain code,
+//! then checks every answer:
 //!
 //! - the calls that took effect, in the order their answers were recorded, applied one by one
-//!   to the model, each get the answer the server gave (the split, what went back, the pools,
-//!   balances, allowances and usage the answer shows);
+//!   to the model, each get the answer the server gave (the split, the overflow units, what went
+//!   back, and the pools, balances, allowances, usage and profiles the answer shows);
 //! - every refusal is one the model gives at some point of that order between the calls that had
 //!   finished before it was sent and those sent after it was answered;
 //! - every answer under one key is the same answer, and a call that succeeded is never refused
 //!   on a retry (C7);
-//! - at the end the account, every pool, each member and the open holds equal the model's, and
-//!   VerifyLedger is clean.
+//! - at the end the account, every pool (the overflow pool too), each member, the profiles and
+//!   the open holds equal the model's, and VerifyLedger is clean.
 //!
 //! The order evidence: every call that takes effect writes its idempotency record's answer in the
 //! transaction that holds its scope's locks, so the order of those writes is a serial order of
 //! every scope (calls of different scopes that share no lock touch disjoint state). The test
 //! installs a trigger on `idempotency_records` that logs each answer's key to a table of its
 //! own, numbered as written; the service's schema and statements are as in production.
-//!
-//! Profiles and the overflow pool are not in this model yet.
 //!
 //! Short by default (CI, both stores). The long mode is
 //! `MODEL_OPERATIONS=1000000 cargo test --release --test api model:: -- --nocapture`.
@@ -49,24 +48,138 @@ const ACTING_MEMBER: usize = 0;
 /// One call as generated. Members are indexes (`m<i>`); actors and workspaces are ids.
 #[derive(Debug, Clone)]
 enum Op {
-    Consume { key: String, member: usize, amount: i64 },
-    Reserve { key: String, member: usize, amount: i64 },
-    Commit { hold: String, member: usize, amount: i64 },
-    Release { hold: String, member: usize },
-    Refund { key: String, consumption: String, member: usize, amount: Option<i64> },
-    CreateAccount { key: String, account: String },
-    SetAccountPlan { key: String, monthly: i64 },
-    AddAccountCredits { key: String, amount: i64 },
-    CreateWorkspace { key: String, workspace: String },
-    SetPoolSize { key: String, workspace: String, actor: String, size: i64 },
-    TopUpWorkspace { key: String, workspace: String, actor: String, amount: i64 },
-    SetLowBalanceThresholds { key: String, actor: String, monthly_pool: i64 },
-    AddMember { key: String, actor: String, member: usize, role: Role },
-    RemoveMember { key: String, actor: String, member: usize },
-    SetMemberRole { key: String, actor: String, member: usize, role: Role },
-    SetMemberAllowance { key: String, actor: String, member: usize, monthly: i64, top_up: i64 },
-    RenewAccount { key: String, period: String },
-    FundWorkspacePools { key: String },
+    Consume {
+        key: String,
+        member: usize,
+        amount: i64,
+        allow_overflow: bool,
+    },
+    Reserve {
+        key: String,
+        member: usize,
+        amount: i64,
+        allow_overflow: bool,
+    },
+    Commit {
+        hold: String,
+        member: usize,
+        amount: i64,
+        allow_overflow: bool,
+    },
+    Release {
+        hold: String,
+        member: usize,
+    },
+    Refund {
+        key: String,
+        consumption: String,
+        member: usize,
+        amount: Option<i64>,
+    },
+    CreateAccount {
+        key: String,
+        account: String,
+    },
+    SetAccountPlan {
+        key: String,
+        monthly: i64,
+    },
+    AddAccountCredits {
+        key: String,
+        amount: i64,
+    },
+    CreateWorkspace {
+        key: String,
+        workspace: String,
+    },
+    SetPoolSize {
+        key: String,
+        workspace: String,
+        actor: String,
+        size: i64,
+    },
+    TopUpWorkspace {
+        key: String,
+        workspace: String,
+        actor: String,
+        amount: i64,
+    },
+    SetLowBalanceThresholds {
+        key: String,
+        actor: String,
+        monthly_pool: i64,
+    },
+    AddMember {
+        key: String,
+        actor: String,
+        member: usize,
+        role: Role,
+    },
+    RemoveMember {
+        key: String,
+        actor: String,
+        member: usize,
+    },
+    SetMemberRole {
+        key: String,
+        actor: String,
+        member: usize,
+        role: Role,
+    },
+    SetMemberAllowance {
+        key: String,
+        actor: String,
+        member: usize,
+        monthly: i64,
+        top_up: i64,
+    },
+    RenewAccount {
+        key: String,
+        period: String,
+    },
+    FundWorkspacePools {
+        key: String,
+    },
+    CreateProfile {
+        key: String,
+        actor: String,
+        profile: String,
+        pool_access: bool,
+        requires_consent: bool,
+    },
+    UpdateProfile {
+        key: String,
+        actor: String,
+        profile: String,
+        pool_access: Option<bool>,
+        requires_consent: Option<bool>,
+    },
+    DeleteProfile {
+        key: String,
+        actor: String,
+        profile: String,
+    },
+    AssignProfileMembers {
+        key: String,
+        actor: String,
+        profile: String,
+        members: Vec<usize>,
+    },
+    UnassignProfileMembers {
+        key: String,
+        actor: String,
+        profile: String,
+        members: Vec<usize>,
+    },
+    ConfigureOverflowPool {
+        key: String,
+        actor: String,
+        quota: i64,
+        ratio: (i64, i64),
+        limit: Option<i64>,
+        enabled: bool,
+        label: String,
+    },
 }
 
 impl Op {
@@ -91,7 +204,13 @@ impl Op {
             | Op::RemoveMember { key, .. }
             | Op::SetMemberRole { key, .. }
             | Op::SetMemberAllowance { key, .. }
-            | Op::FundWorkspacePools { key } => key.clone(),
+            | Op::FundWorkspacePools { key }
+            | Op::CreateProfile { key, .. }
+            | Op::UpdateProfile { key, .. }
+            | Op::DeleteProfile { key, .. }
+            | Op::AssignProfileMembers { key, .. }
+            | Op::UnassignProfileMembers { key, .. }
+            | Op::ConfigureOverflowPool { key, .. } => key.clone(),
         }
     }
 }
@@ -119,19 +238,24 @@ struct Call {
     answer: Result<Success, (Code, String)>,
 }
 
-fn pair(parts: &[SplitPart], buckets: (Bucket, Bucket)) -> [i64; 2] {
-    let of = |bucket: Bucket| parts.iter().filter(|p| p.bucket() == bucket).map(|p| p.amount_credits).sum();
-    [of(buckets.0), of(buckets.1)]
+fn credits_of<const N: usize>(parts: &[SplitPart], buckets: [Bucket; N]) -> [i64; N] {
+    buckets.map(|bucket| parts.iter().filter(|p| p.bucket() == bucket).map(|p| p.amount_credits).sum())
 }
 
-/// Workspace pools.
-fn pools(parts: &[SplitPart]) -> [i64; 2] {
-    pair(parts, (Bucket::WorkspaceMonthly, Bucket::WorkspaceTopUp))
+/// A workspace draw chain: monthly pool, top-up pool, overflow pool.
+fn pools(parts: &[SplitPart]) -> [i64; 3] {
+    credits_of(parts, [Bucket::WorkspaceMonthly, Bucket::WorkspaceTopUp, Bucket::Overflow])
 }
 
 /// An owner's account buckets.
 fn account_buckets(parts: &[SplitPart]) -> [i64; 2] {
-    pair(parts, (Bucket::AccountMonthly, Bucket::AccountTopUp))
+    credits_of(parts, [Bucket::AccountMonthly, Bucket::AccountTopUp])
+}
+
+fn profile_effect(profile: Option<&Profile>) -> Effect {
+    let p = profile.cloned().unwrap_or_default();
+    let members = p.member_account_ids.iter().filter_map(|id| id[1..].parse::<u32>().ok()).map(|m| 1 << m).sum();
+    vec![i64::from(p.pool_access), i64::from(p.notify_on_assign), i64::from(p.requires_consent), members]
 }
 
 fn account_effect(account: Option<&Account>) -> Effect {
@@ -141,7 +265,9 @@ fn account_effect(account: Option<&Account>) -> Effect {
 
 fn workspace_effect(workspace: Option<&Workspace>) -> Effect {
     let w = workspace.cloned().unwrap_or_default();
-    vec![
+    let overflow =
+        w.overflow_pool.map_or([0; 4], |p| [i64::from(p.enabled), p.quota_units, p.used_units, p.overage_units]);
+    let pools = vec![
         w.pool_size_credits,
         w.monthly_pool_credits,
         w.top_up_pool_credits,
@@ -149,7 +275,8 @@ fn workspace_effect(workspace: Option<&Workspace>) -> Effect {
         w.funded_pool_size_credits,
         w.monthly_reserved_credits,
         w.top_up_reserved_credits,
-    ]
+    ];
+    [pools, overflow.to_vec()].concat()
 }
 
 fn member_effect(member: Option<&Member>) -> Effect {
@@ -164,9 +291,22 @@ fn member_effect(member: Option<&Member>) -> Effect {
     ]
 }
 
-/// A hot-path answer: [captured or drawn monthly, top-up, returned monthly, top-up, forfeited].
+/// A hot-path answer: [captured or drawn monthly, top-up, overflow, returned monthly, top-up,
+/// overflow, forfeited].
 fn charge_effect(split: &[SplitPart], returned: &[SplitPart], forfeited: i64) -> Effect {
-    [pools(split), pools(returned)].concat().into_iter().chain([forfeited]).collect()
+    let units = |parts: &[SplitPart]| {
+        let overflow = parts.iter().filter(|p| p.bucket() == Bucket::Overflow);
+        overflow.fold([0, 0], |[units, overage], p| [units + p.overflow_units, overage + p.overage_units])
+    };
+    [pools(split).as_slice(), &units(split), &pools(returned), &units(returned), &[forfeited]].concat()
+}
+
+/// The model's side of [`charge_effect`]: the charge's split and the units it holds (total,
+/// overage), what went back and the units the pool took back, and the forfeited credits.
+fn hot_answer(split: Split, holds: (i64, i64), given: Given) -> Effect {
+    let units = [holds.0 + holds.1, holds.1];
+    let back = [given.units.0 + given.units.1, given.units.1];
+    [split.as_slice(), &units, &given.credits, &back, &[given.forfeited]].concat()
 }
 
 async fn send(app: &TestApp, op: &Op) -> Result<Success, (Code, String)> {
@@ -176,25 +316,26 @@ async fn send(app: &TestApp, op: &Op) -> Result<Success, (Code, String)> {
     let owner = || OWNER.to_owned();
     let idempotency_key = op.reference();
     let answer: Result<(Effect, String), tonic::Status> = match op.clone() {
-        Op::Consume { key, member, amount } => credit
+        Op::Consume { key, member, amount, allow_overflow } => credit
             .consume(ConsumeRequest {
                 idempotency_key: key,
                 account_id: member_id(member),
                 workspace_id: workspace_id(),
                 amount_credits: amount,
-                ..Default::default()
+                allow_overflow,
             })
             .await
             .map(|r| {
                 let r = r.into_inner();
                 (charge_effect(&r.consumption.clone().unwrap_or_default().split, &[], 0), format!("{r:?}"))
             }),
-        Op::Reserve { key, member, amount } => credit
+        Op::Reserve { key, member, amount, allow_overflow } => credit
             .reserve(ReserveRequest {
                 reservation_key: key,
                 account_id: member_id(member),
                 workspace_id: workspace_id(),
                 amount_credits: amount,
+                allow_overflow,
                 ..Default::default()
             })
             .await
@@ -207,13 +348,13 @@ async fn send(app: &TestApp, op: &Op) -> Result<Success, (Code, String)> {
                 }
                 (effect, format!("{r:?}"))
             }),
-        Op::Commit { hold, member, amount } => credit
+        Op::Commit { hold, member, amount, allow_overflow } => credit
             .commit(CommitRequest {
                 reservation_key: hold,
                 account_id: member_id(member),
                 workspace_id: workspace_id(),
                 amount_credits: amount,
-                ..Default::default()
+                allow_overflow,
             })
             .await
             .map(|r| {
@@ -417,13 +558,100 @@ async fn send(app: &TestApp, op: &Op) -> Result<Success, (Code, String)> {
                 }
                 (effect, format!("{r:?}"))
             }),
+        Op::CreateProfile { actor, profile, pool_access, requires_consent, .. } => admin
+            .create_profile(CreateProfileRequest {
+                idempotency_key,
+                workspace_id: workspace_id(),
+                actor_account_id: actor,
+                profile_id: profile.clone(),
+                name: profile,
+                pool_access,
+                notify_on_assign: true,
+                requires_consent,
+            })
+            .await
+            .map(|r| {
+                let r = r.into_inner();
+                (profile_effect(r.profile.as_ref()), format!("{r:?}"))
+            }),
+        Op::UpdateProfile { actor, profile, pool_access, requires_consent, .. } => admin
+            .update_profile(UpdateProfileRequest {
+                idempotency_key,
+                workspace_id: workspace_id(),
+                actor_account_id: actor,
+                profile_id: profile,
+                name: None,
+                pool_access,
+                notify_on_assign: None,
+                requires_consent,
+            })
+            .await
+            .map(|r| {
+                let r = r.into_inner();
+                (profile_effect(r.profile.as_ref()), format!("{r:?}"))
+            }),
+        Op::DeleteProfile { actor, profile, .. } => admin
+            .delete_profile(DeleteProfileRequest {
+                idempotency_key,
+                workspace_id: workspace_id(),
+                actor_account_id: actor,
+                profile_id: profile,
+            })
+            .await
+            .map(|r| {
+                let r = r.into_inner();
+                (profile_effect(r.profile.as_ref()), format!("{r:?}"))
+            }),
+        Op::AssignProfileMembers { actor, profile, members, .. } => admin
+            .assign_profile_members(AssignProfileMembersRequest {
+                idempotency_key,
+                workspace_id: workspace_id(),
+                actor_account_id: actor,
+                profile_id: profile,
+                account_ids: members.into_iter().map(member_id).collect(),
+            })
+            .await
+            .map(|r| {
+                let r = r.into_inner();
+                (profile_effect(r.profile.as_ref()), format!("{r:?}"))
+            }),
+        Op::UnassignProfileMembers { actor, profile, members, .. } => admin
+            .unassign_profile_members(UnassignProfileMembersRequest {
+                idempotency_key,
+                workspace_id: workspace_id(),
+                actor_account_id: actor,
+                profile_id: profile,
+                account_ids: members.into_iter().map(member_id).collect(),
+            })
+            .await
+            .map(|r| {
+                let r = r.into_inner();
+                (profile_effect(r.profile.as_ref()), format!("{r:?}"))
+            }),
+        Op::ConfigureOverflowPool { actor, quota, ratio, limit, enabled, label, .. } => admin
+            .configure_overflow_pool(ConfigureOverflowPoolRequest {
+                idempotency_key,
+                workspace_id: workspace_id(),
+                actor_account_id: actor,
+                quota_units: quota,
+                units_per_credit_num: ratio.0,
+                units_per_credit_den: ratio.1,
+                overage_limit_units: limit,
+                enabled,
+                contract_period: label,
+            })
+            .await
+            .map(|r| {
+                let r = r.into_inner();
+                (workspace_effect(r.workspace.as_ref()), format!("{r:?}"))
+            }),
     };
     answer.map(|(effect, response)| Success { effect, response }).map_err(|s| (s.code(), s.message().to_owned()))
 }
 
 // ---------------------------------------------------------------------------------------------
-// The model: A2, A3, W1–W3, R1–R5, M1–M3, C1–C3, C5, C5b, C6 for one owner, written apart from
-// the domain code.
+// The model: A2, A3, W1–W3, R1–R5, M1–M3, C1–C6 (the overflow pool and profiles included) for
+// one owner, written apart from the domain code.
 
 #[derive(Debug, Clone)]
 struct ModelAccount {
@@ -475,14 +703,95 @@ enum State {
     Released,
 }
 
+/// Credits per link of the draw chain: monthly, top-up, overflow (C1).
+type Split = [i64; 3];
+
+/// The units an overflow draw cost: (quota, overage), at its ratio, in its contract period (C4).
+#[derive(Debug, Clone, Copy, Default)]
+struct Take {
+    units: (i64, i64),
+    ratio: (i64, i64),
+    period: i64,
+}
+
 #[derive(Debug, Clone)]
 struct ModelCharge {
     member: usize,
     membership: i64,
     cycle: i64,
     state: State,
-    split: (i64, i64),
-    refunded: (i64, i64),
+    split: Split,
+    refunded: Split,
+    take: Take,
+}
+
+/// What a return gave back: credits per link, the units the overflow pool took back (quota,
+/// overage), and the monthly credits forfeited to a renewal.
+#[derive(Debug, Clone, Copy, Default)]
+struct Given {
+    credits: Split,
+    units: (i64, i64),
+    forfeited: i64,
+}
+
+/// The enterprise overflow pool of the team (C4).
+#[derive(Debug, Clone)]
+struct ModelPool {
+    enabled: bool,
+    quota: i64,
+    used: i64,
+    overage: i64,
+    /// Units per credit: (numerator, denominator).
+    ratio: (i64, i64),
+    limit: Option<i64>,
+    label: String,
+    /// Counts contract periods: units of a closed one stay counted there.
+    period: i64,
+}
+
+impl ModelPool {
+    /// ceil(credits × num / den): never in the caller's favour.
+    fn units_for(ratio: (i64, i64), credits: i64) -> i64 {
+        (credits * ratio.0 + ratio.1 - 1) / ratio.1
+    }
+
+    /// The most credits the pool could lend now.
+    fn lendable(&self) -> i64 {
+        if !self.enabled {
+            return 0;
+        }
+        match self.limit {
+            Some(limit) => {
+                let units = (self.quota - self.used).max(0) + (limit - self.overage).max(0);
+                units * self.ratio.1 / self.ratio.0
+            }
+            None => i64::MAX / 4,
+        }
+    }
+}
+
+/// A product profile of the team (C1).
+#[derive(Debug, Clone, Default)]
+struct ModelProfile {
+    pool_access: bool,
+    notify_on_assign: bool,
+    requires_consent: bool,
+    members: std::collections::BTreeSet<usize>,
+}
+
+impl ModelProfile {
+    fn view(&self) -> Effect {
+        let members = self.members.iter().map(|m| 1 << m).sum();
+        vec![i64::from(self.pool_access), i64::from(self.notify_on_assign), i64::from(self.requires_consent), members]
+    }
+}
+
+/// Whether a member may draw the overflow pool (C1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Denied,
+    NeedsConsent,
+    Granted,
 }
 
 #[derive(Debug, Clone)]
@@ -494,20 +803,43 @@ struct Model {
     members: Vec<Option<ModelMember>>,
     memberships: i64,
     charges: HashMap<String, ModelCharge>,
+    overflow: Option<ModelPool>,
+    profiles: BTreeMap<String, ModelProfile>,
+    /// Open holds per member (C5b caps them).
+    open_holds: Vec<usize>,
 }
 
 /// C5b: the service's default cap on open holds per member.
 const MAX_OPEN_HOLDS: usize = 100;
 
-/// `amount` of `of`, last-drawn bucket (top-up) first.
-fn last_drawn(of: (i64, i64), amount: i64) -> (i64, i64) {
-    let top_up = amount.min(of.1);
-    (amount - top_up, top_up)
+/// `amount` of `of`, the last-drawn bucket first.
+fn last_drawn<const N: usize>(of: [i64; N], amount: i64) -> [i64; N] {
+    let mut left = amount;
+    let mut split = [0; N];
+    for i in (0..N).rev() {
+        split[i] = left.min(of[i]);
+        left -= split[i];
+    }
+    split
 }
 
-/// `amount` from (monthly, top-up), monthly first; `None` when they do not cover it.
-fn first_drawn(from: (i64, i64), amount: i64) -> Option<(i64, i64)> {
-    (from.0 + from.1 >= amount).then(|| (amount.min(from.0), amount - amount.min(from.0)))
+/// `amount` from `from`, the first bucket first; `None` when they do not cover it.
+fn first_drawn<const N: usize>(from: [i64; N], amount: i64) -> Option<[i64; N]> {
+    let mut left = amount;
+    let mut split = [0; N];
+    for i in 0..N {
+        split[i] = left.min(from[i]);
+        left -= split[i];
+    }
+    (left == 0).then_some(split)
+}
+
+fn plus<const N: usize>(a: [i64; N], b: [i64; N]) -> [i64; N] {
+    std::array::from_fn(|i| a[i] + b[i])
+}
+
+fn minus<const N: usize>(a: [i64; N], b: [i64; N]) -> [i64; N] {
+    std::array::from_fn(|i| a[i] - b[i])
 }
 
 impl Model {
@@ -537,50 +869,117 @@ impl Model {
         }
     }
 
-    /// C2: what `member` could draw now from each bucket.
-    fn available(&self, member: &ModelMember) -> (i64, i64) {
+    /// C1: a member is in the pool if any of its profiles has access; consent is needed when
+    /// every such profile requires it.
+    fn access(&self, member: usize, allow_overflow: bool) -> Access {
+        let grants: Vec<bool> = self
+            .profiles
+            .values()
+            .filter(|p| p.pool_access && p.members.contains(&member))
+            .map(|p| p.requires_consent)
+            .collect();
+        match grants.iter().any(|consent| !consent) || (!grants.is_empty() && allow_overflow) {
+            true => Access::Granted,
+            false if grants.is_empty() => Access::Denied,
+            false => Access::NeedsConsent,
+        }
+    }
+
+    /// C2: what `member` could draw now from each link of the chain.
+    fn available(&self, member: &ModelMember, access: Access) -> Split {
         let team = &self.workspaces[WORKSPACE];
         let (monthly, top_up) = member.remaining();
-        (monthly.min(team.monthly_pool).max(0), top_up.min(team.top_up_pool).max(0))
+        let overflow = match (&self.overflow, access) {
+            (Some(pool), Access::Granted | Access::NeedsConsent) => pool.lendable(),
+            _ => 0,
+        };
+        [monthly.min(team.monthly_pool).max(0), top_up.min(team.top_up_pool).max(0), overflow]
     }
 
-    /// C1: monthly first, then top-up; all or nothing.
-    fn draw(&self, member: &ModelMember, amount: i64) -> Result<(i64, i64), Code> {
-        first_drawn(self.available(member), amount).ok_or(Code::ResourceExhausted)
+    /// C1, C2, C4: monthly, then top-up, then overflow; all or nothing. The split and the
+    /// units its overflow part costs.
+    fn draw(
+        &self,
+        index: usize,
+        member: &ModelMember,
+        amount: i64,
+        allow_overflow: bool,
+    ) -> Result<(Split, (i64, i64)), Code> {
+        let access = self.access(index, allow_overflow);
+        let split = first_drawn(self.available(member, access), amount).ok_or(Code::ResourceExhausted)?;
+        if split[2] == 0 {
+            return Ok((split, (0, 0)));
+        }
+        let pool = self.overflow.as_ref().ok_or(Code::ResourceExhausted)?;
+        if access == Access::NeedsConsent {
+            return Err(Code::ResourceExhausted);
+        }
+        let units = ModelPool::units_for(pool.ratio, split[2]);
+        let quota = units.min((pool.quota - pool.used).max(0));
+        let overage = units - quota;
+        if !pool.enabled || pool.limit.is_some_and(|limit| pool.overage + overage > limit) {
+            return Err(Code::ResourceExhausted);
+        }
+        Ok((split, (quota, overage)))
     }
 
-    fn open_holds(&self, member: usize) -> usize {
-        self.charges.values().filter(|c| c.member == member && c.state == State::Held).count()
+    /// What a new overflow draw records: the pool's ratio and contract period.
+    fn fresh_take(&self) -> Take {
+        self.overflow.as_ref().map_or_else(Take::default, |pool| Take {
+            units: (0, 0),
+            ratio: pool.ratio,
+            period: pool.period,
+        })
     }
 
     fn owned_charge(&self, key: &str, member: usize) -> Result<ModelCharge, Code> {
         self.charges.get(key).filter(|charge| charge.member == member).cloned().ok_or(Code::NotFound)
     }
 
-    /// Takes `split` from the team's pools and adds it to `member`'s usage.
-    fn take(&mut self, member: usize, split: (i64, i64)) {
+    /// Takes `split` from the team's pools and `units` from the overflow pool, and adds the
+    /// allowance parts to `member`'s usage.
+    fn take(&mut self, member: usize, split: Split, units: (i64, i64)) {
         let team = self.team();
-        team.monthly_pool -= split.0;
-        team.top_up_pool -= split.1;
+        team.monthly_pool -= split[0];
+        team.top_up_pool -= split[1];
         let m = self.members[member].as_mut().expect("a drawing member");
-        m.monthly_used += split.0;
-        m.top_up_used += split.1;
+        m.monthly_used += split[0];
+        m.top_up_used += split[1];
+        if let Some(pool) = self.overflow.as_mut() {
+            pool.used += units.0;
+            pool.overage += units.1;
+        }
     }
 
-    /// C5b, C6: gives `split` of `charge` back; answers (returned, forfeited).
-    fn give_back(&mut self, charge: &ModelCharge, split: (i64, i64)) -> ((i64, i64), i64) {
-        let forfeited = if charge.cycle == self.workspaces[WORKSPACE].cycle { 0 } else { split.0 };
-        let returned = (split.0 - forfeited, split.1);
+    /// C4, C5b, C6: gives `back` of what `charge` holds (`holding`) back. The overflow part gives
+    /// back the units beyond the cost of what the charge keeps, overage first, to the pool if its
+    /// contract period is still the charge's.
+    fn give_back(&mut self, charge: &mut ModelCharge, back: Split, holding: Split) -> Given {
+        let forfeited = if charge.cycle == self.workspaces[WORKSPACE].cycle { 0 } else { back[0] };
+        let returned = [back[0] - forfeited, back[1], back[2]];
+        let mut units = (0, 0);
+        if returned[2] > 0 {
+            let take = &mut charge.take;
+            let total = take.units.0 + take.units.1;
+            let kept = ModelPool::units_for(take.ratio, holding[2] - returned[2]).min(total);
+            let [quota, overage] = last_drawn([take.units.0, take.units.1], total - kept);
+            take.units = (take.units.0 - quota, take.units.1 - overage);
+            if let Some(pool) = self.overflow.as_mut().filter(|pool| pool.period == take.period) {
+                pool.used = (pool.used - quota).max(0);
+                pool.overage = (pool.overage - overage).max(0);
+                units = (quota, overage);
+            }
+        }
         let team = self.team();
-        team.monthly_pool += returned.0;
-        team.top_up_pool += returned.1;
+        team.monthly_pool += returned[0];
+        team.top_up_pool += returned[1];
         if let Some(m) = self.members[charge.member].as_mut()
             && m.membership == charge.membership
         {
-            m.monthly_used = (m.monthly_used - returned.0).max(0);
-            m.top_up_used = (m.top_up_used - returned.1).max(0);
+            m.monthly_used = (m.monthly_used - returned[0]).max(0);
+            m.top_up_used = (m.top_up_used - returned[1]).max(0);
         }
-        (returned, forfeited)
+        Given { credits: returned, units, forfeited }
     }
 
     fn account_view(&self) -> Effect {
@@ -595,7 +994,22 @@ impl Model {
         } else {
             (0, 0)
         };
-        vec![w.pool_size, w.monthly_pool, w.top_up_pool, i64::from(w.funded), w.funded_size, reserved.0, reserved.1]
+        let pool = self.overflow.as_ref().filter(|_| id == WORKSPACE);
+        // The API's used units include the overage.
+        let overflow = pool.map_or([0; 4], |p| [i64::from(p.enabled), p.quota, p.used + p.overage, p.overage]);
+        [
+            vec![
+                w.pool_size,
+                w.monthly_pool,
+                w.top_up_pool,
+                i64::from(w.funded),
+                w.funded_size,
+                reserved.0,
+                reserved.1,
+            ],
+            overflow.to_vec(),
+        ]
+        .concat()
     }
 
     fn member_view(member: &ModelMember) -> Effect {
@@ -610,10 +1024,11 @@ impl Model {
 
     /// Takes `amount` from the owner, monthly first (W1, W3).
     fn withdraw(&mut self, amount: i64) -> Result<(i64, i64), Code> {
-        let split = first_drawn((self.owner.monthly, self.owner.top_up), amount).ok_or(Code::ResourceExhausted)?;
-        self.owner.monthly -= split.0;
-        self.owner.top_up -= split.1;
-        Ok(split)
+        let [monthly, top_up] =
+            first_drawn([self.owner.monthly, self.owner.top_up], amount).ok_or(Code::ResourceExhausted)?;
+        self.owner.monthly -= monthly;
+        self.owner.top_up -= top_up;
+        Ok((monthly, top_up))
     }
 
     /// The pools waiting for funding, and what they need.
@@ -655,63 +1070,76 @@ impl Model {
     /// arm checks everything before it changes anything, so a refusal changes nothing.
     fn decide(&mut self, op: &Op, dry: bool) -> Result<Effect, Code> {
         match op {
-            Op::Consume { key, member, amount } | Op::Reserve { key, member, amount } => {
+            Op::Consume { key, member, amount, allow_overflow }
+            | Op::Reserve { key, member, amount, allow_overflow } => {
                 if self.charges.contains_key(key) {
                     return Err(Code::AlreadyExists);
                 }
                 let held = matches!(op, Op::Reserve { .. });
-                if held && self.open_holds(*member) >= MAX_OPEN_HOLDS {
+                if held && self.open_holds[*member] >= MAX_OPEN_HOLDS {
                     return Err(Code::FailedPrecondition);
                 }
                 let m = self.member(*member)?;
                 if !m.holds_allowance() {
                     return Err(Code::PermissionDenied);
                 }
-                let split = self.draw(&m, *amount)?;
+                let (split, units) = self.draw(*member, &m, *amount, *allow_overflow)?;
                 if dry {
                     return Ok(Vec::new());
                 }
-                self.take(*member, split);
+                let take = Take { units, ..self.fresh_take() };
+                self.take(*member, split, units);
                 let charge = ModelCharge {
                     member: *member,
                     membership: m.membership,
                     cycle: self.workspaces[WORKSPACE].cycle,
                     state: if held { State::Held } else { State::Captured },
                     split,
-                    refunded: (0, 0),
+                    refunded: [0; 3],
+                    take,
                 };
+                self.open_holds[*member] += usize::from(held);
                 self.charges.insert(key.clone(), charge);
-                Ok(vec![split.0, split.1, 0, 0, 0])
+                Ok(hot_answer(split, units, Given::default()))
             }
-            Op::Commit { hold, member, amount } => {
+            Op::Commit { hold, member, amount, allow_overflow } => {
                 let mut charge = self.owned_charge(hold, *member)?;
                 let m = self.member(*member)?;
                 if charge.state != State::Held {
                     return Err(Code::FailedPrecondition);
                 }
-                let held = charge.split.0 + charge.split.1;
-                let (captured, returned, forfeited) = if *amount <= held {
+                let held: i64 = charge.split.iter().sum();
+                let (captured, given) = if *amount <= held {
                     if dry {
                         return Ok(Vec::new());
                     }
                     let rest = last_drawn(charge.split, held - amount);
-                    let (returned, forfeited) = self.give_back(&charge, rest);
-                    ((charge.split.0 - rest.0, charge.split.1 - rest.1), returned, forfeited)
+                    let holding = charge.split;
+                    let given = self.give_back(&mut charge, rest, holding);
+                    (minus(charge.split, rest), given)
                 } else {
                     if charge.cycle != self.workspaces[WORKSPACE].cycle {
                         return Err(Code::FailedPrecondition);
                     }
-                    let extra = self.draw(&m, amount - held)?;
+                    let (extra, units) = self.draw(*member, &m, amount - held, *allow_overflow)?;
                     if dry {
                         return Ok(Vec::new());
                     }
-                    self.take(*member, extra);
-                    ((charge.split.0 + extra.0, charge.split.1 + extra.1), (0, 0), 0)
+                    if units != (0, 0) {
+                        if charge.take.units == (0, 0) {
+                            charge.take = self.fresh_take();
+                        }
+                        charge.take.units = (charge.take.units.0 + units.0, charge.take.units.1 + units.1);
+                    }
+                    self.take(*member, extra, units);
+                    (plus(charge.split, extra), Given::default())
                 };
                 charge.state = State::Captured;
                 charge.split = captured;
+                self.open_holds[*member] -= 1;
+                let holds = charge.take.units;
                 self.charges.insert(hold.clone(), charge);
-                Ok(vec![captured.0, captured.1, returned.0, returned.1, forfeited])
+                Ok(hot_answer(captured, holds, given))
             }
             Op::Release { hold, member } => {
                 let mut charge = self.owned_charge(hold, *member)?;
@@ -722,10 +1150,12 @@ impl Model {
                 if dry {
                     return Ok(Vec::new());
                 }
-                let (returned, forfeited) = self.give_back(&charge, charge.split);
+                let split = charge.split;
+                let given = self.give_back(&mut charge, split, split);
                 charge.state = State::Released;
                 self.charges.insert(hold.clone(), charge);
-                Ok(vec![0, 0, returned.0, returned.1, forfeited])
+                self.open_holds[*member] -= 1;
+                Ok(hot_answer([0; 3], (0, 0), given))
             }
             Op::Refund { consumption, member, amount, .. } => {
                 let mut charge = self.owned_charge(consumption, *member)?;
@@ -733,8 +1163,8 @@ impl Model {
                 if charge.state == State::Held {
                     return Err(Code::FailedPrecondition);
                 }
-                let remaining = (charge.split.0 - charge.refunded.0, charge.split.1 - charge.refunded.1);
-                let refundable = if charge.state == State::Captured { remaining.0 + remaining.1 } else { 0 };
+                let remaining = minus(charge.split, charge.refunded);
+                let refundable = if charge.state == State::Captured { remaining.iter().sum() } else { 0 };
                 let requested = amount.unwrap_or(refundable);
                 if requested > refundable || requested == 0 {
                     return Err(Code::FailedPrecondition);
@@ -743,10 +1173,10 @@ impl Model {
                     return Ok(Vec::new());
                 }
                 let back = last_drawn(remaining, requested);
-                let (returned, forfeited) = self.give_back(&charge, back);
-                charge.refunded = (charge.refunded.0 + back.0, charge.refunded.1 + back.1);
+                let given = self.give_back(&mut charge, back, remaining);
+                charge.refunded = plus(charge.refunded, back);
                 self.charges.insert(consumption.clone(), charge);
-                Ok(vec![0, 0, returned.0, returned.1, forfeited])
+                Ok(hot_answer([0; 3], (0, 0), given))
             }
             Op::CreateAccount { account, .. } => {
                 if self.accounts.contains(account) {
@@ -790,11 +1220,11 @@ impl Model {
                 let funds_now = w.funded && difference > 0;
                 if *size > w.pool_size {
                     // W2: what the owner will hold at renewal once this funding has left.
-                    let drawable = (self.owner.monthly, self.owner.top_up);
-                    let draw = if funds_now { first_drawn(drawable, difference).unwrap_or(drawable) } else { (0, 0) };
+                    let drawable = [self.owner.monthly, self.owner.top_up];
+                    let draw = if funds_now { first_drawn(drawable, difference).unwrap_or(drawable) } else { [0, 0] };
                     let others: i64 =
                         self.workspaces.iter().filter(|(id, _)| *id != workspace).map(|(_, w)| w.pool_size).sum();
-                    let capacity = self.owner.next_plan.unwrap_or(self.owner.plan) + self.owner.top_up - draw.1;
+                    let capacity = self.owner.next_plan.unwrap_or(self.owner.plan) + self.owner.top_up - draw[1];
                     if others + size > capacity {
                         return Err(Code::FailedPrecondition);
                     }
@@ -871,10 +1301,18 @@ impl Model {
                     .collect();
                 for key in &holds {
                     let mut charge = self.charges[key].clone();
-                    self.give_back(&charge, charge.split);
+                    {
+                        let split = charge.split;
+                        self.give_back(&mut charge, split, split)
+                    };
                     charge.state = State::Released;
                     self.charges.insert(key.clone(), charge);
                 }
+                // Its profile assignments go with the membership.
+                for profile in self.profiles.values_mut() {
+                    profile.members.remove(member);
+                }
+                self.open_holds[*member] = 0;
                 let m = self.members[*member].take().expect("checked above");
                 Ok([vec![holds.len() as i64], Self::member_view(&m)].concat())
             }
@@ -972,6 +1410,90 @@ impl Model {
                 }
                 Ok(effect)
             }
+            Op::CreateProfile { actor, profile, pool_access, requires_consent, .. } => {
+                self.authorize(actor, WORKSPACE, false)?;
+                if self.profiles.contains_key(profile) {
+                    return Err(Code::AlreadyExists);
+                }
+                if dry {
+                    return Ok(Vec::new());
+                }
+                let created = ModelProfile {
+                    pool_access: *pool_access,
+                    notify_on_assign: true,
+                    requires_consent: *requires_consent,
+                    members: Default::default(),
+                };
+                let view = created.view();
+                self.profiles.insert(profile.clone(), created);
+                Ok(view)
+            }
+            Op::UpdateProfile { actor, profile, pool_access, requires_consent, .. } => {
+                self.authorize(actor, WORKSPACE, false)?;
+                let Some(p) = self.profiles.get_mut(profile) else { return Err(Code::NotFound) };
+                if dry {
+                    return Ok(Vec::new());
+                }
+                p.pool_access = pool_access.unwrap_or(p.pool_access);
+                p.requires_consent = requires_consent.unwrap_or(p.requires_consent);
+                Ok(p.view())
+            }
+            Op::DeleteProfile { actor, profile, .. } => {
+                self.authorize(actor, WORKSPACE, false)?;
+                if !self.profiles.contains_key(profile) {
+                    return Err(Code::NotFound);
+                }
+                if dry {
+                    return Ok(Vec::new());
+                }
+                Ok(self.profiles.remove(profile).expect("checked above").view())
+            }
+            Op::AssignProfileMembers { actor, profile, members, .. } => {
+                self.authorize(actor, WORKSPACE, false)?;
+                if !self.profiles.contains_key(profile) || members.iter().any(|m| self.members[*m].is_none()) {
+                    return Err(Code::NotFound);
+                }
+                if dry {
+                    return Ok(Vec::new());
+                }
+                let p = self.profiles.get_mut(profile).expect("checked above");
+                p.members.extend(members.iter().copied());
+                Ok(p.view())
+            }
+            Op::UnassignProfileMembers { actor, profile, members, .. } => {
+                self.authorize(actor, WORKSPACE, false)?;
+                let Some(p) = self.profiles.get_mut(profile) else { return Err(Code::NotFound) };
+                if dry {
+                    return Ok(Vec::new());
+                }
+                for member in members {
+                    p.members.remove(member);
+                }
+                Ok(p.view())
+            }
+            Op::ConfigureOverflowPool { actor, quota, ratio, limit, enabled, label, .. } => {
+                self.authorize(actor, WORKSPACE, true)?;
+                if dry {
+                    return Ok(Vec::new());
+                }
+                // C4: the same contract period keeps what it used; a new label starts afresh.
+                let (used, overage, period) = match &self.overflow {
+                    Some(pool) if pool.label == *label => (pool.used, pool.overage, pool.period),
+                    Some(pool) => (0, 0, pool.period + 1),
+                    None => (0, 0, 0),
+                };
+                self.overflow = Some(ModelPool {
+                    enabled: *enabled,
+                    quota: *quota,
+                    used,
+                    overage,
+                    ratio: *ratio,
+                    limit: *limit,
+                    label: label.clone(),
+                    period,
+                });
+                Ok(self.workspace_view(WORKSPACE))
+            }
         }
     }
 }
@@ -1013,14 +1535,17 @@ async fn hot_path_client(servers: Arc<Vec<TestApp>>, client: usize, steps: usize
     let (mut holds, mut consumed, mut sent): (Vec<String>, Vec<String>, Vec<Op>) = Default::default();
     for step in 0..steps {
         let fresh = format!("c{client}-{step}");
+        let allow_overflow = rng.random_bool(0.3);
         let op = match rng.random_range(0..100) {
             _ if !sent.is_empty() && rng.random_bool(0.12) => sent[rng.random_range(0..sent.len())].clone(),
-            0..=34 => Op::Consume { key: fresh, member, amount: rng.random_range(1..=40) },
-            35..=54 if holds.len() < 20 => Op::Reserve { key: fresh, member, amount: rng.random_range(1..=40) },
+            0..=34 => Op::Consume { key: fresh, member, amount: rng.random_range(1..=40), allow_overflow },
+            35..=54 if holds.len() < 20 => {
+                Op::Reserve { key: fresh, member, amount: rng.random_range(1..=40), allow_overflow }
+            }
             55..=69 if !holds.is_empty() => {
                 let hold = holds.swap_remove(rng.random_range(0..holds.len()));
                 consumed.push(hold.clone());
-                Op::Commit { hold, member, amount: rng.random_range(1..=60) }
+                Op::Commit { hold, member, amount: rng.random_range(1..=60), allow_overflow }
             }
             70..=79 if !holds.is_empty() => {
                 Op::Release { hold: holds.swap_remove(rng.random_range(0..holds.len())), member }
@@ -1031,7 +1556,7 @@ async fn hot_path_client(servers: Arc<Vec<TestApp>>, client: usize, steps: usize
                 member,
                 amount: rng.random_bool(0.6).then(|| rng.random_range(1..=30)),
             },
-            _ => Op::Consume { key: fresh, member, amount: rng.random_range(1..=40) },
+            _ => Op::Consume { key: fresh, member, amount: rng.random_range(1..=40), allow_overflow },
         };
         match &op {
             Op::Consume { key, .. } if !consumed.contains(key) => consumed.push(key.clone()),
@@ -1080,23 +1605,29 @@ async fn admin_client(
         let member = rng.random_range(0..MEMBERS);
         let workspace =
             if rng.random_bool(0.8) { WORKSPACE.to_owned() } else { format!("side{}", rng.random_range(0..3)) };
-        let op = match rng.random_range(0..100) {
+        let profile = ["pa", "pb", "pc"][rng.random_range(0..3)].to_owned();
+        let some_members: Vec<usize> = (0..rng.random_range(1..=3)).map(|_| rng.random_range(0..MEMBERS)).collect();
+        let op = match rng.random_range(0..114) {
             _ if !sent.is_empty() && rng.random_bool(0.12) => sent[rng.random_range(0..sent.len())].clone(),
-            0..=24 => Op::SetMemberAllowance {
-                key,
-                actor,
-                member,
-                monthly: rng.random_range(0..=per_member * 8),
-                top_up: rng.random_range(0..=per_member * 3),
-            },
+            0..=24 => {
+                // Sometimes small, so members run into the overflow pool.
+                let scale = if rng.random_bool(0.3) { 1 } else { 16 };
+                Op::SetMemberAllowance {
+                    key,
+                    actor,
+                    member,
+                    monthly: rng.random_range(0..=per_member * scale / 2),
+                    top_up: rng.random_range(0..=per_member * scale / 5),
+                }
+            }
             25..=31 => Op::SetMemberRole { key, actor, member, role: roles[rng.random_range(0..roles.len())] },
             32..=34 => Op::RemoveMember { key, actor, member },
             35..=37 => Op::AddMember { key, actor, member, role: roles[rng.random_range(0..3)] },
-            41..=50 => Op::TopUpWorkspace { key, workspace, actor, amount: rng.random_range(1..=per_member * 4) },
-            51..=58 => Op::SetPoolSize { key, workspace, actor, size: rng.random_range(0..=pool * 3 / 2) },
-            59..=68 => Op::AddAccountCredits { key, amount: rng.random_range(1..=per_member * 8) },
-            69..=72 => Op::SetAccountPlan { key, monthly: rng.random_range(pool / 2..=pool * 2) },
-            73..=78 => {
+            38..=47 => Op::TopUpWorkspace { key, workspace, actor, amount: rng.random_range(1..=per_member * 4) },
+            48..=55 => Op::SetPoolSize { key, workspace, actor, size: rng.random_range(0..=pool * 3 / 2) },
+            56..=63 => Op::AddAccountCredits { key, amount: rng.random_range(1..=per_member * 8) },
+            64..=67 => Op::SetAccountPlan { key, monthly: rng.random_range(pool / 2..=pool * 2) },
+            68..=73 => {
                 // Mostly the next period; sometimes one already started (refused, R6).
                 let (first, next) = (&months.0, &months.1);
                 let months_on = if rng.random_bool(0.85) { next.fetch_add(1, Ordering::SeqCst) } else { 0 };
@@ -1106,10 +1637,41 @@ async fn admin_client(
                 }
                 Op::RenewAccount { key, period }
             }
-            79..=82 => Op::FundWorkspacePools { key },
-            83..=86 => Op::SetLowBalanceThresholds { key, actor, monthly_pool: rng.random_range(0..=per_member) },
-            87..=92 => Op::CreateAccount { key, account: format!("x{}", rng.random_range(0..4)) },
-            _ => Op::CreateWorkspace { key, workspace: format!("side{}", rng.random_range(0..3)) },
+            74..=77 => Op::FundWorkspacePools { key },
+            78..=80 => Op::SetLowBalanceThresholds { key, actor, monthly_pool: rng.random_range(0..=per_member) },
+            81..=84 => Op::CreateAccount { key, account: format!("x{}", rng.random_range(0..4)) },
+            85..=87 => Op::CreateWorkspace { key, workspace: format!("side{}", rng.random_range(0..3)) },
+            88..=91 => Op::CreateProfile {
+                key,
+                actor,
+                profile,
+                pool_access: rng.random_bool(0.8),
+                requires_consent: rng.random_bool(0.3),
+            },
+            92..=96 => Op::UpdateProfile {
+                key,
+                actor,
+                profile,
+                pool_access: rng.random_bool(0.5).then(|| rng.random_bool(0.7)),
+                requires_consent: rng.random_bool(0.5).then(|| rng.random_bool(0.3)),
+            },
+            97..=98 => Op::DeleteProfile { key, actor, profile },
+            99..=106 => Op::AssignProfileMembers { key, actor, profile, members: some_members },
+            107..=110 => Op::UnassignProfileMembers { key, actor, profile, members: some_members },
+            _ => {
+                // Ratios that round: 7 units per 3 credits, 3 per 7, one per thousand credits.
+                let ratio = [(1, 1), (7, 3), (3, 7), (1, 1000)][rng.random_range(0..4)];
+                let quota = rng.random_range(0..=per_member * 4);
+                Op::ConfigureOverflowPool {
+                    key,
+                    actor,
+                    quota,
+                    ratio,
+                    limit: rng.random_bool(0.7).then(|| rng.random_range(0..=quota)),
+                    enabled: rng.random_bool(0.85),
+                    label: format!("contract-{}", rng.random_range(0..3)),
+                }
+            }
         };
         call(&servers, &mut rng, op.clone(), epoch, &mut calls).await;
         let removed = match (&op, &calls.last().expect("just called").answer) {
@@ -1330,6 +1892,62 @@ async fn model_run(backend: Backend, servers: usize) {
             top_up_used: 0,
         }));
     }
+    // The overflow pool and a pool-access profile of half the members, from the start.
+    let (quota, limit) = (per_member * 4, per_member * 2);
+    let mut admin = app.admin.clone();
+    admin
+        .configure_overflow_pool(ConfigureOverflowPoolRequest {
+            idempotency_key: key(),
+            workspace_id: WORKSPACE.into(),
+            actor_account_id: OWNER.into(),
+            quota_units: quota,
+            units_per_credit_num: 7,
+            units_per_credit_den: 3,
+            overage_limit_units: Some(limit),
+            enabled: true,
+            contract_period: "contract-0".into(),
+        })
+        .await
+        .expect("overflow pool");
+    admin
+        .create_profile(CreateProfileRequest {
+            idempotency_key: key(),
+            workspace_id: WORKSPACE.into(),
+            actor_account_id: OWNER.into(),
+            profile_id: "pa".into(),
+            name: "pa".into(),
+            pool_access: true,
+            notify_on_assign: true,
+            requires_consent: false,
+        })
+        .await
+        .expect("profile");
+    admin
+        .assign_profile_members(AssignProfileMembersRequest {
+            idempotency_key: key(),
+            workspace_id: WORKSPACE.into(),
+            actor_account_id: OWNER.into(),
+            profile_id: "pa".into(),
+            account_ids: (0..MEMBERS / 2).map(member_id).collect(),
+        })
+        .await
+        .expect("profile members");
+    let overflow = ModelPool {
+        enabled: true,
+        quota,
+        used: 0,
+        overage: 0,
+        ratio: (7, 3),
+        limit: Some(limit),
+        label: "contract-0".into(),
+        period: 0,
+    };
+    let profile = ModelProfile {
+        pool_access: true,
+        notify_on_assign: true,
+        requires_consent: false,
+        members: (0..MEMBERS / 2).collect(),
+    };
     let owner = app.account(OWNER).await;
     let team =
         ModelWorkspace { pool_size: pool, funded_size: pool, funded: true, monthly_pool: pool, top_up_pool, cycle: 0 };
@@ -1346,6 +1964,9 @@ async fn model_run(backend: Backend, servers: usize) {
         members,
         memberships: MEMBERS as i64,
         charges: HashMap::new(),
+        overflow: Some(overflow),
+        profiles: [("pa".to_owned(), profile)].into_iter().collect(),
+        open_holds: vec![0; MEMBERS],
     };
     record_answer_order(&app, backend).await;
     let mut apps = vec![app];
@@ -1395,15 +2016,34 @@ async fn model_run(backend: Backend, servers: usize) {
             violations.push(format!("{} is {served:?}, the model's {modelled:?}", member_id(index)));
         }
     }
+    let profiles = app
+        .admin
+        .clone()
+        .list_profiles(ListProfilesRequest {
+            workspace_id: WORKSPACE.into(),
+            page_size: 100,
+            page_token: String::new(),
+        })
+        .await
+        .expect("ListProfiles")
+        .into_inner()
+        .profiles;
+    let served: BTreeMap<String, Effect> =
+        profiles.iter().map(|p| (p.profile_id.clone(), profile_effect(Some(p)))).collect();
+    let modelled: BTreeMap<String, Effect> = model.profiles.iter().map(|(id, p)| (id.clone(), p.view())).collect();
+    if served != modelled {
+        violations.push(format!("profiles {served:?}, the model's {modelled:?}"));
+    }
     // Straight from the table: ListReservations pages, and a long run holds thousands.
     let held: i64 = sqlx::query_scalar(
-        "SELECT CAST(COALESCE(SUM(monthly_credits + top_up_credits), 0) AS BIGINT) FROM charges WHERE state = 'held'",
+        "SELECT CAST(COALESCE(SUM(monthly_credits + top_up_credits + overflow_credits), 0) AS BIGINT) FROM charges \
+         WHERE state = 'held'",
     )
     .fetch_one(&app.db)
     .await
     .expect("held credits");
     let model_held: i64 =
-        model.charges.values().filter(|c| c.state == State::Held).map(|c| c.split.0 + c.split.1).sum();
+        model.charges.values().filter(|c| c.state == State::Held).map(|c| c.split.iter().sum::<i64>()).sum();
     if held != model_held {
         violations.push(format!("{held} credits held, the model's {model_held}"));
     }
@@ -1417,7 +2057,12 @@ async fn model_run(backend: Backend, servers: usize) {
         };
         *kinds.entry(format!("{kind} {outcome}")).or_default() += 1;
     }
-    println!("answers by kind: {kinds:?}");
+    let overflow_draws = calls
+        .iter()
+        .filter(|c| matches!(c.op, Op::Consume { .. } | Op::Reserve { .. } | Op::Commit { .. }))
+        .filter(|c| c.answer.as_ref().is_ok_and(|s| s.effect[2] > 0))
+        .count();
+    println!("answers by kind: {kinds:?}; {overflow_draws} drew on the overflow pool");
     let undecided_count = calls.iter().filter(|c| matches!(&c.answer, Err((code, _)) if undecided(*code))).count();
     let admin_calls = calls
         .iter()
