@@ -49,21 +49,30 @@ async fn open_stream(
 
 /// [`open_stream`], read to its end: the HTTP status and the gRPC code.
 async fn raw_call(app: &TestApp, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Answer {
+    raw_reply(app, path, headers, body).await.0
+}
+
+/// [`raw_call`] with the status message (percent-decoded).
+async fn raw_reply(app: &TestApp, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> (Answer, String) {
     let (_client, response) = open_stream(app, path, headers, body).await;
     let response = response.await.expect("response");
     let http = response.status().as_u16();
     let code =
         |map: &http::HeaderMap| map.get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let message = |map: &http::HeaderMap| {
+        let raw = map.get("grpc-message").map(|v| v.as_bytes().to_vec()).unwrap_or_default();
+        percent_encoding::percent_decode(&raw).decode_utf8_lossy().into_owned()
+    };
     if let Some(grpc) = code(response.headers()) {
-        return Answer { http, grpc: Some(grpc) };
+        return (Answer { http, grpc: Some(grpc) }, message(response.headers()));
     }
     let mut body = response.into_body();
     while let Some(chunk) = body.data().await {
         let chunk = chunk.expect("data");
         let _ = body.flow_control().release_capacity(chunk.len());
     }
-    let trailers = body.trailers().await.expect("trailers");
-    Answer { http, grpc: trailers.as_ref().and_then(code) }
+    let trailers = body.trailers().await.expect("trailers").unwrap_or_default();
+    (Answer { http, grpc: code(&trailers) }, message(&trailers))
 }
 
 const INVALID_ARGUMENT: Option<i32> = Some(3);
@@ -190,6 +199,14 @@ async fn a_peer_that_stays_silent_is_disconnected_and_a_quiet_client_that_answer
     app.assert_ledger_clean().await;
 }
 
+/// [`raw_call_or_stream`] with the status message.
+async fn raw_reply_or_stream(app: &TestApp, path: &str, body: Vec<u8>) -> (Answer, String) {
+    match tokio::time::timeout(std::time::Duration::from_millis(500), raw_reply(app, path, &[], body)).await {
+        Ok(reply) => reply,
+        Err(_) => (Answer { http: 200, grpc: Some(0) }, String::new()),
+    }
+}
+
 /// Like [`raw_call`], but a stream that opens and keeps going counts as answered OK: the answer
 /// is the code in the headers or trailers, or 0 when none came within half a second of the
 /// response.
@@ -265,85 +282,169 @@ fn varint_field(number: u32, value: u64) -> Vec<u8> {
     bytes
 }
 
-/// (what, encoded field, whether the exact answer must be INVALID_ARGUMENT) for one field.
-fn hostile_values(field: &Field) -> Vec<(String, Vec<u8>, bool)> {
+/// What a hostile value is, and its encoding as field `field`.
+fn hostile_values(field: &Field) -> Vec<(&'static str, Vec<u8>)> {
     use prost_types::field_descriptor_proto::Type;
     let n = field.number;
-    let mut values: Vec<(String, Vec<u8>, bool)> = match field.kind {
+    let mut values: Vec<(&'static str, Vec<u8>)> = match field.kind {
         Type::String => vec![
-            ("invalid UTF-8".into(), length_delimited(n, &[0x61, 0xff, 0xfe]), true),
-            ("a NUL byte".into(), length_delimited(n, b"a\0b"), false),
-            ("100 KB".into(), length_delimited(n, &vec![b'x'; 100_000]), false),
-            ("SQL".into(), length_delimited(n, b"'; DROP TABLE accounts; --"), false),
-            ("a path".into(), length_delimited(n, b"../../etc/passwd"), false),
-            ("right-to-left and emoji".into(), length_delimited(n, "\u{202e}\u{1f4a5}".as_bytes()), false),
+            ("invalid UTF-8", length_delimited(n, &[0x61, 0xff, 0xfe])),
+            ("a NUL byte", length_delimited(n, b"a\0b")),
+            ("100 KB", length_delimited(n, &vec![b'x'; 100_000])),
+            ("SQL", length_delimited(n, b"'; DROP TABLE accounts; --")),
+            ("a path", length_delimited(n, b"../../etc/passwd")),
+            ("right-to-left and emoji", length_delimited(n, "\u{202e}\u{1f4a5}".as_bytes())),
         ],
         Type::Int64 | Type::Int32 => vec![
-            ("i64::MIN".into(), varint_field(n, i64::MIN as u64), false),
-            ("-1".into(), varint_field(n, u64::MAX), false),
-            ("i64::MAX".into(), varint_field(n, i64::MAX as u64), false),
+            ("i64::MIN", varint_field(n, i64::MIN as u64)),
+            ("-1", varint_field(n, u64::MAX)),
+            ("i64::MAX", varint_field(n, i64::MAX as u64)),
         ],
         Type::Uint32 | Type::Uint64 => vec![
-            ("u32::MAX".into(), varint_field(n, u64::from(u32::MAX)), false),
-            ("a 64-bit value in a 32-bit field".into(), varint_field(n, u64::MAX), false),
+            ("u32::MAX", varint_field(n, u64::from(u32::MAX))),
+            ("a 64-bit value in a 32-bit field", varint_field(n, u64::MAX)),
         ],
-        Type::Bool => vec![("a bool of 2".into(), varint_field(n, 2), false)],
-        Type::Enum => vec![
-            ("an unknown enum value".into(), varint_field(n, 999), false),
-            ("a negative enum value".into(), varint_field(n, u64::MAX), false),
-        ],
+        Type::Bool => vec![("a bool of 2", varint_field(n, 2))],
+        Type::Enum => {
+            vec![("an unknown enum value", varint_field(n, 999)), ("a negative enum value", varint_field(n, u64::MAX))]
+        }
         Type::Message => vec![
-            ("a garbage submessage".into(), length_delimited(n, &[0xff, 0xff, 0xff]), true),
-            ("an empty submessage".into(), length_delimited(n, &[]), false),
+            ("a garbage submessage", length_delimited(n, &[0xff, 0xff, 0xff])),
+            ("an empty submessage", length_delimited(n, &[])),
         ],
         _ => vec![],
     };
     if field.repeated && field.kind == Type::String {
         let many: Vec<u8> = (0..10_000).flat_map(|i| length_delimited(n, format!("id-{i}").as_bytes())).collect();
-        values.push(("10,000 entries".into(), many, false));
+        values.push(("10,000 entries", many));
     }
     values
 }
 
+/// Whether `what` in `field` of `path` must be refused: INVALID_ARGUMENT naming the field. The
+/// rest are values the field accepts, which must get the answer the plausible request gets.
+fn refused(field: &str, what: &str) -> bool {
+    match what {
+        // Undecodable: the request as a whole is not a message of its type.
+        "invalid UTF-8" | "a garbage submessage" => true,
+        // Ids, keys, periods, labels and tokens: 1..=128 bytes of `[A-Za-z0-9._:@-]`.
+        "a NUL byte" | "100 KB" | "SQL" | "a path" | "right-to-left and emoji" => {
+            field != "name" || matches!(what, "a NUL byte" | "100 KB")
+        }
+        // Amounts are 1..=10^12; cursors are never negative, and a notification cursor past the
+        // last published event is a client's mistake (an entry cursor past the end is just the
+        // end of the journal).
+        "i64::MIN" | "-1" => true,
+        "i64::MAX" => field != "after_entry_id",
+        // Page sizes are at most 1,000, holds live at most the configured TTL.
+        "u32::MAX" | "a 64-bit value in a 32-bit field" => true,
+        // Protobuf reads any non-zero varint as true.
+        "a bool of 2" => false,
+        "an unknown enum value" | "a negative enum value" => true,
+        // An empty billing anchor is day 0; empty thresholds are all zero, an empty timestamp is
+        // the epoch, both valid.
+        "an empty submessage" => field == "billing_anchor",
+        "10,000 entries" => true,
+        other => panic!("no rule for {other}"),
+    }
+}
+
+/// The plausible request of an RPC: ids "member-a" (an existing account) and lists of it, keys
+/// `key`, amounts 1, role EDITOR, a period that parses, empty thresholds, and no field that
+/// excludes another, so the hostile field is the one that is wrong.
+fn plausible(path: &str, fields: &[Field], key: &str) -> Vec<u8> {
+    use prost_types::field_descriptor_proto::Type;
+    let method = path.rsplit('/').next().unwrap_or_default();
+    let mut body = Vec::new();
+    for field in fields {
+        match (field.kind, field.name.as_str()) {
+            (Type::String, _) if field.repeated => body.extend(length_delimited(field.number, b"member-a")),
+            _ if field.repeated => {}
+            (Type::Enum, "role") => body.extend(varint_field(field.number, 3)),
+            // A journal is a workspace's or an account's; a report a time range or a period.
+            (_, "account_id") if matches!(method, "ListJournalEntries" | "ExportJournal") => {}
+            (_, "contract_period") if method == "GetUsageReport" => {}
+            (Type::Message, "thresholds") => body.extend(length_delimited(field.number, &[])),
+            (Type::String, "idempotency_key" | "reservation_key") => {
+                body.extend(length_delimited(field.number, key.as_bytes()));
+            }
+            (Type::String, "page_token") => {}
+            (Type::String, "period") => body.extend(length_delimited(field.number, b"2031-01")),
+            (Type::String, _) => body.extend(length_delimited(field.number, b"member-a")),
+            (Type::Int64 | Type::Int32, _) => body.extend(varint_field(field.number, 1)),
+            _ => {}
+        }
+    }
+    body
+}
+
 #[rstest]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_rpc_answers_every_hostile_field_with_a_precise_code_never_internal_or_unknown(
+async fn every_rpc_answers_every_hostile_field_with_its_exact_code(
     #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
 ) {
-    const INTERNAL: i32 = 13;
-    const UNKNOWN: i32 = 2;
     let app = spawn_app(backend).await;
     app.hot_path_example().await;
     let mut wrong = Vec::new();
-    let mut cases = 0;
+    let (mut cases, mut refusals) = (0, 0);
+    let mut refused_keys = std::collections::HashSet::new();
+    let mut fresh = 0;
+    let mut key = || {
+        fresh += 1;
+        format!("hostile-{fresh}")
+    };
     for (path, fields) in methods() {
-        // The plausible base request: every string "member-a" (an existing id), so the hostile
-        // field is the one that is wrong.
-        let base: Vec<u8> = fields
-            .iter()
-            .filter(|f| f.kind == prost_types::field_descriptor_proto::Type::String && !f.repeated)
-            .flat_map(|f| length_delimited(f.number, b"member-a"))
-            .collect();
+        // What the plausible request gets once whatever it creates exists: a valid hostile value
+        // must get the same.
+        raw_call_or_stream(&app, &path, frame(&plausible(&path, &fields, &key()))).await;
+        let (control, control_message) =
+            raw_reply_or_stream(&app, &path, frame(&plausible(&path, &fields, &key()))).await;
         for field in &fields {
-            for (what, value, must_be_invalid) in hostile_values(field) {
+            for (what, value) in hostile_values(field) {
                 cases += 1;
-                // The hostile field comes last, so it overrides the base value (protobuf: last wins).
-                let answer = raw_call_or_stream(&app, &path, frame(&[base.clone(), value].concat())).await;
-                let bad = match answer.grpc {
-                    None => true,
-                    Some(code) if code == INTERNAL || code == UNKNOWN => true,
-                    Some(code) => must_be_invalid && code != 3,
+                // The hostile field comes last, so it overrides the plausible value (last wins).
+                let case_key = key();
+                let body = [plausible(&path, &fields, &case_key), value].concat();
+                let (answer, message) = raw_reply_or_stream(&app, &path, frame(&body)).await;
+                let must_refuse = refused(&field.name, what);
+                refusals += usize::from(must_refuse);
+                if must_refuse {
+                    refused_keys.insert(case_key);
+                }
+                let right = match must_refuse {
+                    true => answer.grpc == Some(3) && message.contains(&field.name),
+                    false => answer.grpc == control.grpc,
                 };
-                if bad || answer.http != 200 {
-                    wrong.push(format!("{path} {} = {what}: {answer:?}", field.name));
+                if !right || answer.http != 200 {
+                    let expected = if must_refuse {
+                        format!("INVALID_ARGUMENT naming {}", field.name)
+                    } else {
+                        format!("{:?} ({control_message})", control.grpc)
+                    };
+                    wrong.push(format!(
+                        "{path} {} = {what}: got {answer:?} ({message}), expected {expected}",
+                        field.name
+                    ));
                 }
             }
         }
     }
 
-    println!("{cases} hostile requests on {backend:?}, {} wrong", wrong.len());
+    // A refused request took no effect: no answer is recorded under its key.
+    let recorded: Vec<String> = sqlx::query_scalar("SELECT idempotency_key FROM idempotency_records")
+        .fetch_all(&app.db)
+        .await
+        .expect("records");
+    for record in recorded {
+        let key = record.rsplit('/').next().unwrap_or_default();
+        if refused_keys.contains(key) {
+            wrong.push(format!("{record}: refused, yet recorded"));
+        }
+    }
+
+    println!("{cases} hostile requests on {backend:?} ({refusals} to refuse), {} wrong", wrong.len());
     assert!(cases > 300, "the table covers every field of every RPC: {cases}");
-    assert!(wrong.is_empty(), "{wrong:#?}");
+    assert!(wrong.is_empty(), "{} wrong: {wrong:#?}", wrong.len());
     app.assert_ledger_clean().await;
 }
 
