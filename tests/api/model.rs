@@ -15,7 +15,8 @@
 //! - every answer under one key is the same answer, and a call that succeeded is never refused
 //!   on a retry (C7);
 //! - at the end the account, every pool (the overflow pool too), each member, the profiles and
-//!   the open holds equal the model's, and VerifyLedger is clean.
+//!   the open holds equal the model's, the journal moved for each call what the model's call
+//!   moved (and nothing for a call the model refuses), and VerifyLedger is clean.
 //!
 //! The order evidence: every call that takes effect writes its idempotency record's answer in the
 //! transaction that holds its scope's locks, so the order of those writes is a serial order of
@@ -807,6 +808,10 @@ struct Model {
     profiles: BTreeMap<String, ModelProfile>,
     /// Open holds per member (C5b caps them).
     open_holds: Vec<usize>,
+    /// L1: the credits each call's journal entries move, by reference.
+    journal: HashMap<String, i64>,
+    /// What the call being applied moves.
+    moving: i64,
 }
 
 /// C5b: the service's default cap on open holds per member.
@@ -1058,7 +1063,12 @@ impl Model {
 
     /// Applies `op` to the model if the rules let it; what its answer must say.
     fn apply(&mut self, op: &Op) -> Result<Effect, Code> {
-        self.decide(op, false)
+        self.moving = 0;
+        let effect = self.decide(op, false)?;
+        if self.moving > 0 {
+            *self.journal.entry(op.reference()).or_default() += self.moving;
+        }
+        Ok(effect)
     }
 
     /// The refusal the rules give `op` now, if any; changes nothing.
@@ -1089,6 +1099,7 @@ impl Model {
                 }
                 let take = Take { units, ..self.fresh_take() };
                 self.take(*member, split, units);
+                self.moving += amount;
                 let charge = ModelCharge {
                     member: *member,
                     membership: m.membership,
@@ -1109,6 +1120,7 @@ impl Model {
                     return Err(Code::FailedPrecondition);
                 }
                 let held: i64 = charge.split.iter().sum();
+                self.moving += held.max(*amount);
                 let (captured, given) = if *amount <= held {
                     if dry {
                         return Ok(Vec::new());
@@ -1152,6 +1164,7 @@ impl Model {
                 }
                 let split = charge.split;
                 let given = self.give_back(&mut charge, split, split);
+                self.moving += split.iter().sum::<i64>();
                 charge.state = State::Released;
                 self.charges.insert(hold.clone(), charge);
                 self.open_holds[*member] -= 1;
@@ -1174,6 +1187,7 @@ impl Model {
                 }
                 let back = last_drawn(remaining, requested);
                 let given = self.give_back(&mut charge, back, remaining);
+                self.moving += requested;
                 charge.refunded = plus(charge.refunded, back);
                 self.charges.insert(consumption.clone(), charge);
                 Ok(hot_answer([0; 3], (0, 0), given))
@@ -1201,6 +1215,7 @@ impl Model {
                     return Ok(Vec::new());
                 }
                 self.owner.top_up += amount;
+                self.moving += amount;
                 Ok(self.account_view())
             }
             Op::CreateWorkspace { workspace, .. } => {
@@ -1242,6 +1257,7 @@ impl Model {
                     w.funded_size = *size;
                 }
                 w.pool_size = *size;
+                self.moving += funded;
                 Ok([vec![funded, draw.0, draw.1], self.workspace_view(workspace)].concat())
             }
             Op::TopUpWorkspace { workspace, actor, amount, .. } => {
@@ -1257,6 +1273,7 @@ impl Model {
                 }
                 let draw = self.withdraw(*amount)?;
                 self.workspaces.get_mut(workspace).expect("checked above").top_up_pool += amount;
+                self.moving += amount;
                 Ok([vec![draw.0, draw.1], self.workspace_view(workspace)].concat())
             }
             Op::SetLowBalanceThresholds { actor, .. } => {
@@ -1301,10 +1318,9 @@ impl Model {
                     .collect();
                 for key in &holds {
                     let mut charge = self.charges[key].clone();
-                    {
-                        let split = charge.split;
-                        self.give_back(&mut charge, split, split)
-                    };
+                    let split = charge.split;
+                    self.give_back(&mut charge, split, split);
+                    self.moving += split.iter().sum::<i64>();
                     charge.state = State::Released;
                     self.charges.insert(key.clone(), charge);
                 }
@@ -1372,9 +1388,11 @@ impl Model {
                 if let Some(plan) = self.owner.next_plan.take() {
                     self.owner.plan = plan;
                 }
+                self.moving += self.owner.monthly + self.owner.plan;
                 self.owner.monthly = self.owner.plan;
                 self.owner.period = period.clone();
                 for w in self.workspaces.values_mut() {
+                    self.moving += w.monthly_pool;
                     w.monthly_pool = 0;
                     w.funded_size = 0;
                     w.funded = w.pool_size == 0;
@@ -1384,6 +1402,7 @@ impl Model {
                 let required: i64 = self.workspaces.values().map(|w| w.pool_size).sum();
                 // R2, R3: all pools or none.
                 let succeeded = self.fund_unfunded().is_ok();
+                self.moving += if succeeded { required } else { 0 };
                 // R4: monthly usage starts again.
                 for m in self.members.iter_mut().flatten() {
                     m.monthly_used = 0;
@@ -1403,6 +1422,7 @@ impl Model {
                     return Ok(Vec::new());
                 }
                 let (funded, ids) = self.fund_unfunded()?;
+                self.moving += funded;
                 let mut effect = vec![funded];
                 effect.extend(self.account_view());
                 for id in &ids {
@@ -1967,6 +1987,8 @@ async fn model_run(backend: Backend, servers: usize) {
         overflow: Some(overflow),
         profiles: [("pa".to_owned(), profile)].into_iter().collect(),
         open_holds: vec![0; MEMBERS],
+        journal: HashMap::new(),
+        moving: 0,
     };
     record_answer_order(&app, backend).await;
     let mut apps = vec![app];
@@ -2033,6 +2055,22 @@ async fn model_run(backend: Backend, servers: usize) {
     let modelled: BTreeMap<String, Effect> = model.profiles.iter().map(|(id, p)| (id.clone(), p.view())).collect();
     if served != modelled {
         violations.push(format!("profiles {served:?}, the model's {modelled:?}"));
+    }
+    // L1: the journal moved, call by call, what the model's calls moved; nothing for the rest.
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT reference, CAST(SUM(amount_credits) AS BIGINT) FROM journal_entries GROUP BY reference")
+            .fetch_all(&app.db)
+            .await
+            .expect("journal totals");
+    let journal: HashMap<String, i64> = rows.into_iter().filter(|(r, _)| sent.contains(r)).collect();
+    if journal != model.journal {
+        let differing: Vec<_> = sent
+            .iter()
+            .filter(|r| journal.get(*r) != model.journal.get(*r))
+            .take(5)
+            .map(|r| (r, journal.get(r), model.journal.get(r)))
+            .collect();
+        violations.push(format!("journal totals (reference, served, model's) differ: {differing:?}"));
     }
     // Straight from the table: ListReservations pages, and a long run holds thousands.
     let held: i64 = sqlx::query_scalar(
