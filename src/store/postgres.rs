@@ -255,9 +255,9 @@ impl StoreTx for PgTx {
             .bind(requests)
             .bind(responses)
             .bind(now_ms)
-            .execute(&mut *self.tx)
+            .fetch_all(&mut *self.tx)
             .await?;
-        Ok(inserted.rows_affected())
+        Ok(inserted.len() as u64)
     }
 
     async fn reset_monthly_usage(&mut self, workspaces: &[WorkspaceId]) -> Result<(), StoreError> {
@@ -367,9 +367,9 @@ impl StoreTx for PgTx {
             .bind(rows.iter().map(|r| r.refunded_overflow_credits).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.overflow_take.as_deref()).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.membership).collect::<Vec<_>>())
-            .execute(&mut *self.tx)
+            .fetch_all(&mut *self.tx)
             .await?;
-        Ok(inserted.rows_affected())
+        Ok(inserted.len() as u64)
     }
 
     async fn update_charges(&mut self, charges: &[Charge]) -> Result<(), StoreError> {

@@ -135,10 +135,12 @@ pub(crate) const OVERFLOW_TAKES: &str = "SELECT scope_id, overflow_take FROM cha
 pub(crate) const COUNT_JOURNAL_ENTRIES: &str = "SELECT COUNT(*) FROM journal_entries";
 
 // Bulk writes: one statement per kind of row for a whole batch (Postgres arrays, `UNNEST`).
+// The inserts count the rows they return, never the command's row count: Citus reports the rows
+// an `INSERT … SELECT` selected, not the ones it inserted, and a replay would pass as new.
 pub(crate) const INSERT_IDEMPOTENCY_RECORDS: &str = "INSERT INTO idempotency_records \
      (scope_id, scope_kind, idempotency_key, request, response, created_at_ms) \
      SELECT $1, $2, k, q, r, $6 FROM UNNEST($3::text[], $4::text[], $5::text[]) AS u(k, q, r) \
-     ON CONFLICT DO NOTHING";
+     ON CONFLICT DO NOTHING RETURNING idempotency_key";
 pub(crate) const UPDATE_MEMBERS: &str = "UPDATE members AS m SET role = u.role, \
      monthly_allowance_credits = u.monthly_allowance, monthly_used_credits = u.monthly_used, \
      top_up_allowance_credits = u.top_up_allowance, top_up_used_credits = u.top_up_used \
@@ -151,7 +153,7 @@ pub(crate) const INSERT_CHARGES: &str = "INSERT INTO charges (scope_id, scope_ki
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], \
          $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], \
          $15::bigint[], $16::text[], $17::bigint[]) \
-     ON CONFLICT (scope_id, scope_kind, charge_key) DO NOTHING";
+     ON CONFLICT (scope_id, scope_kind, charge_key) DO NOTHING RETURNING charge_key";
 pub(crate) const UPDATE_CHARGES: &str = "UPDATE charges AS c SET state = u.state, monthly_credits = u.monthly, \
      top_up_credits = u.top_up, refunded_monthly_credits = u.refunded_monthly, \
      refunded_top_up_credits = u.refunded_top_up, forfeited_credits = u.forfeited, expires_at_ms = u.expires_at_ms, \
