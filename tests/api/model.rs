@@ -310,6 +310,12 @@ fn hot_answer(split: Split, holds: (i64, i64), given: Given) -> Effect {
     [split.as_slice(), &units, &given.credits, &back, &[given.forfeited]].concat()
 }
 
+/// What the model compares in `response`, and the whole of it for comparing replays.
+fn reply<R: std::fmt::Debug>(response: tonic::Response<R>, effect: impl FnOnce(&R) -> Effect) -> (Effect, String) {
+    let response = response.into_inner();
+    (effect(&response), format!("{response:?}"))
+}
+
 async fn send(app: &TestApp, op: &Op) -> Result<Success, (Code, String)> {
     let mut credit = app.credit.clone();
     let mut admin = app.admin.clone();
@@ -326,10 +332,7 @@ async fn send(app: &TestApp, op: &Op) -> Result<Success, (Code, String)> {
                 allow_overflow,
             })
             .await
-            .map(|r| {
-                let r = r.into_inner();
-                (charge_effect(&r.consumption.clone().unwrap_or_default().split, &[], 0), format!("{r:?}"))
-            }),
+            .map(|r| reply(r, |r| charge_effect(&r.consumption.clone().unwrap_or_default().split, &[], 0))),
         Op::Reserve { key, member, amount, allow_overflow } => credit
             .reserve(ReserveRequest {
                 reservation_key: key,
@@ -387,16 +390,11 @@ async fn send(app: &TestApp, op: &Op) -> Result<Success, (Code, String)> {
                 amount_credits: amount,
             })
             .await
-            .map(|r| {
-                let r = r.into_inner();
-                (charge_effect(&[], &r.returned, r.forfeited_credits), format!("{r:?}"))
-            }),
-        Op::CreateAccount { account, .. } => {
-            admin.create_account(CreateAccountRequest { idempotency_key, account_id: account }).await.map(|r| {
-                let r = r.into_inner();
-                (account_effect(r.account.as_ref()), format!("{r:?}"))
-            })
-        }
+            .map(|r| reply(r, |r| charge_effect(&[], &r.returned, r.forfeited_credits))),
+        Op::CreateAccount { account, .. } => admin
+            .create_account(CreateAccountRequest { idempotency_key, account_id: account })
+            .await
+            .map(|r| reply(r, |r| account_effect(r.account.as_ref()))),
         Op::SetAccountPlan { monthly, .. } => admin
             .set_account_plan(SetAccountPlanRequest {
                 idempotency_key,
@@ -405,10 +403,7 @@ async fn send(app: &TestApp, op: &Op) -> Result<Success, (Code, String)> {
                 billing_anchor: None,
             })
             .await
-            .map(|r| {
-                let r = r.into_inner();
-                ([vec![r.granted_credits], account_effect(r.account.as_ref())].concat(), format!("{r:?}"))
-            }),
+            .map(|r| reply(r, |r| [vec![r.granted_credits], account_effect(r.account.as_ref())].concat())),
         Op::AddAccountCredits { amount, .. } => admin
             .add_account_credits(AddAccountCreditsRequest {
                 idempotency_key,
@@ -416,10 +411,7 @@ async fn send(app: &TestApp, op: &Op) -> Result<Success, (Code, String)> {
                 amount_credits: amount,
             })
             .await
-            .map(|r| {
-                let r = r.into_inner();
-                (account_effect(r.account.as_ref()), format!("{r:?}"))
-            }),
+            .map(|r| reply(r, |r| account_effect(r.account.as_ref()))),
         Op::CreateWorkspace { workspace, .. } => admin
             .create_workspace(CreateWorkspaceRequest {
                 idempotency_key,
@@ -427,10 +419,7 @@ async fn send(app: &TestApp, op: &Op) -> Result<Success, (Code, String)> {
                 owner_account_id: owner(),
             })
             .await
-            .map(|r| {
-                let r = r.into_inner();
-                (workspace_effect(r.workspace.as_ref()), format!("{r:?}"))
-            }),
+            .map(|r| reply(r, |r| workspace_effect(r.workspace.as_ref()))),
         Op::SetPoolSize { workspace, actor, size, .. } => admin
             .set_pool_size(SetPoolSizeRequest {
                 idempotency_key,
@@ -440,14 +429,14 @@ async fn send(app: &TestApp, op: &Op) -> Result<Success, (Code, String)> {
             })
             .await
             .map(|r| {
-                let r = r.into_inner();
-                let effect = [
-                    vec![r.funded_credits],
-                    account_buckets(&r.funded_from).to_vec(),
-                    workspace_effect(r.workspace.as_ref()),
-                ]
-                .concat();
-                (effect, format!("{r:?}"))
+                reply(r, |r| {
+                    [
+                        vec![r.funded_credits],
+                        account_buckets(&r.funded_from).to_vec(),
+                        workspace_effect(r.workspace.as_ref()),
+                    ]
+                    .concat()
+                })
             }),
         Op::TopUpWorkspace { workspace, actor, amount, .. } => admin
             .top_up_workspace(TopUpWorkspaceRequest {
@@ -458,10 +447,9 @@ async fn send(app: &TestApp, op: &Op) -> Result<Success, (Code, String)> {
             })
             .await
             .map(|r| {
-                let r = r.into_inner();
-                let effect =
-                    [account_buckets(&r.funded_from).to_vec(), workspace_effect(r.workspace.as_ref())].concat();
-                (effect, format!("{r:?}"))
+                reply(r, |r| {
+                    [account_buckets(&r.funded_from).to_vec(), workspace_effect(r.workspace.as_ref())].concat()
+                })
             }),
         Op::SetLowBalanceThresholds { actor, monthly_pool, .. } => admin
             .set_low_balance_thresholds(SetLowBalanceThresholdsRequest {
@@ -475,10 +463,7 @@ async fn send(app: &TestApp, op: &Op) -> Result<Success, (Code, String)> {
                 }),
             })
             .await
-            .map(|r| {
-                let r = r.into_inner();
-                (workspace_effect(r.workspace.as_ref()), format!("{r:?}"))
-            }),
+            .map(|r| reply(r, |r| workspace_effect(r.workspace.as_ref()))),
         Op::AddMember { actor, member, role, .. } => admin
             .add_member(AddMemberRequest {
                 idempotency_key,
@@ -488,10 +473,7 @@ async fn send(app: &TestApp, op: &Op) -> Result<Success, (Code, String)> {
                 role: role.into(),
             })
             .await
-            .map(|r| {
-                let r = r.into_inner();
-                (member_effect(r.member.as_ref()), format!("{r:?}"))
-            }),
+            .map(|r| reply(r, |r| member_effect(r.member.as_ref()))),
         Op::RemoveMember { actor, member, .. } => admin
             .remove_member(RemoveMemberRequest {
                 idempotency_key,
@@ -501,9 +483,7 @@ async fn send(app: &TestApp, op: &Op) -> Result<Success, (Code, String)> {
             })
             .await
             .map(|r| {
-                let r = r.into_inner();
-                let effect = [vec![i64::from(r.released_reservations)], member_effect(r.member.as_ref())].concat();
-                (effect, format!("{r:?}"))
+                reply(r, |r| [vec![i64::from(r.released_reservations)], member_effect(r.member.as_ref())].concat())
             }),
         Op::SetMemberRole { actor, member, role, .. } => admin
             .set_member_role(SetMemberRoleRequest {
@@ -514,10 +494,7 @@ async fn send(app: &TestApp, op: &Op) -> Result<Success, (Code, String)> {
                 role: role.into(),
             })
             .await
-            .map(|r| {
-                let r = r.into_inner();
-                (member_effect(r.member.as_ref()), format!("{r:?}"))
-            }),
+            .map(|r| reply(r, |r| member_effect(r.member.as_ref()))),
         Op::SetMemberAllowance { actor, member, monthly, top_up, .. } => admin
             .set_member_allowance(SetMemberAllowanceRequest {
                 idempotency_key,
@@ -528,11 +505,7 @@ async fn send(app: &TestApp, op: &Op) -> Result<Success, (Code, String)> {
                 top_up_allowance_credits: top_up,
             })
             .await
-            .map(|r| {
-                let r = r.into_inner();
-                let effect = [member_effect(r.member.as_ref()), workspace_effect(r.workspace.as_ref())].concat();
-                (effect, format!("{r:?}"))
-            }),
+            .map(|r| reply(r, |r| [member_effect(r.member.as_ref()), workspace_effect(r.workspace.as_ref())].concat())),
         Op::RenewAccount { key, period } => admin
             .renew_account(RenewAccountRequest { idempotency_key: key, account_id: owner(), period })
             .await
@@ -551,13 +524,14 @@ async fn send(app: &TestApp, op: &Op) -> Result<Success, (Code, String)> {
             .fund_workspace_pools(FundWorkspacePoolsRequest { idempotency_key, account_id: owner() })
             .await
             .map(|r| {
-                let r = r.into_inner();
-                let mut effect = vec![r.funded_credits];
-                effect.extend(account_effect(r.account.as_ref()));
-                for workspace in &r.workspaces {
-                    effect.extend(workspace_effect(Some(workspace)));
-                }
-                (effect, format!("{r:?}"))
+                reply(r, |r| {
+                    let mut effect = vec![r.funded_credits];
+                    effect.extend(account_effect(r.account.as_ref()));
+                    for workspace in &r.workspaces {
+                        effect.extend(workspace_effect(Some(workspace)));
+                    }
+                    effect
+                })
             }),
         Op::CreateProfile { actor, profile, pool_access, requires_consent, .. } => admin
             .create_profile(CreateProfileRequest {
@@ -571,10 +545,7 @@ async fn send(app: &TestApp, op: &Op) -> Result<Success, (Code, String)> {
                 requires_consent,
             })
             .await
-            .map(|r| {
-                let r = r.into_inner();
-                (profile_effect(r.profile.as_ref()), format!("{r:?}"))
-            }),
+            .map(|r| reply(r, |r| profile_effect(r.profile.as_ref()))),
         Op::UpdateProfile { actor, profile, pool_access, requires_consent, .. } => admin
             .update_profile(UpdateProfileRequest {
                 idempotency_key,
@@ -587,10 +558,7 @@ async fn send(app: &TestApp, op: &Op) -> Result<Success, (Code, String)> {
                 requires_consent,
             })
             .await
-            .map(|r| {
-                let r = r.into_inner();
-                (profile_effect(r.profile.as_ref()), format!("{r:?}"))
-            }),
+            .map(|r| reply(r, |r| profile_effect(r.profile.as_ref()))),
         Op::DeleteProfile { actor, profile, .. } => admin
             .delete_profile(DeleteProfileRequest {
                 idempotency_key,
@@ -599,10 +567,7 @@ async fn send(app: &TestApp, op: &Op) -> Result<Success, (Code, String)> {
                 profile_id: profile,
             })
             .await
-            .map(|r| {
-                let r = r.into_inner();
-                (profile_effect(r.profile.as_ref()), format!("{r:?}"))
-            }),
+            .map(|r| reply(r, |r| profile_effect(r.profile.as_ref()))),
         Op::AssignProfileMembers { actor, profile, members, .. } => admin
             .assign_profile_members(AssignProfileMembersRequest {
                 idempotency_key,
@@ -612,10 +577,7 @@ async fn send(app: &TestApp, op: &Op) -> Result<Success, (Code, String)> {
                 account_ids: members.into_iter().map(member_id).collect(),
             })
             .await
-            .map(|r| {
-                let r = r.into_inner();
-                (profile_effect(r.profile.as_ref()), format!("{r:?}"))
-            }),
+            .map(|r| reply(r, |r| profile_effect(r.profile.as_ref()))),
         Op::UnassignProfileMembers { actor, profile, members, .. } => admin
             .unassign_profile_members(UnassignProfileMembersRequest {
                 idempotency_key,
@@ -625,10 +587,7 @@ async fn send(app: &TestApp, op: &Op) -> Result<Success, (Code, String)> {
                 account_ids: members.into_iter().map(member_id).collect(),
             })
             .await
-            .map(|r| {
-                let r = r.into_inner();
-                (profile_effect(r.profile.as_ref()), format!("{r:?}"))
-            }),
+            .map(|r| reply(r, |r| profile_effect(r.profile.as_ref()))),
         Op::ConfigureOverflowPool { actor, quota, ratio, limit, enabled, label, .. } => admin
             .configure_overflow_pool(ConfigureOverflowPoolRequest {
                 idempotency_key,
@@ -642,10 +601,7 @@ async fn send(app: &TestApp, op: &Op) -> Result<Success, (Code, String)> {
                 contract_period: label,
             })
             .await
-            .map(|r| {
-                let r = r.into_inner();
-                (workspace_effect(r.workspace.as_ref()), format!("{r:?}"))
-            }),
+            .map(|r| reply(r, |r| workspace_effect(r.workspace.as_ref()))),
     };
     answer.map(|(effect, response)| Success { effect, response }).map_err(|s| (s.code(), s.message().to_owned()))
 }
