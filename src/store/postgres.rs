@@ -315,17 +315,21 @@ impl StoreTx for PgTx {
         if members.is_empty() {
             return Ok(());
         }
-        let rows: Vec<MemberRecord> = members.iter().map(MemberRecord::from).collect();
-        sqlx::query(sql::UPDATE_MEMBERS)
-            .bind(rows.iter().map(|r| r.workspace_id.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.account_id.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.role.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.monthly_allowance_credits).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.monthly_used_credits).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.top_up_allowance_credits).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.top_up_used_credits).collect::<Vec<_>>())
-            .execute(&mut *self.tx)
-            .await?;
+        let mut records: Vec<MemberRecord> = members.iter().map(MemberRecord::from).collect();
+        records.sort_by(|a, b| a.workspace_id.cmp(&b.workspace_id));
+        for rows in records.chunk_by(|a, b| a.workspace_id == b.workspace_id) {
+            sqlx::query(sql::UPDATE_MEMBERS)
+                .bind(rows.iter().map(|r| r.workspace_id.as_str()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.account_id.as_str()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.role.as_str()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.monthly_allowance_credits).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.monthly_used_credits).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.top_up_allowance_credits).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.top_up_used_credits).collect::<Vec<_>>())
+                .bind(rows[0].workspace_id.as_str())
+                .execute(&mut *self.tx)
+                .await?;
+        }
         Ok(())
     }
 
@@ -376,23 +380,29 @@ impl StoreTx for PgTx {
         if charges.is_empty() {
             return Ok(());
         }
-        let rows: Vec<ChargeRecord> = charges.iter().map(ChargeRecord::from).collect();
-        sqlx::query(sql::UPDATE_CHARGES)
-            .bind(rows.iter().map(|r| r.scope_id.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.scope_kind.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.charge_key.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.state.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.monthly_credits).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.top_up_credits).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.refunded_monthly_credits).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.refunded_top_up_credits).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.forfeited_credits).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.expires_at_ms).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.overflow_credits).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.refunded_overflow_credits).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.overflow_take.as_deref()).collect::<Vec<_>>())
-            .execute(&mut *self.tx)
-            .await?;
+        let mut records: Vec<ChargeRecord> = charges.iter().map(ChargeRecord::from).collect();
+        let scope = |r: &ChargeRecord| (r.scope_id.clone(), r.scope_kind.clone());
+        records.sort_by_key(scope);
+        for rows in records.chunk_by(|a, b| scope(a) == scope(b)) {
+            sqlx::query(sql::UPDATE_CHARGES)
+                .bind(rows.iter().map(|r| r.scope_id.as_str()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.scope_kind.as_str()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.charge_key.as_str()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.state.as_str()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.monthly_credits).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.top_up_credits).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.refunded_monthly_credits).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.refunded_top_up_credits).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.forfeited_credits).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.expires_at_ms).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.overflow_credits).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.refunded_overflow_credits).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.overflow_take.as_deref()).collect::<Vec<_>>())
+                .bind(rows[0].scope_id.as_str())
+                .bind(rows[0].scope_kind.as_str())
+                .execute(&mut *self.tx)
+                .await?;
+        }
         Ok(())
     }
 

@@ -135,6 +135,8 @@ pub(crate) const OVERFLOW_TAKES: &str = "SELECT scope_id, overflow_take FROM cha
 pub(crate) const COUNT_JOURNAL_ENTRIES: &str = "SELECT COUNT(*) FROM journal_entries";
 
 // Bulk writes: one statement per kind of row for a whole batch (Postgres arrays, `UNNEST`).
+// The updates filter by one scope key given as a scalar (a call per scope), so Citus routes each
+// to one shard instead of every shard with two-phase commit.
 // The inserts count the rows they return, never the command's row count: Citus reports the rows
 // an `INSERT … SELECT` selected, not the ones it inserted, and a replay would pass as new.
 pub(crate) const INSERT_IDEMPOTENCY_RECORDS: &str = "INSERT INTO idempotency_records \
@@ -146,7 +148,7 @@ pub(crate) const UPDATE_MEMBERS: &str = "UPDATE members AS m SET role = u.role, 
      top_up_allowance_credits = u.top_up_allowance, top_up_used_credits = u.top_up_used \
      FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[]) \
          AS u(workspace_id, account_id, role, monthly_allowance, monthly_used, top_up_allowance, top_up_used) \
-     WHERE m.workspace_id = u.workspace_id AND m.account_id = u.account_id";
+     WHERE m.workspace_id = $8 AND m.workspace_id = u.workspace_id AND m.account_id = u.account_id";
 pub(crate) const INSERT_CHARGES: &str = "INSERT INTO charges (scope_id, scope_kind, charge_key, account_id, state, \
      monthly_credits, top_up_credits, refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, \
      created_at_ms, expires_at_ms, overflow_credits, refunded_overflow_credits, overflow_take, membership) \
@@ -162,7 +164,8 @@ pub(crate) const UPDATE_CHARGES: &str = "UPDATE charges AS c SET state = u.state
          $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::text[]) \
          AS u(scope_id, scope_kind, charge_key, state, monthly, top_up, refunded_monthly, refunded_top_up, forfeited, \
               expires_at_ms, overflow, refunded_overflow, overflow_take) \
-     WHERE c.scope_id = u.scope_id AND c.scope_kind = u.scope_kind AND c.charge_key = u.charge_key";
+     WHERE c.scope_id = $14 AND c.scope_kind = $15 \
+         AND c.scope_id = u.scope_id AND c.scope_kind = u.scope_kind AND c.charge_key = u.charge_key";
 pub(crate) const INSERT_JOURNAL_ENTRIES: &str = "INSERT INTO journal_entries (ledger_scope_id, from_bucket, from_owner_id, \
      to_bucket, to_owner_id, amount_credits, cause, reference, member_account_id, created_at_ms, part, overflow_units, \
      overage_units) \
