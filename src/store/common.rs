@@ -28,8 +28,7 @@ macro_rules! shared_tx_methods {
     (
         lock_account: $lock_account:expr,
         lock_workspace: $lock_workspace:expr,
-        lock_member: $lock_member:expr,
-        lock_owned_workspaces: $lock_owned_workspaces:expr $(,)?
+        lock_member: $lock_member:expr $(,)?
     ) => {
         async fn claim_idempotency(
             &mut self,
@@ -198,9 +197,19 @@ macro_rules! shared_tx_methods {
         }
 
         async fn lock_owned_workspaces(&mut self, owner: &AccountId) -> Result<Vec<Workspace>, StoreError> {
-            let rows: Vec<WorkspaceRecord> =
-                sqlx::query_as($lock_owned_workspaces).bind(owner.as_str()).fetch_all(&mut *self.tx).await?;
-            rows.into_iter().map(Workspace::try_from).collect()
+            // The caller holds the owner's account lock, which creating a workspace takes too, so
+            // the ids cannot change before the rows are locked.
+            let ids: Vec<String> =
+                sqlx::query_scalar(sql::OWNED_WORKSPACE_IDS).bind(owner.as_str()).fetch_all(&mut *self.tx).await?;
+            let mut workspaces = Vec::with_capacity(ids.len());
+            for id in ids {
+                let id = WorkspaceId::parse(id).map_err(|e| StoreError::Corrupt(format!("workspace id: {e}")))?;
+                match self.workspace(&id, Lock::Update).await? {
+                    Some(workspace) => workspaces.push(workspace),
+                    None => return Err(StoreError::Corrupt(format!("workspace {id} vanished under its owner's lock"))),
+                }
+            }
+            Ok(workspaces)
         }
 
         async fn due_renewals(&mut self, now_ms: i64, limit: u32) -> Result<Vec<AccountId>, StoreError> {

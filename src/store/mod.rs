@@ -379,7 +379,8 @@ pub trait StoreTx: Send {
     /// Saves a workspace's pools and settings.
     fn update_workspace(&mut self, workspace: &Workspace) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Locks every workspace `owner` owns, in id order (after the owner's account).
+    /// Locks every workspace `owner` owns, one by one by key in id order; the caller holds the
+    /// owner's account lock.
     fn lock_owned_workspaces(
         &mut self,
         owner: &AccountId,

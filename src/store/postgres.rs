@@ -7,9 +7,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Row};
 
 use super::records::{AccountRecord, ChargeRecord, MemberRecord, WorkspaceRecord, scope_kind};
-use super::sql::{
-    self, select_account, select_member, select_owned_workspaces, select_stream_position, select_workspace,
-};
+use super::sql::{self, select_account, select_member, select_stream_position, select_workspace};
 use super::{Claim, HoldCursor, LedgerCheck, Lock, OpenHolds, Store, StoreError, StoreTx};
 use crate::domain::{
     Account, AccountId, Charge, ChargeKey, Credits, DrawBucket, IdempotencyKey, Member, Movement, Notification, Tenant,
@@ -185,7 +183,6 @@ pub const OUTBOX_CHANNEL: &str = "creditpool_outbox";
 /// Postgres channel woken when events are published (every replica's subscribers listen).
 pub const PUBLISHED_CHANNEL: &str = "creditpool_published";
 
-const LOCK_OWNED_WORKSPACES: &str = concat!(select_owned_workspaces!(), " FOR UPDATE");
 const LOCK_CHARGES: &str = concat!(select_charges!(), " FOR UPDATE");
 
 impl StoreTx for PgTx {
@@ -193,7 +190,6 @@ impl StoreTx for PgTx {
         lock_account: LOCK_ACCOUNT,
         lock_workspace: LOCK_WORKSPACE,
         lock_member: LOCK_MEMBER,
-        lock_owned_workspaces: LOCK_OWNED_WORKSPACES,
     );
 
     async fn lock_stream_position(&mut self) -> Result<i64, StoreError> {

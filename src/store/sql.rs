@@ -174,15 +174,10 @@ pub(crate) const INSERT_JOURNAL_ENTRIES: &str = "INSERT INTO journal_entries (le
          AS u(s, fb, fo, tb, t, a, c, r, m, p, q, o)";
 
 // Billing cycles.
-macro_rules! select_owned_workspaces {
-    () => {
-        "SELECT workspace_id, owner_account_id, pool_size_credits, funded_pool_size_credits, monthly_pool_funded, \
-         monthly_pool_credits, top_up_pool_credits, monthly_cycle, low_monthly_pool_credits, low_top_up_pool_credits, \
-         low_member_remaining_percent, overflow_pool, overflow_lent_credits, low_overflow_units, created_at_ms, \
-         memberships FROM workspaces WHERE owner_account_id = $1 ORDER BY workspace_id"
-    };
-}
-pub(crate) use select_owned_workspaces;
+/// The ids only: the rows are then locked one by one by their key, which a distributed table
+/// can do (a `FOR UPDATE` filtered by the owner cannot run on Citus).
+pub(crate) const OWNED_WORKSPACE_IDS: &str =
+    "SELECT workspace_id FROM workspaces WHERE owner_account_id = $1 ORDER BY workspace_id";
 pub(crate) const DUE_RENEWALS: &str = "SELECT account_id FROM accounts WHERE next_renewal_at_ms <= $1 \
      ORDER BY next_renewal_at_ms, account_id LIMIT $2";
 pub(crate) const INSERT_NOTIFICATION: &str = "INSERT INTO notifications \

@@ -16,9 +16,7 @@ use sqlx::{Sqlite, SqlitePool};
 use sqlx::Row;
 
 use super::records::{AccountRecord, ChargeRecord, MemberRecord, WorkspaceRecord, scope_kind};
-use super::sql::{
-    self, select_account, select_member, select_owned_workspaces, select_stream_position, select_workspace,
-};
+use super::sql::{self, select_account, select_member, select_stream_position, select_workspace};
 use super::{Claim, HoldCursor, LedgerCheck, Lock, OpenHolds, Store, StoreError, StoreTx};
 use crate::domain::{
     Account, AccountId, Charge, ChargeKey, Credits, DrawBucket, IdempotencyKey, Member, Movement, Notification, Tenant,
@@ -186,7 +184,6 @@ impl StoreTx for SqliteTx {
         lock_account: select_account!(),
         lock_workspace: select_workspace!(),
         lock_member: select_member!(),
-        lock_owned_workspaces: select_owned_workspaces!(),
     );
 
     async fn lock_stream_position(&mut self) -> Result<i64, StoreError> {
