@@ -345,6 +345,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
         max_connections: connections,
         acquire_timeout: Duration::from_secs(30),
         statement_timeout: Duration::from_secs(30),
+        plan_cache_mode: crate::config::Config::default().postgres_plan_cache_mode.as_str(),
     };
     let baseline = Baseline::Postgres(PgStore::connect_lazy(&scratch_url, &settings)?);
     let result = measure(&options, &scratch_url, max_clients, connections, baseline).await;

@@ -30,6 +30,11 @@ pub struct Config {
     pub database_acquire_timeout_ms: u64,
     /// Longest a single SQL statement may run.
     pub statement_timeout_ms: u64,
+    /// Postgres's `plan_cache_mode` for the service's connections. `auto` (the default) works on
+    /// one Postgres and on Citus; `force_generic_plan` saves planning on each call but Citus
+    /// refuses to plan several of the service's statements under it, and a generic plan made
+    /// before a table has statistics can scan a whole history.
+    pub postgres_plan_cache_mode: PlanCacheMode,
     /// How often the health check pings the database (and, with `clock = "database"`, measures
     /// this replica's clock against the database's).
     pub health_check_interval_ms: u64,
@@ -131,6 +136,29 @@ pub struct Config {
     pub rate_limit_burst: u32,
 }
 
+/// How Postgres plans the service's prepared statements (its `plan_cache_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanCacheMode {
+    /// Postgres chooses: custom plans first, a generic one once it is as good.
+    Auto,
+    /// A generic plan from the first execution on.
+    ForceGenericPlan,
+    /// A custom plan for every execution.
+    ForceCustomPlan,
+}
+
+impl PlanCacheMode {
+    /// The setting's value as Postgres spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanCacheMode::Auto => "auto",
+            PlanCacheMode::ForceGenericPlan => "force_generic_plan",
+            PlanCacheMode::ForceCustomPlan => "force_custom_plan",
+        }
+    }
+}
+
 /// Where the ledger reads the time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -161,6 +189,7 @@ impl Default for Config {
             database_max_connections: 16,
             database_acquire_timeout_ms: 3_000,
             statement_timeout_ms: 5_000,
+            postgres_plan_cache_mode: PlanCacheMode::Auto,
             health_check_interval_ms: 1_000,
             clock: ClockSource::Database,
             max_clock_offset_ms: 1_000,
@@ -446,6 +475,22 @@ mod tests {
     use figment::Jail;
 
     use super::*;
+
+    #[test]
+    fn the_plan_cache_mode_defaults_to_auto_and_takes_postgres_spelling() {
+        Jail::expect_with(|jail| {
+            assert_eq!(
+                Config::load(None, &Overrides::default()).unwrap().postgres_plan_cache_mode,
+                PlanCacheMode::Auto
+            );
+            jail.set_env("CREDITPOOL_POSTGRES_PLAN_CACHE_MODE", "force_generic_plan");
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(config.postgres_plan_cache_mode.as_str(), "force_generic_plan");
+            jail.set_env("CREDITPOOL_POSTGRES_PLAN_CACHE_MODE", "generic");
+            assert!(Config::load(None, &Overrides::default()).is_err(), "an unknown mode is refused");
+            Ok(())
+        });
+    }
 
     #[test]
     fn layers_apply_in_order_defaults_file_environment_flags() {

@@ -55,6 +55,7 @@ pub fn open_store(config: &Config) -> anyhow::Result<StoreChoice> {
                 max_connections: config.database_max_connections,
                 acquire_timeout: config.database_acquire_timeout(),
                 statement_timeout: config.statement_timeout(),
+                plan_cache_mode: config.postgres_plan_cache_mode.as_str(),
             };
             Ok(StoreChoice::Postgres(PgStore::connect_lazy(url, &settings)?))
         }

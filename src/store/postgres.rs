@@ -25,6 +25,8 @@ pub struct PoolSettings {
     pub acquire_timeout: Duration,
     /// Longest a single statement may run.
     pub statement_timeout: Duration,
+    /// Postgres's `plan_cache_mode` (see `Config::postgres_plan_cache_mode`).
+    pub plan_cache_mode: &'static str,
 }
 
 /// Postgres behind a connection pool.
@@ -38,14 +40,11 @@ impl PgStore {
     /// shows as NOT_SERVING rather than a crash.
     pub fn connect_lazy(url: &str, settings: &PoolSettings) -> Result<PgStore, StoreError> {
         let statement_timeout = settings.statement_timeout.as_millis().to_string();
-        let options: PgConnectOptions = url
-            .parse::<PgConnectOptions>()
-            .map_err(StoreError::Database)?
-            .application_name("creditpool")
-            // Every statement here is a short keyed lookup or write; a generic plan made once per
-            // connection serves them, where custom planning on each execution cost more than the
-            // statement itself (measured with `creditpool bench`).
-            .options([("statement_timeout", statement_timeout.as_str()), ("plan_cache_mode", "force_generic_plan")]);
+        let options: PgConnectOptions =
+            url.parse::<PgConnectOptions>().map_err(StoreError::Database)?.application_name("creditpool").options([
+                ("statement_timeout", statement_timeout.as_str()),
+                ("plan_cache_mode", settings.plan_cache_mode),
+            ]);
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
