@@ -6,7 +6,7 @@
 //! (every client on one workspace, each as its own member) and *overflow* (every client on one
 //! workspace whose members have no allowance left, so each call draws the enterprise overflow
 //! pool at 7/3 units per credit). For each client count the service is driven for the given
-//! seconds, then the direct-SQL baseline (`direct_consume` of the store: same locks, same writes)
+//! seconds, then the direct-SQL baseline (`direct_consume` below: same locks, same writes)
 //! from the same number of clients; the overflow scenario's baseline is the hot one's statement,
 //! a plain monthly consume, which is what an overflow draw should cost no more than.
 
@@ -28,6 +28,121 @@ use crate::store::postgres::{self, PgStore, PoolSettings};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store as _, StoreError};
 
+/// Expands the direct-SQL baseline for one backend: a function `$name` on its pool type; `$lock`
+/// is the backend's locking clause for the two reads.
+macro_rules! direct_consume {
+    ($name:ident, $pool:ty, $lock:literal) => {
+    /// The baseline: a workspace Consume of monthly credits written as plain SQL, taking the
+    /// same locks and making the same writes as the service's transaction script (idempotency
+    /// claim and response, workspace and member rows, charge, journal entry).
+    async fn $name(
+        pool: &$pool,
+        workspace: &str,
+        member: &str,
+        key: &str,
+        amount: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = pool.begin().await?;
+        let record_key = format!("Consume/{key}");
+        sqlx::query(
+            "INSERT INTO idempotency_records (scope_id, scope_kind, idempotency_key, request, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+            .bind(workspace)
+            .bind("workspace")
+            .bind(&record_key)
+            .bind("{}")
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        let (pool,): (i64,) =
+            sqlx::query_as(concat!("SELECT monthly_pool_credits FROM workspaces WHERE workspace_id = $1", $lock))
+            .bind(workspace)
+            .fetch_one(&mut *tx)
+            .await?;
+        let (allowance, used, membership): (i64, i64, i64) = sqlx::query_as(
+            concat!(
+                "SELECT monthly_allowance_credits, monthly_used_credits, membership FROM members \
+                 WHERE workspace_id = $1 AND account_id = $2",
+                $lock
+            ),
+        )
+        .bind(workspace)
+        .bind(member)
+        .fetch_one(&mut *tx)
+        .await?;
+        if (allowance - used).min(pool) < amount {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE workspaces SET monthly_pool_credits = $2 WHERE workspace_id = $1")
+            .bind(workspace)
+            .bind(pool - amount)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE members SET monthly_used_credits = $3 WHERE workspace_id = $1 AND account_id = $2")
+            .bind(workspace)
+            .bind(member)
+            .bind(used + amount)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO charges (scope_id, scope_kind, charge_key, account_id, state, monthly_credits, top_up_credits, \
+             refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, created_at_ms, expires_at_ms, \
+             membership) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(workspace)
+            .bind("workspace")
+            .bind(key)
+            .bind(member)
+            .bind("captured")
+            .bind(amount)
+            .bind(0_i64)
+            .bind(0_i64)
+            .bind(0_i64)
+            .bind(0_i64)
+            .bind(0_i64)
+            .bind(now_ms)
+            .bind(None::<i64>)
+            .bind(membership)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO journal_entries (ledger_scope_id, from_bucket, from_owner_id, to_bucket, to_owner_id, \
+             amount_credits, cause, reference, member_account_id, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(workspace)
+        .bind("workspace_monthly")
+        .bind(workspace)
+        .bind("consumed")
+        .bind(None::<&str>)
+        .bind(amount)
+        .bind("consume")
+        .bind(&record_key)
+        .bind(member)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE idempotency_records SET response = $4 \
+             WHERE scope_id = $1 AND scope_kind = $2 AND idempotency_key = $3",
+        )
+            .bind(workspace)
+            .bind("workspace")
+            .bind(&record_key)
+            .bind("{}")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+    };
+}
+
+direct_consume!(direct_consume_postgres, sqlx::PgPool, " FOR UPDATE");
+direct_consume!(direct_consume_sqlite, sqlx::SqlitePool, "");
+
 /// The direct-SQL baseline on the benchmarked store.
 #[derive(Clone)]
 enum Baseline {
@@ -38,8 +153,8 @@ enum Baseline {
 impl Baseline {
     async fn consume(&self, workspace: &str, member: &str, key: &str, now_ms: i64) -> Result<bool, StoreError> {
         match self {
-            Baseline::Postgres(store) => store.direct_consume(workspace, member, key, 1, now_ms).await,
-            Baseline::Sqlite(store) => store.direct_consume(workspace, member, key, 1, now_ms).await,
+            Baseline::Postgres(store) => direct_consume_postgres(store.pool(), workspace, member, key, 1, now_ms).await,
+            Baseline::Sqlite(store) => direct_consume_sqlite(store.pool(), workspace, member, key, 1, now_ms).await,
         }
     }
 

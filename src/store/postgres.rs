@@ -472,10 +472,6 @@ pub async fn drop_database(server_url: &str, name: &str) -> Result<(), StoreErro
     Ok(())
 }
 
-impl PgStore {
-    super::common::direct_consume!(" FOR UPDATE");
-}
-
 #[cfg(test)]
 mod tests {
     use super::with_database;

@@ -91,7 +91,6 @@ impl SqliteStore {
     }
 
     // The single connection already makes the transaction the only writer: no locking clause.
-    super::common::direct_consume!("");
 }
 
 impl Store for SqliteStore {
