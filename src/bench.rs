@@ -5,7 +5,9 @@
 //! at, dropped afterwards). Three scenarios: *spread* (each client on its own workspace), *hot*
 //! (every client on one workspace, each as its own member) and *overflow* (every client on one
 //! workspace whose members have no allowance left, so each call draws the enterprise overflow
-//! pool at 7/3 units per credit). For each client count the service is driven for the given
+//! pool at 7/3 units per credit). After each hot run a *replay* run resends keys that run
+//! answered (a retry storm after an outage), measured against the hot first calls. For each
+//! client count the service is driven for the given
 //! seconds, then the direct-SQL baseline (`direct_consume` below: same locks, same writes)
 //! from the same number of clients; the overflow scenario's baseline is the hot one's statement,
 //! a plain monthly consume, which is what an overflow draw should cost no more than.
@@ -277,6 +279,38 @@ async fn drive(clients: usize, duration: Duration, call: Call) -> anyhow::Result
     Ok(run)
 }
 
+/// A retry storm: every call resends one of the first keys the hot run `run_id` answered for
+/// that client (the same request, so each is a replay of a stored answer).
+async fn replay_storm(
+    clients: &Arc<Vec<CreditServiceClient<Intercepted>>>,
+    count: usize,
+    duration: Duration,
+    run_id: &str,
+) -> anyhow::Result<Run> {
+    let clients = Arc::clone(clients);
+    let run_id = run_id.to_owned();
+    let replay: Call = Arc::new(move |client, n| {
+        let mut credit = clients[client].clone();
+        let (workspace, member) = seat("hot", client, 1);
+        // Every client answers far more than this many first calls in a run of a second.
+        let key = format!("svc-{run_id}-{client}-{}", n % REPLAYED_KEYS);
+        Box::pin(async move {
+            let request = ConsumeRequest {
+                idempotency_key: key,
+                account_id: member,
+                workspace_id: workspace,
+                amount_credits: 1,
+                allow_overflow: false,
+            };
+            credit.consume(request).await.is_ok()
+        })
+    });
+    drive(count, duration, replay).await
+}
+
+/// How many of its first keys each client replays in the retry storm.
+const REPLAYED_KEYS: u64 = 16;
+
 /// Where client `client` consumes in a scenario: (workspace, member).
 fn seat(scenario: &str, client: usize, spread_workspaces: usize) -> (String, String) {
     match scenario {
@@ -425,7 +459,7 @@ async fn set_up(
                         actor_account_id: "bench-owner".into(),
                         account_id: member.clone(),
                         // Overflow members have spent their allowance before they start.
-                        monthly_allowance_credits: if scenario == "overflow" { 0 } else { 100_000_000 },
+                        monthly_allowance_credits: if scenario == "overflow" { 0 } else { 10_000_000 },
                         top_up_allowance_credits: 0,
                     })
                     .await,
@@ -538,6 +572,7 @@ async fn measure(
     for scenario in ["spread", "hot", "overflow"] {
         for &count in &options.clients {
             let run_id = format!("{scenario}-{count}");
+            let replayed_run = run_id.clone();
             let spread = options.spread_workspaces;
             let service_calls = Arc::clone(&clients);
             let service_run_id = run_id.clone();
@@ -589,6 +624,21 @@ async fn measure(
                     String::new()
                 }
             );
+            if scenario == "hot" {
+                let replays = replay_storm(&clients, count, duration, &replayed_run).await?;
+                println!(
+                    "{:<8} {:>7} | {:>10.0} {:>8.2} {:>8.2} {:>8.2} | {:>45} | {:>6.2}x{}",
+                    "replay",
+                    count,
+                    replays.per_second(),
+                    replays.ms(0.50),
+                    replays.ms(0.95),
+                    replays.ms(0.99),
+                    "of the hot first calls above:",
+                    replays.per_second() / service_run.per_second().max(f64::MIN_POSITIVE),
+                    if replays.failed > 0 { format!("  ({} calls failed)", replays.failed) } else { String::new() }
+                );
+            }
         }
     }
     let check = admin.verify_ledger(VerifyLedgerRequest {}).await?.into_inner();
