@@ -86,12 +86,40 @@ pub(super) struct Pending {
 pub(super) struct Batcher {
     max_batch: usize,
     queues: Mutex<HashMap<Tenant, VecDeque<Pending>>>,
+    /// When each scope last had a batch with replays: a leader's life ends whenever its queue
+    /// runs dry, and a retry storm outlives many leaders.
+    replayed: Mutex<HashMap<Tenant, std::time::Instant>>,
 }
+
+/// How long a batch with replays makes the scope's next batches look everything up first.
+const REPLAY_MEMORY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Beyond this many remembered scopes, the ones without a recent replay are forgotten.
+const REPLAY_MEMORY_SCOPES: usize = 4_096;
 
 impl Batcher {
     /// Batches of at most `max_batch` calls.
     pub(super) fn new(max_batch: usize) -> Batcher {
-        Batcher { max_batch: max_batch.max(1), queues: Mutex::default() }
+        Batcher { max_batch: max_batch.max(1), queues: Mutex::default(), replayed: Mutex::default() }
+    }
+
+    /// Whether the scope had a batch with replays within [`REPLAY_MEMORY`].
+    fn expects_replays(&self, scope: &Tenant) -> bool {
+        let replayed = self.replayed.lock().unwrap_or_else(PoisonError::into_inner);
+        replayed.get(scope).is_some_and(|at| at.elapsed() < REPLAY_MEMORY)
+    }
+
+    /// Notes whether the scope's latest batch held replays.
+    fn note_replays(&self, scope: &Tenant, replays: bool) {
+        let mut replayed = self.replayed.lock().unwrap_or_else(PoisonError::into_inner);
+        if !replays {
+            replayed.remove(scope);
+            return;
+        }
+        if replayed.len() >= REPLAY_MEMORY_SCOPES {
+            replayed.retain(|_, at| at.elapsed() < REPLAY_MEMORY);
+        }
+        replayed.insert(scope.clone(), std::time::Instant::now());
     }
 
     /// Queues `pending`; true when the caller must start the scope's leader.
@@ -212,6 +240,13 @@ impl Wallets {
     }
 }
 
+/// What a batch's transaction decided: each call's result, and how many were replays of stored
+/// answers.
+struct Applied {
+    results: Vec<Result<ChargeOutcome, LedgerError>>,
+    replays: usize,
+}
+
 /// A charge as loaded or made in this batch, and whether it must be written.
 struct Tracked {
     charge: Charge,
@@ -248,17 +283,26 @@ impl<S: Store> Ledger<S> {
     async fn lead(&self, scope: Tenant) {
         let _guard = LeaderGuard { batcher: &self.batcher, scope: &scope };
         while let Some(batch) = self.batcher.next_batch(&scope) {
+            // After a batch with replays the next one likely holds some too (a retry storm), and
+            // looking everything up at once saves the optimistic attempt.
+            let replaying = self.batcher.expects_replays(&scope);
             let started = std::time::Instant::now();
-            // The first attempt is optimistic (see `apply_batch`); a rerun looks everything up.
-            let mut attempts = 0;
             let span = batch_span(&scope, &batch);
-            let results = self
-                .retrying(|| {
-                    attempts += 1;
-                    self.apply_batch(&scope, &batch, attempts > 1)
-                })
-                .instrument(span)
+            // The first attempt is optimistic (see `apply_batch`) unless replays are expected;
+            // a replay it runs into, or a lock conflict, reruns it carefully at once, and further
+            // conflicts back off.
+            let first = self
+                .apply_batch(&scope, &batch, replaying)
+                .instrument(tracing::info_span!(parent: &span, "db.transaction", attempt = 1))
                 .await;
+            let applied = match first {
+                Err(error) if error.is_conflict() => {
+                    self.retrying(|| self.apply_batch(&scope, &batch, true)).instrument(span).await
+                }
+                other => other,
+            };
+            self.batcher.note_replays(&scope, applied.as_ref().is_ok_and(|applied| applied.replays > 0));
+            let results = applied.map(|applied| applied.results);
             crate::metrics::batch_finished(batch.len(), started.elapsed());
             tracing::debug!(
                 scope = scope.id(),
@@ -285,12 +329,7 @@ impl<S: Store> Ledger<S> {
     /// record or charge when written (the batch is rerun carefully), and one that fails (a
     /// Commit of a hold it already committed) has its record looked up before it is answered.
     /// The careful rerun looks every record up, but only once the scope is locked.
-    async fn apply_batch(
-        &self,
-        scope: &Tenant,
-        batch: &[Pending],
-        careful: bool,
-    ) -> Result<Vec<Result<ChargeOutcome, LedgerError>>, LedgerError> {
+    async fn apply_batch(&self, scope: &Tenant, batch: &[Pending], careful: bool) -> Result<Applied, LedgerError> {
         let mut tx = self.store.begin().await?;
         let now_ms = self.now_ms();
         let idempotency_scope = scope;
@@ -338,10 +377,11 @@ impl<S: Store> Ledger<S> {
         // records read here are all the committed ones: a replay racing its original on another
         // replica either sees the original's record, or the original has not run yet (C7).
         let mut results: Vec<Option<Result<ChargeOutcome, LedgerError>>> = batch.iter().map(|_| None).collect();
+        let mut replays = 0;
         if careful {
             let keys: Vec<IdempotencyKey> =
                 batch.iter().filter(|p| p.request.is_some()).map(|p| p.key.clone()).collect();
-            replay_stored(&mut tx, idempotency_scope, batch, &keys, &mut results).await?;
+            replays += replay_stored(&mut tx, idempotency_scope, batch, &keys, &mut results).await?;
         }
         let open: Vec<&Pending> = batch.iter().zip(&results).filter(|(_, r)| r.is_none()).map(|(p, _)| p).collect();
         let makes_new_charge = |p: &&&Pending| matches!(p.call, HotCall::Consume(_) | HotCall::Reserve(_));
@@ -387,9 +427,9 @@ impl<S: Store> Ledger<S> {
                 .filter(|(p, r)| p.request.is_some() && matches!(r, Some(Err(_))))
                 .map(|(p, _)| p.key.clone())
                 .collect();
-            let mut replays: Vec<Option<Result<ChargeOutcome, LedgerError>>> = batch.iter().map(|_| None).collect();
-            replay_stored(&mut tx, idempotency_scope, batch, &failed, &mut replays).await?;
-            for (result, replay) in results.iter_mut().zip(replays) {
+            let mut stored: Vec<Option<Result<ChargeOutcome, LedgerError>>> = batch.iter().map(|_| None).collect();
+            replays += replay_stored(&mut tx, idempotency_scope, batch, &failed, &mut stored).await?;
+            for (result, replay) in results.iter_mut().zip(stored) {
                 if replay.is_some() {
                     *result = replay;
                 }
@@ -433,10 +473,11 @@ impl<S: Store> Ledger<S> {
         if !writes.notifications.is_empty() {
             self.outbox_written.notify_one();
         }
-        Ok(results
+        let results = results
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(LedgerError::internal("call left undecided"))))
-            .collect())
+            .collect();
+        Ok(Applied { results, replays })
     }
 
     /// Applies one call to copies of the state it touches; keeps them only if it succeeds.
@@ -569,9 +610,9 @@ async fn replay_stored(
     batch: &[Pending],
     keys: &[IdempotencyKey],
     results: &mut [Option<Result<ChargeOutcome, LedgerError>>],
-) -> Result<(), LedgerError> {
+) -> Result<usize, LedgerError> {
     if keys.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let stored: HashMap<String, (Value, Value)> = tx
         .idempotency_records(scope, keys)
@@ -595,7 +636,7 @@ async fn replay_stored(
             })
         });
     }
-    Ok(())
+    Ok(stored.len())
 }
 
 /// `wallet` with the call's consent: `allow_overflow` opens an overflow pool whose profiles
