@@ -168,13 +168,21 @@ impl PgTx {
 const LOCK_ACCOUNT: &str = concat!(select_account!(), " FOR UPDATE");
 const LOCK_WORKSPACE: &str = concat!(select_workspace!(), " FOR UPDATE");
 const LOCK_MEMBER: &str = concat!(select_member!(), " FOR UPDATE");
-/// Charges by key (Postgres arrays).
+/// Charges by key (a Postgres array, sorted: rows are locked in its order), each looked up by its
+/// whole primary key. `charge_key = ANY($3)` would leave the plan to statistics: before a table
+/// has them, Postgres scans the scope's whole history and filters it (8 ms at 60,000 rows,
+/// against 0.06 ms by key); `$lock` is empty or `FOR UPDATE`.
 macro_rules! select_charges {
-    () => {
-        "SELECT scope_id, scope_kind, charge_key, account_id, state, monthly_credits, top_up_credits, \
-         refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, created_at_ms, expires_at_ms, \
-         overflow_credits, refunded_overflow_credits, overflow_take, membership \
-         FROM charges WHERE scope_id = $1 AND scope_kind = $2 AND charge_key = ANY($3) ORDER BY charge_key"
+    ($lock:literal) => {
+        concat!(
+            "SELECT c.* FROM UNNEST($3::text[]) AS k(key) CROSS JOIN LATERAL (\
+             SELECT scope_id, scope_kind, charge_key, account_id, state, monthly_credits, top_up_credits, \
+             refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, created_at_ms, expires_at_ms, \
+             overflow_credits, refunded_overflow_credits, overflow_take, membership \
+             FROM charges WHERE scope_id = $1 AND scope_kind = $2 AND charge_key = k.key LIMIT 1",
+            $lock,
+            ") AS c"
+        )
     };
 }
 /// Postgres channel woken when events are written (the publishers listen).
@@ -182,7 +190,8 @@ pub const OUTBOX_CHANNEL: &str = "creditpool_outbox";
 /// Postgres channel woken when events are published (every replica's subscribers listen).
 pub const PUBLISHED_CHANNEL: &str = "creditpool_published";
 
-const LOCK_CHARGES: &str = concat!(select_charges!(), " FOR UPDATE");
+const SELECT_CHARGES: &str = select_charges!("");
+const LOCK_CHARGES: &str = select_charges!(" FOR UPDATE");
 
 impl StoreTx for PgTx {
     super::common::shared_tx_methods!(
@@ -214,8 +223,10 @@ impl StoreTx for PgTx {
         let (scope_id, scope_kind) = super::idempotency_parts(scope);
         let keys: Vec<&str> = keys.iter().map(IdempotencyKey::as_str).collect();
         let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
-            "SELECT idempotency_key, request, response FROM idempotency_records \
-             WHERE scope_id = $1 AND scope_kind = $2 AND idempotency_key = ANY($3)",
+            // Key by key, for the reason `select_charges!` gives.
+            "SELECT r.* FROM UNNEST($3::text[]) AS k(key) CROSS JOIN LATERAL (\
+             SELECT idempotency_key, request, response FROM idempotency_records \
+             WHERE scope_id = $1 AND scope_kind = $2 AND idempotency_key = k.key LIMIT 1) AS r",
         )
         .bind(scope_id)
         .bind(scope_kind)
@@ -332,8 +343,11 @@ impl StoreTx for PgTx {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let statement = super::common::pick(lock, select_charges!(), LOCK_CHARGES);
-        let keys: Vec<&str> = keys.iter().map(ChargeKey::as_str).collect();
+        let statement = super::common::pick(lock, SELECT_CHARGES, LOCK_CHARGES);
+        // Sorted, so every transaction locks a scope's charges in one order.
+        let mut keys: Vec<&str> = keys.iter().map(ChargeKey::as_str).collect();
+        keys.sort_unstable();
+        keys.dedup();
         let rows: Vec<ChargeRecord> = sqlx::query_as(statement)
             .bind(scope.id())
             .bind(scope_kind(scope))
