@@ -308,6 +308,13 @@ async fn replay_storm(
     drive(count, duration, replay).await
 }
 
+/// The process's peak resident set (`VmHWM`, KiB), where `/proc` has it.
+fn peak_resident_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// How many of its first keys each client replays in the retry storm.
 const REPLAYED_KEYS: u64 = 16;
 
@@ -640,6 +647,14 @@ async fn measure(
                 );
             }
         }
+    }
+    // The server shares this process with the clients and the baseline, so this bounds its
+    // memory from above.
+    if let Some(peak) = peak_resident_kib() {
+        println!(
+            "Peak resident memory of this process (server, clients and baseline): {:.1} MiB",
+            peak as f64 / 1024.0
+        );
     }
     let check = admin.verify_ledger(VerifyLedgerRequest {}).await?.into_inner();
     println!(

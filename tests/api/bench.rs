@@ -32,12 +32,19 @@ async fn the_benchmark_prints_every_scenario_beside_direct_sql_and_its_ledger_ve
 
     let table = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "bench failed: {table}{}", String::from_utf8_lossy(&output.stderr));
-    for row in
-        ["spread         1 |", "spread         2 |", "hot            1 |", "hot            2 |", "overflow       2 |"]
-    {
+    for row in [
+        "spread         1 |",
+        "spread         2 |",
+        "hot            1 |",
+        "hot            2 |",
+        "replay         2 |",
+        "overflow       2 |",
+    ] {
         assert!(table.contains(row), "row {row:?} missing from {table}");
     }
     assert!(table.contains("direct/s") && table.contains("ratio"), "{table}");
+    assert!(table.contains("of the hot first calls above"), "the retry storm is measured: {table}");
+    assert!(table.contains("Peak resident memory of this process"), "{table}");
     assert!(table.contains("VerifyLedger after the runs: clean"), "{table}");
     assert!(!table.contains("calls failed"), "every call is answered (authenticated when auth is on): {table}");
     assert!(table.contains(if auth { "authentication on" } else { "authentication off" }), "{table}");
