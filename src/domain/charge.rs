@@ -179,7 +179,17 @@ impl Charge {
             if self.cycle != wallet.monthly_cycle() {
                 return Err(DomainError::HoldFromEarlierCycle { held: held.total() });
             }
-            let extra = wallet.draw(amount.saturating_sub(held.total()), &BucketRef::Consumed, Cause::Capture)?;
+            let extra_amount = amount.saturating_sub(held.total());
+            // A charge keeps the units of one contract period: units of a closed one stay
+            // counted there, so new units cannot join them.
+            let of_closed_period =
+                !self.overflow.units.is_zero() && self.overflow.cycle != wallet.overflow_take().cycle;
+            let reaches_pool =
+                Split::first_drawn(wallet.drawable(), extra_amount).is_some_and(|s| !s.overflow.is_zero());
+            if of_closed_period && reaches_pool {
+                return Err(DomainError::HoldFromEarlierCycle { held: held.total() });
+            }
+            let extra = wallet.draw(extra_amount, &BucketRef::Consumed, Cause::Capture)?;
             movements.extend(wallet.transfer(held, &from, &BucketRef::Consumed, Cause::Capture));
             movements.extend(extra.movements);
             if !extra.units.is_zero() {

@@ -63,8 +63,9 @@ pub enum DomainError {
         /// Its state.
         state: ChargeState,
     },
-    /// C5b: a hold taken before its pool renewed can be committed for at most what it holds: the
-    /// extra would be new-period credits on a charge of the old period.
+    /// C5b, C4: a hold taken before its pool renewed (its monthly pool, or for a further overflow
+    /// draw its overflow pool's contract period) can be committed for at most what it holds: the
+    /// extra would be new-period credits or units on a charge of the old period.
     #[error("the hold was taken before its pool renewed: commit at most the {held} credits it holds")]
     HoldFromEarlierCycle {
         /// What the hold holds.

@@ -1089,6 +1089,14 @@ impl Model {
                     if charge.cycle != self.workspaces[WORKSPACE].cycle {
                         return Err(Code::FailedPrecondition);
                     }
+                    // Nor may it add units to those of a closed contract period.
+                    let period = self.overflow.as_ref().map_or(0, |pool| pool.period);
+                    let of_closed_period = charge.take.units != (0, 0) && charge.take.period != period;
+                    let access = self.access(*member, *allow_overflow);
+                    let reaches_pool = first_drawn(self.available(&m, access), amount - held).is_some_and(|s| s[2] > 0);
+                    if of_closed_period && reaches_pool {
+                        return Err(Code::FailedPrecondition);
+                    }
                     let (extra, units) = self.draw(*member, &m, amount - held, *allow_overflow)?;
                     if dry {
                         return Ok(Vec::new());

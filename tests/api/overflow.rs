@@ -528,3 +528,29 @@ async fn l1_verify_ledger_recomputes_member_usage_and_overflow_units_from_the_ch
         ]
     );
 }
+
+#[rstest]
+#[tokio::test]
+async fn c5_a_commit_for_more_than_a_hold_of_a_closed_contract_period_is_refused_when_it_would_draw_the_pool(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    organisation(&app, 10).await;
+    configure(&app, 100, 1, 1, None, "2026").await;
+    profile(&app, "all", false, &["alice"]).await;
+    app.reserve("job", "alice", ORG, 15, 0).await.expect("10 allowance, 5 from the pool");
+    configure(&app, 100, 1, 1, None, "2027").await;
+    let before = app.snapshot().await;
+
+    // The hold's 5 units are counted in 2026; 20 more credits would be 2027's units on it.
+    let refused = app.commit("job", "alice", ORG, 40).await;
+    let status = crate::helpers::assert_error(refused, tonic::Code::FailedPrecondition, "amount_credits");
+    assert!(status.message().contains("commit at most the 15 credits"), "{}", status.message());
+    assert_eq!(app.snapshot().await, before, "the refusal changed nothing");
+
+    // Within what it holds, the hold commits; its returned units stay with 2026.
+    let committed = app.commit("job", "alice", ORG, 12).await.expect("commit less");
+    assert_eq!(crate::helpers::parts(&committed.returned), vec![(Bucket::Overflow, 3)]);
+    assert_eq!(pool(&app).await.used_units, 0, "2027 has drawn nothing");
+    app.assert_ledger_clean().await;
+}
