@@ -184,9 +184,9 @@ impl Charge {
             // counted there, so new units cannot join them.
             let of_closed_period =
                 !self.overflow.units.is_zero() && self.overflow.cycle != wallet.overflow_take().cycle;
-            let reaches_pool =
-                Split::first_drawn(wallet.drawable(), extra_amount).is_some_and(|s| !s.overflow.is_zero());
-            if of_closed_period && reaches_pool {
+            if of_closed_period
+                && Split::first_drawn(wallet.drawable(), extra_amount).is_some_and(|s| !s.overflow.is_zero())
+            {
                 return Err(DomainError::HoldFromEarlierCycle { held: held.total() });
             }
             let extra = wallet.draw(extra_amount, &BucketRef::Consumed, Cause::Capture)?;
