@@ -51,13 +51,13 @@ macro_rules! direct_consume {
             "INSERT INTO idempotency_records (scope_id, scope_kind, idempotency_key, request, created_at_ms) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
         )
-            .bind(workspace)
-            .bind("workspace")
-            .bind(&record_key)
-            .bind("{}")
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
+        .bind(workspace)
+        .bind("workspace")
+        .bind(&record_key)
+        .bind("{}")
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
         let (pool,): (i64,) =
             sqlx::query_as(concat!("SELECT monthly_pool_credits FROM workspaces WHERE workspace_id = $1", $lock))
             .bind(workspace)
@@ -94,21 +94,21 @@ macro_rules! direct_consume {
              membership) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(workspace)
-            .bind("workspace")
-            .bind(key)
-            .bind(member)
-            .bind("captured")
-            .bind(amount)
-            .bind(0_i64)
-            .bind(0_i64)
-            .bind(0_i64)
-            .bind(0_i64)
-            .bind(0_i64)
-            .bind(now_ms)
-            .bind(None::<i64>)
-            .bind(membership)
-            .execute(&mut *tx)
-            .await?;
+        .bind("workspace")
+        .bind(key)
+        .bind(member)
+        .bind("captured")
+        .bind(amount)
+        .bind(0_i64)
+        .bind(0_i64)
+        .bind(0_i64)
+        .bind(0_i64)
+        .bind(0_i64)
+        .bind(now_ms)
+        .bind(None::<i64>)
+        .bind(membership)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO journal_entries (ledger_scope_id, from_bucket, from_owner_id, to_bucket, to_owner_id, \
              amount_credits, cause, reference, member_account_id, created_at_ms) \
@@ -130,12 +130,12 @@ macro_rules! direct_consume {
             "UPDATE idempotency_records SET response = $4 \
              WHERE scope_id = $1 AND scope_kind = $2 AND idempotency_key = $3",
         )
-            .bind(workspace)
-            .bind("workspace")
-            .bind(&record_key)
-            .bind("{}")
-            .execute(&mut *tx)
-            .await?;
+        .bind(workspace)
+        .bind("workspace")
+        .bind(&record_key)
+        .bind("{}")
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
