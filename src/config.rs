@@ -61,8 +61,14 @@ pub struct Config {
     pub hold_sweep_interval_ms: u64,
     /// How long idempotency records are kept (a retry after that runs afresh).
     pub idempotency_retention_seconds: u64,
-    /// Most hot-path calls of one workspace applied in one transaction (group commit).
+    /// Most hot-path calls applied in one transaction (group commit).
     pub max_batch_calls: u32,
+    /// Most scopes (workspaces, personal accounts) whose hot-path calls share one transaction;
+    /// 1 on Citus, so that every transaction stays on one shard.
+    pub max_batch_scopes: u32,
+    /// Most hot-path batch transactions in flight at once: the next batch fills while they
+    /// commit. With `max_batch_scopes` of 1 this bounds how many scopes commit in parallel.
+    pub max_batch_transactions: u32,
     /// R6: whether this replica renews accounts with a billing anchor when they fall due (turn
     /// off when the billing system drives every renewal through RenewAccount).
     pub renewal_scheduler_enabled: bool,
@@ -202,6 +208,8 @@ impl Default for Config {
             hold_sweep_interval_ms: 1_000,
             idempotency_retention_seconds: 86_400,
             max_batch_calls: 256,
+            max_batch_scopes: 32,
+            max_batch_transactions: 8,
             renewal_scheduler_enabled: true,
             renewal_tick_ms: 60_000,
             notification_fallback_interval_ms: 1_000,
@@ -337,6 +345,8 @@ impl Config {
             "idle_connection_timeout_ms must be 0 or exceed http2_keepalive_interval_ms + http2_keepalive_timeout_ms (with keepalive on)",
         )?;
         check((1..=10_000).contains(&self.max_batch_calls), "max_batch_calls must be 1..=10000")?;
+        check((1..=10_000).contains(&self.max_batch_scopes), "max_batch_scopes must be 1..=10000")?;
+        check((1..=1_000).contains(&self.max_batch_transactions), "max_batch_transactions must be 1..=1000")?;
         check((10..=3_600_000).contains(&self.renewal_tick_ms), "renewal_tick_ms must be 10..=3600000")?;
         check(
             (10..=600_000).contains(&self.notification_fallback_interval_ms),
@@ -437,6 +447,8 @@ impl Config {
             default_hold_ttl_seconds: self.reservation_default_ttl_seconds,
             max_hold_ttl_seconds: self.reservation_max_ttl_seconds,
             max_batch_calls: usize::try_from(self.max_batch_calls).unwrap_or(1),
+            max_batch_scopes: usize::try_from(self.max_batch_scopes).unwrap_or(1),
+            max_batch_transactions: usize::try_from(self.max_batch_transactions).unwrap_or(1),
         }
     }
 

@@ -1,15 +1,19 @@
 //! Group commit for the hot path.
 //!
-//! Every hot-path call for one scope (a workspace, or an account's personal credits) joins that
-//! scope's queue. One leader task per scope drains it in batches: each batch is one transaction
-//! that locks the scope's rows once (account; or workspace, then members in account order), lets
-//! the domain apply the calls one after another to the loaded state, and writes wallet, charges,
-//! journal and idempotency records together. Each call still succeeds or fails on its own: it is
-//! applied to a copy of the state that is kept only if the call succeeds.
+//! Every hot-path call joins its scope's queue (a workspace, or an account's personal credits).
+//! Committer tasks, a bounded number at once, take the ready scopes' calls into batches: each
+//! batch is one transaction that, scope after scope in one global lock order, locks the scope's
+//! rows once (account; or workspace, then members in account order) and lets the domain apply its
+//! calls one after another to the loaded state (`load`, then the pure `decide`), and then writes
+//! wallets, charges, journal, events and idempotency records of all its scopes together
+//! (`write`). Each call still succeeds or fails on its own: it is applied to a copy of the state
+//! that is kept only if the call succeeds.
 //!
-//! Within a process a scope has one leader, so its calls never wait on each other's row locks in
-//! the database; replicas still serialise on those locks. Calls that share an idempotency or
-//! charge key never share a batch, so the later one sees the earlier one committed.
+//! Within a process a scope is in one batch at a time, so its calls never wait on each other's
+//! row locks in the database; replicas still serialise on those locks, and lock scopes in the same
+//! order, so their batches cannot deadlock. Calls that share an idempotency or charge key never
+//! share a batch, so the later one sees the earlier one committed. `BatchLimits::scopes` of 1
+//! keeps each transaction on one scope (one Citus shard).
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, PoisonError};
@@ -20,7 +24,7 @@ use tracing::Instrument as _;
 
 use super::charges::{ChargeOutcome, Commit, Consume, Refund, Release, Reserve};
 use super::idempotency::first_difference;
-use super::{Ledger, LedgerError};
+use super::{Ledger, LedgerError, LedgerSettings};
 use crate::domain::{
     Account, AccountId, Charge, ChargeKey, ChargeState, DomainError, IdempotencyKey, Member, Movement, Notification,
     PoolAccess, Tenant, Wallet, Workspace, low_balance_crossings, overage_started,
@@ -81,13 +85,43 @@ pub(super) struct Pending {
     span: tracing::Span,
 }
 
-/// The per-scope queues; a scope has an entry exactly while its leader runs.
+/// How much one transaction applies, and how many run at once.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct BatchLimits {
+    /// Most calls in one transaction, all scopes together.
+    pub(super) calls: usize,
+    /// Most scopes in one transaction (1 keeps every transaction on one Citus shard).
+    pub(super) scopes: usize,
+    /// Most batch transactions in flight: the next batch fills while these commit.
+    pub(super) transactions: usize,
+}
+
+/// One scope's calls in a batch, in arrival order.
+struct ScopeBatch {
+    scope: Tenant,
+    calls: Vec<Pending>,
+}
+
+/// The waiting calls and the batches in flight.
+#[derive(Debug, Default)]
+struct Queues {
+    /// A scope has an entry while calls of it wait or a batch of it is in flight.
+    waiting: HashMap<Tenant, VecDeque<Pending>>,
+    /// Scopes with waiting calls and no batch in flight, each once, oldest first.
+    ready: VecDeque<Tenant>,
+    /// Scopes with a batch in flight: a scope's batches run one after another, so its calls
+    /// apply in arrival order and never wait on each other's row locks.
+    in_flight: HashSet<Tenant>,
+    /// Committer tasks running.
+    committers: usize,
+}
+
+/// The hot path's queues: calls wait here for a committer to take them into a batch.
 #[derive(Debug)]
 pub(super) struct Batcher {
-    max_batch: usize,
-    queues: Mutex<HashMap<Tenant, VecDeque<Pending>>>,
-    /// When each scope last had a batch with replays: a leader's life ends whenever its queue
-    /// runs dry, and a retry storm outlives many leaders.
+    limits: BatchLimits,
+    queues: Mutex<Queues>,
+    /// When each scope last had a batch with replays: a retry storm outlives many batches.
     replayed: Mutex<HashMap<Tenant, std::time::Instant>>,
 }
 
@@ -98,9 +132,18 @@ const REPLAY_MEMORY: std::time::Duration = std::time::Duration::from_secs(1);
 const REPLAY_MEMORY_SCOPES: usize = 4_096;
 
 impl Batcher {
-    /// Batches of at most `max_batch` calls.
-    pub(super) fn new(max_batch: usize) -> Batcher {
-        Batcher { max_batch: max_batch.max(1), queues: Mutex::default(), replayed: Mutex::default() }
+    /// Batches within `limits` (each at least 1).
+    pub(super) fn new(limits: BatchLimits) -> Batcher {
+        let limits = BatchLimits {
+            calls: limits.calls.max(1),
+            scopes: limits.scopes.max(1),
+            transactions: limits.transactions.max(1),
+        };
+        Batcher { limits, queues: Mutex::default(), replayed: Mutex::default() }
+    }
+
+    fn queues(&self) -> std::sync::MutexGuard<'_, Queues> {
+        self.queues.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Whether the scope had a batch with replays within [`REPLAY_MEMORY`].
@@ -122,64 +165,110 @@ impl Batcher {
         replayed.insert(scope.clone(), std::time::Instant::now());
     }
 
-    /// Queues `pending`; true when the caller must start the scope's leader.
+    /// Queues `pending`; true when the caller must start one more committer.
     fn enqueue(&self, scope: &Tenant, pending: Pending) -> bool {
-        let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
-        match queues.get_mut(scope) {
-            Some(queue) => {
-                queue.push_back(pending);
-                false
-            }
-            None => {
-                queues.insert(scope.clone(), VecDeque::from([pending]));
-                true
-            }
+        let mut queues = self.queues();
+        let queue = queues.waiting.entry(scope.clone()).or_default();
+        queue.push_back(pending);
+        if queue.len() == 1 && !queues.in_flight.contains(scope) {
+            queues.ready.push_back(scope.clone());
         }
+        if queues.committers < self.limits.transactions {
+            queues.committers += 1;
+            return true;
+        }
+        false
     }
 
-    /// The next batch, in arrival order, leaving calls that share a key with an earlier call of
-    /// the batch for a later one; `None` (and the scope forgotten) when the queue is empty.
-    fn next_batch(&self, scope: &Tenant) -> Option<Vec<Pending>> {
-        let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
-        let queue = queues.get_mut(scope)?;
-        if queue.is_empty() {
-            queues.remove(scope);
+    /// The next batch: ready scopes, oldest first, each with its waiting calls in arrival order
+    /// up to the limits, leaving calls that share a key with an earlier call of the batch for a
+    /// later one. `None` (and the committer counted out) when no scope is ready.
+    fn next_batch(&self) -> Option<Vec<ScopeBatch>> {
+        let mut queues = self.queues();
+        let queues = &mut *queues;
+        let mut batch = Vec::new();
+        let mut calls = 0;
+        while batch.len() < self.limits.scopes && calls < self.limits.calls {
+            let Some(scope) = queues.ready.pop_front() else { break };
+            let Some(queue) = queues.waiting.get_mut(&scope) else { continue };
+            let taken = take_calls(queue, self.limits.calls - calls);
+            calls += taken.len();
+            queues.in_flight.insert(scope.clone());
+            batch.push(ScopeBatch { scope, calls: taken });
+        }
+        if batch.is_empty() {
+            queues.committers -= 1;
             return None;
         }
-        let mut batch = Vec::new();
-        let mut left = VecDeque::new();
-        let (mut keys, mut charges) = (HashSet::new(), HashSet::new());
-        while let Some(pending) = queue.pop_front() {
-            let clashes = keys.contains(&pending.key) || charges.contains(pending.call.charge_key());
-            if batch.len() >= self.max_batch || clashes {
-                left.push_back(pending);
-                continue;
-            }
-            keys.insert(pending.key.clone());
-            charges.insert(pending.call.charge_key().clone());
-            batch.push(pending);
-        }
-        *queue = left;
         Some(batch)
     }
 
-    /// Forgets a scope whose leader died, failing what waits (their senders drop).
-    fn abandon(&self, scope: &Tenant) {
-        self.queues.lock().unwrap_or_else(PoisonError::into_inner).remove(scope);
+    /// Ends the batches of `scopes`: those with calls left wait for the next batch.
+    fn finish(&self, scopes: &[Tenant]) {
+        let mut queues = self.queues();
+        for scope in scopes {
+            queues.in_flight.remove(scope);
+            if queues.waiting.get(scope).is_some_and(|queue| !queue.is_empty()) {
+                queues.ready.push_back(scope.clone());
+            } else {
+                queues.waiting.remove(scope);
+            }
+        }
+    }
+
+    /// Forgets the scopes of a committer that died, failing what waits (their senders drop).
+    fn abandon(&self, scopes: &[Tenant]) {
+        let mut queues = self.queues();
+        for scope in scopes {
+            queues.in_flight.remove(scope);
+            queues.waiting.remove(scope);
+        }
+        queues.ready.retain(|scope| !scopes.contains(scope));
+        queues.committers -= 1;
     }
 }
 
-/// Removes the scope's queue if its leader task unwinds, so later calls start a new leader.
-struct LeaderGuard<'a> {
-    batcher: &'a Batcher,
-    scope: &'a Tenant,
+/// Up to `limit` calls from the front of `queue`, in arrival order, skipping (and keeping) those
+/// whose idempotency or charge key an earlier taken call has.
+fn take_calls(queue: &mut VecDeque<Pending>, limit: usize) -> Vec<Pending> {
+    let mut taken = Vec::new();
+    let mut left = VecDeque::new();
+    let (mut keys, mut charges) = (HashSet::new(), HashSet::new());
+    while let Some(pending) = queue.pop_front() {
+        let clashes = keys.contains(&pending.key) || charges.contains(pending.call.charge_key());
+        if taken.len() >= limit || clashes {
+            left.push_back(pending);
+            continue;
+        }
+        keys.insert(pending.key.clone());
+        charges.insert(pending.call.charge_key().clone());
+        taken.push(pending);
+    }
+    *queue = left;
+    taken
 }
 
-impl Drop for LeaderGuard<'_> {
+/// Frees a committer's scopes if its task unwinds, so later calls are taken by another.
+struct CommitterGuard<'a> {
+    batcher: &'a Batcher,
+    scopes: Vec<Tenant>,
+}
+
+impl Drop for CommitterGuard<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.batcher.abandon(self.scope);
+            self.batcher.abandon(&self.scopes);
         }
+    }
+}
+
+/// The order a batch locks its scopes in, the same in every transaction so that two replicas'
+/// batches cannot deadlock: accounts before workspaces (as the admin scripts lock them), then by
+/// id.
+fn lock_rank(scope: &Tenant) -> (u8, &str) {
+    match scope {
+        Tenant::Account(account) => (0, account.as_str()),
+        Tenant::Workspace(workspace) => (1, workspace.as_str()),
     }
 }
 
@@ -240,13 +329,6 @@ impl Wallets {
     }
 }
 
-/// What a batch's transaction decided: each call's result, and how many were replays of stored
-/// answers.
-struct Applied {
-    results: Vec<Result<ChargeOutcome, LedgerError>>,
-    replays: usize,
-}
-
 /// A charge as loaded or made in this batch, and whether it must be written.
 struct Tracked {
     charge: Charge,
@@ -259,7 +341,28 @@ struct Tracked {
 struct Writes {
     journal: Vec<(IdempotencyKey, Vec<Movement>)>,
     notifications: Vec<Notification>,
-    records: Vec<(IdempotencyKey, Value, Value)>,
+    /// Each successful call's scope, key, request and answer.
+    records: Vec<(Tenant, IdempotencyKey, Value, Value)>,
+}
+
+/// One scope's rows, locked and loaded for a batch, as its calls leave them.
+struct Loaded {
+    wallets: Wallets,
+    charges: HashMap<ChargeKey, Tracked>,
+    /// Open holds per member, for the Reserves of the batch (C5b).
+    open_holds: HashMap<AccountId, u32>,
+}
+
+/// Each call's result so far, and how many were replays of stored answers.
+struct Answers {
+    results: Vec<Option<Result<ChargeOutcome, LedgerError>>>,
+    replays: usize,
+}
+
+impl Answers {
+    fn undecided(calls: usize) -> Answers {
+        Answers { results: (0..calls).map(|_| None).collect(), replays: 0 }
+    }
 }
 
 impl<S: Store> Ledger<S> {
@@ -273,171 +376,237 @@ impl<S: Store> Ledger<S> {
     ) -> Result<ChargeOutcome, LedgerError> {
         let (reply, answer) = oneshot::channel();
         if self.batcher.enqueue(&scope, Pending { call, key, request, reply, span: tracing::Span::current() }) {
-            // The leader is its own task: a caller that goes away must not strand the queue.
+            // The committer is its own task: a caller that goes away must not strand the queue.
             let ledger = self.clone();
-            tokio::spawn(async move { ledger.lead(scope).await });
+            tokio::spawn(async move { ledger.commit_batches().await });
         }
-        answer.await.map_err(|_| LedgerError::internal("the batch leader stopped before answering"))?
+        answer.await.map_err(|_| LedgerError::internal("the batch committer stopped before answering"))?
     }
 
-    async fn lead(&self, scope: Tenant) {
-        let _guard = LeaderGuard { batcher: &self.batcher, scope: &scope };
-        while let Some(batch) = self.batcher.next_batch(&scope) {
-            // After a batch with replays the next one likely holds some too (a retry storm), and
-            // looking everything up at once saves the optimistic attempt.
-            let replaying = self.batcher.expects_replays(&scope);
+    /// Takes batches and commits them until no scope is ready.
+    async fn commit_batches(&self) {
+        let mut guard = CommitterGuard { batcher: &self.batcher, scopes: Vec::new() };
+        while let Some(mut batch) = self.batcher.next_batch() {
+            batch.sort_by(|a, b| lock_rank(&a.scope).cmp(&lock_rank(&b.scope)));
+            guard.scopes = batch.iter().map(|part| part.scope.clone()).collect();
+            let calls: usize = batch.iter().map(|part| part.calls.len()).sum();
             let started = std::time::Instant::now();
-            let span = batch_span(&scope, &batch);
-            // The first attempt is optimistic (see `apply_batch`) unless replays are expected;
-            // a replay it runs into, or a lock conflict, reruns it carefully at once, and further
-            // conflicts back off.
+            let span = batch_span(&batch, calls);
+            // After a batch with replays the scope's next one likely holds some too (a retry
+            // storm), and looking everything up at once saves the optimistic attempt.
+            let careful: Vec<bool> = batch.iter().map(|part| self.batcher.expects_replays(&part.scope)).collect();
+            // The first attempt is optimistic (see `apply_batch`) for scopes without recent
+            // replays; a replay it runs into, or a lock conflict, reruns it carefully at once, and
+            // further conflicts back off.
             let first = self
-                .apply_batch(&scope, &batch, replaying)
+                .apply_batch(&batch, &careful)
                 .instrument(tracing::info_span!(parent: &span, "db.transaction", attempt = 1))
                 .await;
             let applied = match first {
                 Err(error) if error.is_conflict() => {
-                    self.retrying(|| self.apply_batch(&scope, &batch, true)).instrument(span).await
+                    let careful = vec![true; batch.len()];
+                    self.retrying(|| self.apply_batch(&batch, &careful)).instrument(span).await
                 }
                 other => other,
             };
-            self.batcher.note_replays(&scope, applied.as_ref().is_ok_and(|applied| applied.replays > 0));
-            let results = applied.map(|applied| applied.results);
-            crate::metrics::batch_finished(batch.len(), started.elapsed());
-            tracing::debug!(
-                scope = scope.id(),
-                calls = batch.len(),
-                elapsed_us = started.elapsed().as_micros(),
-                "batch committed"
-            );
-            let results = match results {
-                Ok(results) => results,
-                Err(error) => vec![Err(error); batch.len()],
+            crate::metrics::batch_finished(calls, started.elapsed());
+            tracing::debug!(scopes = batch.len(), calls, elapsed_us = started.elapsed().as_micros(), "batch committed");
+            let answers: Vec<Vec<Result<ChargeOutcome, LedgerError>>> = match applied {
+                Ok(answers) => batch
+                    .iter()
+                    .zip(answers)
+                    .map(|(part, answers)| {
+                        self.batcher.note_replays(&part.scope, answers.replays > 0);
+                        let undecided = || Err(LedgerError::internal("call left undecided"));
+                        answers.results.into_iter().map(|result| result.unwrap_or_else(undecided)).collect()
+                    })
+                    .collect(),
+                Err(error) => batch.iter().map(|part| vec![Err(error.clone()); part.calls.len()]).collect(),
             };
-            for (pending, result) in batch.into_iter().zip(results) {
-                // The caller may have gone away; its result is committed all the same.
-                let _ = pending.reply.send(result);
+            self.batcher.finish(&guard.scopes);
+            guard.scopes.clear();
+            for (part, answers) in batch.into_iter().zip(answers) {
+                for (pending, answer) in part.calls.into_iter().zip(answers) {
+                    // The caller may have gone away; its result is committed all the same.
+                    let _ = pending.reply.send(answer);
+                }
             }
         }
     }
 
-    /// One transaction for a batch: load and lock, apply each call, write, commit.
+    /// One transaction for a batch: each scope, in lock order, is locked and loaded and then its
+    /// calls decided; then everything the batch changed is written, and committed.
     ///
-    /// C7 without a lookup in the common case: an optimistic attempt (`careful` false) assumes
-    /// no call is a replay and does not look up idempotency records or the charges new calls
-    /// will make. A replay cannot slip through: one that succeeds again collides with its own
-    /// record or charge when written (the batch is rerun carefully), and one that fails (a
-    /// Commit of a hold it already committed) has its record looked up before it is answered.
-    /// The careful rerun looks every record up, but only once the scope is locked.
-    async fn apply_batch(&self, scope: &Tenant, batch: &[Pending], careful: bool) -> Result<Applied, LedgerError> {
+    /// C7 without a lookup in the common case: an optimistic scope (`careful` false) assumes no
+    /// call is a replay and does not look up idempotency records or the charges new calls will
+    /// make. A replay cannot slip through: one that succeeds again collides with its own record
+    /// or charge when written (the batch is rerun carefully), and one that fails (a Commit of a
+    /// hold it already committed) has its record looked up before it is answered. A careful
+    /// scope looks every record up, but only once it is locked.
+    ///
+    /// A scope that does not exist answers its own calls NOT_FOUND; a database error fails the
+    /// whole batch, as its transaction is lost.
+    async fn apply_batch(&self, batch: &[ScopeBatch], careful: &[bool]) -> Result<Vec<Answers>, LedgerError> {
         let mut tx = self.store.begin().await?;
         let now_ms = self.now_ms();
-        let idempotency_scope = scope;
-
-        // Lock in the fixed order: the wallet rows, then the charges. Every call's account is
-        // locked, replays included, because whether a call is a replay is only known once the
-        // scope is locked.
-        let mut accounts: Vec<AccountId> = batch.iter().filter_map(|p| p.call.account_id().cloned()).collect();
-        let expiring: Vec<ChargeKey> = batch
-            .iter()
-            .filter(|p| matches!(p.call, HotCall::Expire(_)))
-            .map(|p| p.call.charge_key().clone())
-            .collect();
-        if !expiring.is_empty() {
-            accounts.extend(tx.charges(scope, &expiring, Lock::None).await?.into_iter().map(|c| c.account_id));
-        }
-        accounts.sort();
-        accounts.dedup();
-        let mut wallets =
-            match scope {
-                Tenant::Account(account) => {
-                    let account = tx.account(account, Lock::Update).await?.ok_or_else(|| LedgerError::NotFound {
-                        field: "account_id",
-                        what: "account",
-                        id: account.to_string(),
-                    })?;
-                    Wallets::Personal { account, changed: false }
-                }
-                Tenant::Workspace(workspace) => {
-                    let workspace = tx.workspace(workspace, Lock::Update).await?.ok_or_else(|| {
-                        LedgerError::NotFound { field: "workspace_id", what: "workspace", id: workspace.to_string() }
-                    })?;
-                    let members = tx.lock_members(&workspace.id, &accounts).await?;
-                    let access = super::views::pool_access(&mut tx, &workspace, &accounts).await?;
-                    Wallets::Workspace {
-                        workspace,
-                        members: members.into_iter().map(|m| (m.account_id.clone(), m)).collect(),
-                        access,
-                        changed: BTreeSet::new(),
-                    }
-                }
-            };
-
-        // Every hot-path write of the scope holds the scope's row lock, so once it is held the
-        // records read here are all the committed ones: a replay racing its original on another
-        // replica either sees the original's record, or the original has not run yet (C7).
-        let mut results: Vec<Option<Result<ChargeOutcome, LedgerError>>> = batch.iter().map(|_| None).collect();
-        let mut replays = 0;
-        if careful {
-            let keys: Vec<IdempotencyKey> =
-                batch.iter().filter(|p| p.request.is_some()).map(|p| p.key.clone()).collect();
-            replays += replay_stored(&mut tx, idempotency_scope, batch, &keys, &mut results).await?;
-        }
-        let open: Vec<&Pending> = batch.iter().zip(&results).filter(|(_, r)| r.is_none()).map(|(p, _)| p).collect();
-        let makes_new_charge = |p: &&&Pending| matches!(p.call, HotCall::Consume(_) | HotCall::Reserve(_));
-        let charge_keys: Vec<ChargeKey> =
-            open.iter().filter(|p| careful || !makes_new_charge(p)).map(|p| p.call.charge_key().clone()).collect();
-        let mut charges: HashMap<ChargeKey, Tracked> = tx
-            .charges(scope, &charge_keys, Lock::Update)
-            .await?
-            .into_iter()
-            .map(|charge| (charge.key.clone(), Tracked { charge, new: false, changed: false }))
-            .collect();
-        let mut open_holds: HashMap<AccountId, u32> = HashMap::new();
-        for pending in &open {
-            if let HotCall::Reserve(call) = &pending.call
-                && !open_holds.contains_key(&call.account_id)
-            {
-                let count = tx.open_holds_of(scope, &call.account_id).await?.count;
-                open_holds.insert(call.account_id.clone(), count);
-            }
-        }
-
-        // Decide, one call after another, each on its own.
+        let mut answers = Vec::with_capacity(batch.len());
+        let mut changed = Vec::with_capacity(batch.len());
         let mut writes = Writes::default();
-        for (pending, result) in batch.iter().zip(results.iter_mut()) {
-            if result.is_some() {
-                continue;
-            }
-            let outcome =
-                self.apply_call(scope, pending, &mut wallets, &mut charges, &mut open_holds, &mut writes, now_ms);
-            if let (Ok(outcome), Some(request)) = (&outcome, &pending.request) {
-                let response = serde_json::to_value(outcome)
-                    .map_err(|e| LedgerError::internal(format!("result not serialisable: {e}")))?;
-                writes.records.push((pending.key.clone(), request.clone(), response));
-            }
-            *result = Some(outcome);
-        }
-
-        // A failed call may be a replay whose first run changed what it now fails on.
-        if !careful {
-            let failed: Vec<IdempotencyKey> = batch
-                .iter()
-                .zip(&results)
-                .filter(|(p, r)| p.request.is_some() && matches!(r, Some(Err(_))))
-                .map(|(p, _)| p.key.clone())
-                .collect();
-            let mut stored: Vec<Option<Result<ChargeOutcome, LedgerError>>> = batch.iter().map(|_| None).collect();
-            replays += replay_stored(&mut tx, idempotency_scope, batch, &failed, &mut stored).await?;
-            for (result, replay) in results.iter_mut().zip(stored) {
-                if replay.is_some() {
-                    *result = replay;
+        for (part, &careful) in batch.iter().zip(careful) {
+            let mut answered = Answers::undecided(part.calls.len());
+            let mut loaded = match load(&mut tx, part, careful, &mut answered).await {
+                Ok(loaded) => loaded,
+                Err(refused) if !refused.is_database() => {
+                    answered.results = part.calls.iter().map(|_| Some(Err(refused.clone()))).collect();
+                    answers.push(answered);
+                    continue;
                 }
+                Err(error) => return Err(error),
+            };
+            decide(&self.settings, part, &mut loaded, &mut answered.results, &mut writes, now_ms)?;
+            if !careful {
+                settle(&mut tx, part, &mut answered).await?;
+            }
+            answers.push(answered);
+            changed.push(loaded);
+        }
+        write(&mut tx, &changed, &writes, now_ms).await?;
+        tx.commit().await?;
+        if !writes.notifications.is_empty() {
+            self.outbox_written.notify_one();
+        }
+        Ok(answers)
+    }
+}
+
+/// Locks and loads what a scope's calls need, in the fixed order: the wallet rows, then the
+/// charges. Every call's account is locked, replays included, because whether a call is a replay
+/// is only known once the scope is locked. A careful load answers replays from their records.
+async fn load(
+    tx: &mut impl StoreTx,
+    part: &ScopeBatch,
+    careful: bool,
+    answers: &mut Answers,
+) -> Result<Loaded, LedgerError> {
+    let (scope, calls) = (&part.scope, &part.calls);
+    let mut accounts: Vec<AccountId> = calls.iter().filter_map(|p| p.call.account_id().cloned()).collect();
+    let expiring: Vec<ChargeKey> = calls
+        .iter()
+        .filter(|p| matches!(p.call, HotCall::Expire(_)))
+        .map(|p| p.call.charge_key().clone())
+        .collect();
+    if !expiring.is_empty() {
+        accounts.extend(tx.charges(scope, &expiring, Lock::None).await?.into_iter().map(|c| c.account_id));
+    }
+    accounts.sort();
+    accounts.dedup();
+    let wallets = match scope {
+        Tenant::Account(account) => {
+            let account = tx.account(account, Lock::Update).await?.ok_or_else(|| LedgerError::NotFound {
+                field: "account_id",
+                what: "account",
+                id: account.to_string(),
+            })?;
+            Wallets::Personal { account, changed: false }
+        }
+        Tenant::Workspace(workspace) => {
+            let workspace = tx.workspace(workspace, Lock::Update).await?.ok_or_else(|| LedgerError::NotFound {
+                field: "workspace_id",
+                what: "workspace",
+                id: workspace.to_string(),
+            })?;
+            let members = tx.lock_members(&workspace.id, &accounts).await?;
+            let access = super::views::pool_access(tx, &workspace, &accounts).await?;
+            Wallets::Workspace {
+                workspace,
+                members: members.into_iter().map(|m| (m.account_id.clone(), m)).collect(),
+                access,
+                changed: BTreeSet::new(),
             }
         }
+    };
 
-        // Write what the successful calls changed, and nothing else.
-        match &wallets {
+    // Every hot-path write of the scope holds the scope's row lock, so once it is held the
+    // records read here are all the committed ones: a replay racing its original on another
+    // replica either sees the original's record, or the original has not run yet (C7).
+    if careful {
+        let keys: Vec<IdempotencyKey> = calls.iter().filter(|p| p.request.is_some()).map(|p| p.key.clone()).collect();
+        answers.replays += replay_stored(tx, scope, calls, &keys, &mut answers.results).await?;
+    }
+    let open: Vec<&Pending> = calls.iter().zip(&answers.results).filter(|(_, r)| r.is_none()).map(|(p, _)| p).collect();
+    let makes_new_charge = |p: &&&Pending| matches!(p.call, HotCall::Consume(_) | HotCall::Reserve(_));
+    let charge_keys: Vec<ChargeKey> =
+        open.iter().filter(|p| careful || !makes_new_charge(p)).map(|p| p.call.charge_key().clone()).collect();
+    let charges: HashMap<ChargeKey, Tracked> = tx
+        .charges(scope, &charge_keys, Lock::Update)
+        .await?
+        .into_iter()
+        .map(|charge| (charge.key.clone(), Tracked { charge, new: false, changed: false }))
+        .collect();
+    let mut open_holds: HashMap<AccountId, u32> = HashMap::new();
+    for pending in &open {
+        if let HotCall::Reserve(call) = &pending.call
+            && !open_holds.contains_key(&call.account_id)
+        {
+            let count = tx.open_holds_of(scope, &call.account_id).await?.count;
+            open_holds.insert(call.account_id.clone(), count);
+        }
+    }
+    Ok(Loaded { wallets, charges, open_holds })
+}
+
+/// Applies the scope's undecided calls one after another to the loaded state, each on its own,
+/// and adds what the successful ones write to `writes`. Pure: no store, no clock.
+fn decide(
+    settings: &LedgerSettings,
+    part: &ScopeBatch,
+    loaded: &mut Loaded,
+    results: &mut [Option<Result<ChargeOutcome, LedgerError>>],
+    writes: &mut Writes,
+    now_ms: i64,
+) -> Result<(), LedgerError> {
+    for (pending, result) in part.calls.iter().zip(results.iter_mut()) {
+        if result.is_some() {
+            continue;
+        }
+        let outcome = apply_call(settings, &part.scope, pending, loaded, writes, now_ms);
+        if let (Ok(outcome), Some(request)) = (&outcome, &pending.request) {
+            let response = serde_json::to_value(outcome)
+                .map_err(|e| LedgerError::internal(format!("result not serialisable: {e}")))?;
+            writes.records.push((part.scope.clone(), pending.key.clone(), request.clone(), response));
+        }
+        *result = Some(outcome);
+    }
+    Ok(())
+}
+
+/// After an optimistic decide: a failed call may be a replay whose first run changed what it
+/// now fails on, so its record, if any, answers it.
+async fn settle(tx: &mut impl StoreTx, part: &ScopeBatch, answers: &mut Answers) -> Result<(), LedgerError> {
+    let failed: Vec<IdempotencyKey> = part
+        .calls
+        .iter()
+        .zip(&answers.results)
+        .filter(|(p, r)| p.request.is_some() && matches!(r, Some(Err(_))))
+        .map(|(p, _)| p.key.clone())
+        .collect();
+    let mut stored: Vec<Option<Result<ChargeOutcome, LedgerError>>> = part.calls.iter().map(|_| None).collect();
+    answers.replays += replay_stored(tx, &part.scope, &part.calls, &failed, &mut stored).await?;
+    for (result, replay) in answers.results.iter_mut().zip(stored) {
+        if replay.is_some() {
+            *result = replay;
+        }
+    }
+    Ok(())
+}
+
+/// Writes what the successful calls of every scope changed, and nothing else: each scope's
+/// wallet rows and changed charges, then the new charges, journal, events and records of the
+/// whole batch, a statement each.
+async fn write(tx: &mut impl StoreTx, changed: &[Loaded], writes: &Writes, now_ms: i64) -> Result<(), LedgerError> {
+    let mut new = Vec::new();
+    for loaded in changed {
+        match &loaded.wallets {
             Wallets::Personal { account, changed: true } => tx.update_account(account).await?,
             Wallets::Personal { changed: false, .. } => {}
             Wallets::Workspace { workspace, members, changed, .. } => {
@@ -448,158 +617,146 @@ impl<S: Store> Ledger<S> {
                 }
             }
         }
-        let (new, changed): (Vec<&Tracked>, Vec<&Tracked>) =
-            charges.values().filter(|t| t.changed || t.new).partition(|t| t.new);
-        let new: Vec<Charge> = new.into_iter().map(|t| t.charge.clone()).collect();
-        let changed: Vec<Charge> = changed.into_iter().map(|t| t.charge.clone()).collect();
-        // A key made meanwhile through another replica: rerun the batch to see it.
-        if tx.insert_charges(&new).await? != new.len() as u64 {
-            return Err(conflict());
-        }
-        tx.update_charges(&changed).await?;
-        let entries: Vec<(&IdempotencyKey, &Movement)> = writes
-            .journal
-            .iter()
-            .flat_map(|(reference, movements)| movements.iter().map(move |m| (reference, m)))
-            .collect();
-        tx.append_journal(&entries, now_ms).await?;
-        tx.insert_notifications(&writes.notifications, now_ms).await?;
-        if tx.insert_idempotency_records(idempotency_scope, &writes.records, now_ms).await?
-            != writes.records.len() as u64
-        {
-            return Err(conflict());
-        }
-        tx.commit().await?;
-        if !writes.notifications.is_empty() {
-            self.outbox_written.notify_one();
-        }
-        let results = results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(LedgerError::internal("call left undecided"))))
-            .collect();
-        Ok(Applied { results, replays })
+        let (made, updated): (Vec<&Tracked>, Vec<&Tracked>) =
+            loaded.charges.values().filter(|t| t.changed || t.new).partition(|t| t.new);
+        new.extend(made.into_iter().map(|t| t.charge.clone()));
+        let updated: Vec<Charge> = updated.into_iter().map(|t| t.charge.clone()).collect();
+        tx.update_charges(&updated).await?;
     }
+    // A key made meanwhile through another replica: rerun the batch to see it.
+    if tx.insert_charges(&new).await? != new.len() as u64 {
+        return Err(conflict());
+    }
+    let entries: Vec<(&IdempotencyKey, &Movement)> = writes
+        .journal
+        .iter()
+        .flat_map(|(reference, movements)| movements.iter().map(move |m| (reference, m)))
+        .collect();
+    tx.append_journal(&entries, now_ms).await?;
+    tx.insert_notifications(&writes.notifications, now_ms).await?;
+    if tx.insert_idempotency_records(&writes.records, now_ms).await? != writes.records.len() as u64 {
+        return Err(conflict());
+    }
+    Ok(())
+}
 
-    /// Applies one call to copies of the state it touches; keeps them only if it succeeds.
-    #[allow(clippy::too_many_arguments)]
-    fn apply_call(
-        &self,
-        scope: &Tenant,
-        pending: &Pending,
-        wallets: &mut Wallets,
-        charges: &mut HashMap<ChargeKey, Tracked>,
-        open_holds: &mut HashMap<AccountId, u32>,
-        writes: &mut Writes,
-        now_ms: i64,
-    ) -> Result<ChargeOutcome, LedgerError> {
-        let settings = &self.settings;
-        let taken = |charges: &HashMap<ChargeKey, Tracked>, key: &ChargeKey, field: &'static str| {
-            if charges.contains_key(key) {
-                Err(LedgerError::AlreadyExists { field, what: "charge", id: format!("{key} in {}", scope.id()) })
-            } else {
-                Ok(())
+/// Applies one call to copies of the state it touches; keeps them only if it succeeds.
+fn apply_call(
+    settings: &LedgerSettings,
+    scope: &Tenant,
+    pending: &Pending,
+    loaded: &mut Loaded,
+    writes: &mut Writes,
+    now_ms: i64,
+) -> Result<ChargeOutcome, LedgerError> {
+    let Loaded { wallets, charges, open_holds } = loaded;
+    let (wallets, charges, open_holds) = (&mut *wallets, &mut *charges, &mut *open_holds);
+    let taken = |charges: &HashMap<ChargeKey, Tracked>, key: &ChargeKey, field: &'static str| {
+        if charges.contains_key(key) {
+            Err(LedgerError::AlreadyExists { field, what: "charge", id: format!("{key} in {}", scope.id()) })
+        } else {
+            Ok(())
+        }
+    };
+    let own = |charges: &HashMap<ChargeKey, Tracked>, key: &ChargeKey, account: &AccountId, field: &'static str| {
+        match charges.get(key) {
+            Some(tracked) if tracked.charge.account_id == *account => Ok(tracked.charge.clone()),
+            _ => Err(LedgerError::NotFound {
+                field,
+                what: "charge",
+                id: format!("{key} of {account} in {}", scope.id()),
+            }),
+        }
+    };
+    // A wallet for a new charge: the member must hold allowances (M1).
+    let drawing = |wallets: &Wallets, account: &AccountId, allow_overflow: bool| -> Result<Wallet, LedgerError> {
+        match consenting(wallets.wallet(account, scope)?, allow_overflow) {
+            Wallet::Workspace { workspace, member, access } => Ok(Wallet::for_member(workspace, member, access)?),
+            personal => Ok(personal),
+        }
+    };
+
+    let (charge, mut wallet, given_back, movements, new) = match &pending.call {
+        HotCall::Consume(call) => {
+            taken(charges, &call.idempotency_key, "idempotency_key")?;
+            let mut wallet = drawing(wallets, &call.account_id, call.allow_overflow)?;
+            let (charge, movements) =
+                Charge::consume(call.idempotency_key.clone(), &mut wallet, call.amount_credits, now_ms)?;
+            (charge, wallet, Default::default(), movements, true)
+        }
+        HotCall::Reserve(call) => {
+            taken(charges, &call.reservation_key, "reservation_key")?;
+            let open = open_holds.get(&call.account_id).copied().unwrap_or(0);
+            if open >= settings.max_open_holds_per_member {
+                return Err(DomainError::TooManyOpenHolds { open }.into());
             }
-        };
-        let own = |charges: &HashMap<ChargeKey, Tracked>, key: &ChargeKey, account: &AccountId, field: &'static str| {
-            match charges.get(key) {
-                Some(tracked) if tracked.charge.account_id == *account => Ok(tracked.charge.clone()),
-                _ => Err(LedgerError::NotFound {
-                    field,
+            let mut wallet = drawing(wallets, &call.account_id, call.allow_overflow)?;
+            let expires_at_ms = now_ms.saturating_add(i64::from(call.ttl_seconds) * 1_000);
+            let (charge, movements) = Charge::hold(
+                call.reservation_key.clone(),
+                &mut wallet,
+                call.amount_credits,
+                now_ms,
+                expires_at_ms,
+            )?;
+            (charge, wallet, Default::default(), movements, true)
+        }
+        HotCall::Commit(call) => {
+            let mut charge = own(charges, &call.reservation_key, &call.account_id, "reservation_key")?;
+            let mut wallet = consenting(wallets.wallet(&call.account_id, scope)?, call.allow_overflow);
+            let (captured, movements) = charge.commit(&mut wallet, call.amount_credits)?;
+            (charge, wallet, captured.given_back, movements, false)
+        }
+        HotCall::Release(call) => {
+            let mut charge = own(charges, &call.reservation_key, &call.account_id, "reservation_key")?;
+            let mut wallet = wallets.wallet(&call.account_id, scope)?;
+            let (given_back, movements) = charge.release(&mut wallet, false)?;
+            (charge, wallet, given_back, movements, false)
+        }
+        HotCall::Refund(call) => {
+            let mut charge = own(charges, &call.consumption_key, &call.account_id, "consumption_key")?;
+            let mut wallet = wallets.wallet(&call.account_id, scope)?;
+            let (given_back, movements) = charge.refund(&mut wallet, call.amount_credits)?;
+            (charge, wallet, given_back, movements, false)
+        }
+        HotCall::Expire(key) => {
+            let Some(tracked) = charges.get(key) else {
+                return Err(LedgerError::NotFound {
+                    field: "reservation_key",
                     what: "charge",
-                    id: format!("{key} of {account} in {}", scope.id()),
-                }),
+                    id: key.to_string(),
+                });
+            };
+            let mut charge = tracked.charge.clone();
+            if charge.expires_at_ms.is_none_or(|at| at > now_ms) {
+                return Err(DomainError::HoldNotOpen { state: charge.state }.into());
             }
-        };
-        // A wallet for a new charge: the member must hold allowances (M1).
-        let drawing = |wallets: &Wallets, account: &AccountId, allow_overflow: bool| -> Result<Wallet, LedgerError> {
-            match consenting(wallets.wallet(account, scope)?, allow_overflow) {
-                Wallet::Workspace { workspace, member, access } => Ok(Wallet::for_member(workspace, member, access)?),
-                personal => Ok(personal),
-            }
-        };
+            let mut wallet = wallets.wallet(&charge.account_id, scope)?;
+            let (given_back, movements) = charge.release(&mut wallet, true)?;
+            (charge, wallet, given_back, movements, false)
+        }
+    };
 
-        let (charge, mut wallet, given_back, movements, new) = match &pending.call {
-            HotCall::Consume(call) => {
-                taken(charges, &call.idempotency_key, "idempotency_key")?;
-                let mut wallet = drawing(wallets, &call.account_id, call.allow_overflow)?;
-                let (charge, movements) =
-                    Charge::consume(call.idempotency_key.clone(), &mut wallet, call.amount_credits, now_ms)?;
-                (charge, wallet, Default::default(), movements, true)
-            }
-            HotCall::Reserve(call) => {
-                taken(charges, &call.reservation_key, "reservation_key")?;
-                let open = open_holds.get(&call.account_id).copied().unwrap_or(0);
-                if open >= settings.max_open_holds_per_member {
-                    return Err(DomainError::TooManyOpenHolds { open }.into());
-                }
-                let mut wallet = drawing(wallets, &call.account_id, call.allow_overflow)?;
-                let expires_at_ms = now_ms.saturating_add(i64::from(call.ttl_seconds) * 1_000);
-                let (charge, movements) = Charge::hold(
-                    call.reservation_key.clone(),
-                    &mut wallet,
-                    call.amount_credits,
-                    now_ms,
-                    expires_at_ms,
-                )?;
-                (charge, wallet, Default::default(), movements, true)
-            }
-            HotCall::Commit(call) => {
-                let mut charge = own(charges, &call.reservation_key, &call.account_id, "reservation_key")?;
-                let mut wallet = consenting(wallets.wallet(&call.account_id, scope)?, call.allow_overflow);
-                let (captured, movements) = charge.commit(&mut wallet, call.amount_credits)?;
-                (charge, wallet, captured.given_back, movements, false)
-            }
-            HotCall::Release(call) => {
-                let mut charge = own(charges, &call.reservation_key, &call.account_id, "reservation_key")?;
-                let mut wallet = wallets.wallet(&call.account_id, scope)?;
-                let (given_back, movements) = charge.release(&mut wallet, false)?;
-                (charge, wallet, given_back, movements, false)
-            }
-            HotCall::Refund(call) => {
-                let mut charge = own(charges, &call.consumption_key, &call.account_id, "consumption_key")?;
-                let mut wallet = wallets.wallet(&call.account_id, scope)?;
-                let (given_back, movements) = charge.refund(&mut wallet, call.amount_credits)?;
-                (charge, wallet, given_back, movements, false)
-            }
-            HotCall::Expire(key) => {
-                let Some(tracked) = charges.get(key) else {
-                    return Err(LedgerError::NotFound {
-                        field: "reservation_key",
-                        what: "charge",
-                        id: key.to_string(),
-                    });
-                };
-                let mut charge = tracked.charge.clone();
-                if charge.expires_at_ms.is_none_or(|at| at > now_ms) {
-                    return Err(DomainError::HoldNotOpen { state: charge.state }.into());
-                }
-                let mut wallet = wallets.wallet(&charge.account_id, scope)?;
-                let (given_back, movements) = charge.release(&mut wallet, true)?;
-                (charge, wallet, given_back, movements, false)
-            }
-        };
-
-        // The call succeeded: keep what it changed, and say what it crossed.
-        if let Ok(before) = wallets.wallet(&charge.account_id, scope) {
-            writes.notifications.extend(low_balance_crossings(&before, &wallet));
-        }
-        writes.notifications.extend(overage_started(&mut wallet));
-        if charge.state == ChargeState::Expired {
-            writes.notifications.push(Notification::reservation_expired(&wallet, &charge));
-        }
-        let was_open = charges.get(&charge.key).is_some_and(|t| t.charge.state == ChargeState::Held);
-        let count = open_holds.entry(charge.account_id.clone()).or_insert(0);
-        match (was_open, charge.state == ChargeState::Held) {
-            (false, true) => *count += 1,
-            (true, false) => *count = count.saturating_sub(1),
-            _ => {}
-        }
-        wallets.keep(wallet);
-        writes.journal.push((pending.key.clone(), movements));
-        let still_new = new || charges.get(&charge.key).is_some_and(|t| t.new);
-        charges.insert(charge.key.clone(), Tracked { charge: charge.clone(), new: still_new, changed: true });
-        Ok(ChargeOutcome { charge, given_back })
+    // The call succeeded: keep what it changed, and say what it crossed.
+    if let Ok(before) = wallets.wallet(&charge.account_id, scope) {
+        writes.notifications.extend(low_balance_crossings(&before, &wallet));
     }
+    writes.notifications.extend(overage_started(&mut wallet));
+    if charge.state == ChargeState::Expired {
+        writes.notifications.push(Notification::reservation_expired(&wallet, &charge));
+    }
+    let was_open = charges.get(&charge.key).is_some_and(|t| t.charge.state == ChargeState::Held);
+    let count = open_holds.entry(charge.account_id.clone()).or_insert(0);
+    match (was_open, charge.state == ChargeState::Held) {
+        (false, true) => *count += 1,
+        (true, false) => *count = count.saturating_sub(1),
+        _ => {}
+    }
+    wallets.keep(wallet);
+    writes.journal.push((pending.key.clone(), movements));
+    let still_new = new || charges.get(&charge.key).is_some_and(|t| t.new);
+    charges.insert(charge.key.clone(), Tracked { charge: charge.clone(), new: still_new, changed: true });
+    Ok(ChargeOutcome { charge, given_back })
 }
 
 /// Answers the calls among `keys` whose key holds a committed result: the same request replays
@@ -651,10 +808,12 @@ fn consenting(wallet: Wallet, allow_overflow: bool) -> Wallet {
 }
 
 /// The span of one batch: a child of its first call's RPC span, following from the others.
-fn batch_span(scope: &Tenant, batch: &[Pending]) -> tracing::Span {
-    let Some(first) = batch.first() else { return tracing::Span::none() };
-    let span = tracing::info_span!(parent: &first.span, "batch.commit", scope = scope.id(), calls = batch.len());
-    for pending in &batch[1..] {
+fn batch_span(batch: &[ScopeBatch], calls: usize) -> tracing::Span {
+    let mut pendings = batch.iter().flat_map(|part| &part.calls);
+    let Some(first) = pendings.next() else { return tracing::Span::none() };
+    let scope = batch.first().map_or("", |part| part.scope.id());
+    let span = tracing::info_span!(parent: &first.span, "batch.commit", scope, scopes = batch.len(), calls);
+    for pending in pendings {
         span.follows_from(&pending.span);
     }
     span

@@ -52,6 +52,12 @@ impl LedgerError {
     pub fn is_conflict(&self) -> bool {
         matches!(self, LedgerError::Unavailable(error) if error.is_conflict())
     }
+
+    /// Whether the database failed (rather than a rule or a missing row refusing the call): the
+    /// transaction it happened in cannot go on.
+    pub fn is_database(&self) -> bool {
+        matches!(self, LedgerError::Unavailable(_) | LedgerError::Internal(_))
+    }
 }
 
 impl From<StoreError> for LedgerError {

@@ -144,8 +144,12 @@ pub struct LedgerSettings {
     pub default_hold_ttl_seconds: u32,
     /// Longest TTL a Reserve may ask for.
     pub max_hold_ttl_seconds: u32,
-    /// Most hot-path calls of one workspace (or personal account) applied in one transaction.
+    /// Most hot-path calls applied in one transaction.
     pub max_batch_calls: usize,
+    /// Most scopes (workspaces, personal accounts) whose calls share one transaction.
+    pub max_batch_scopes: usize,
+    /// Most batch transactions in flight at once.
+    pub max_batch_transactions: usize,
 }
 
 impl Default for LedgerSettings {
@@ -155,6 +159,8 @@ impl Default for LedgerSettings {
             default_hold_ttl_seconds: 300,
             max_hold_ttl_seconds: 86_400,
             max_batch_calls: 256,
+            max_batch_scopes: 32,
+            max_batch_transactions: 8,
         }
     }
 }
@@ -186,7 +192,11 @@ impl<S: Clone> Clone for Ledger<S> {
 impl<S: Store> Ledger<S> {
     /// A ledger over `store` reading time from `clock`.
     pub fn new(store: S, clock: Arc<dyn Clock>, settings: LedgerSettings) -> Ledger<S> {
-        let batcher = Arc::new(batch::Batcher::new(settings.max_batch_calls));
+        let batcher = Arc::new(batch::Batcher::new(batch::BatchLimits {
+            calls: settings.max_batch_calls,
+            scopes: settings.max_batch_scopes,
+            transactions: settings.max_batch_transactions,
+        }));
         Ledger {
             store,
             clock,

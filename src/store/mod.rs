@@ -342,12 +342,11 @@ pub trait StoreTx: Send {
         keys: &[IdempotencyKey],
     ) -> impl Future<Output = Result<Vec<(String, Value, Value)>, StoreError>> + Send;
 
-    /// Records finished requests (key, request, response) in one statement; returns how many
-    /// were new (a key taken meanwhile is not overwritten).
+    /// Records finished requests (scope, key, request, response) in one statement; returns how
+    /// many were new (a key taken meanwhile is not overwritten).
     fn insert_idempotency_records(
         &mut self,
-        scope: &Tenant,
-        records: &[(IdempotencyKey, Value, Value)],
+        records: &[(Tenant, IdempotencyKey, Value, Value)],
         now_ms: i64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 

@@ -243,20 +243,19 @@ impl StoreTx for PgTx {
 
     async fn insert_idempotency_records(
         &mut self,
-        scope: &Tenant,
-        records: &[(IdempotencyKey, Value, Value)],
+        records: &[(Tenant, IdempotencyKey, Value, Value)],
         now_ms: i64,
     ) -> Result<u64, StoreError> {
         if records.is_empty() {
             return Ok(0);
         }
-        let (scope_id, scope_kind) = super::idempotency_parts(scope);
-        let keys: Vec<&str> = records.iter().map(|(key, _, _)| key.as_str()).collect();
-        let requests: Vec<String> = records.iter().map(|(_, request, _)| request.to_string()).collect();
-        let responses: Vec<String> = records.iter().map(|(_, _, response)| response.to_string()).collect();
+        let scopes: Vec<(&str, &str)> = records.iter().map(|(scope, ..)| super::idempotency_parts(scope)).collect();
+        let keys: Vec<&str> = records.iter().map(|(_, key, _, _)| key.as_str()).collect();
+        let requests: Vec<String> = records.iter().map(|(_, _, request, _)| request.to_string()).collect();
+        let responses: Vec<String> = records.iter().map(|(_, _, _, response)| response.to_string()).collect();
         let inserted = sqlx::query(sql::INSERT_IDEMPOTENCY_RECORDS)
-            .bind(scope_id)
-            .bind(scope_kind)
+            .bind(scopes.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+            .bind(scopes.iter().map(|(_, kind)| *kind).collect::<Vec<_>>())
             .bind(keys)
             .bind(requests)
             .bind(responses)

@@ -141,7 +141,8 @@ pub(crate) const COUNT_JOURNAL_ENTRIES: &str = "SELECT COUNT(*) FROM journal_ent
 // an `INSERT … SELECT` selected, not the ones it inserted, and a replay would pass as new.
 pub(crate) const INSERT_IDEMPOTENCY_RECORDS: &str = "INSERT INTO idempotency_records \
      (scope_id, scope_kind, idempotency_key, request, response, created_at_ms) \
-     SELECT $1, $2, k, q, r, $6 FROM UNNEST($3::text[], $4::text[], $5::text[]) AS u(k, q, r) \
+     SELECT s, t, k, q, r, $6 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) \
+         AS u(s, t, k, q, r) \
      ON CONFLICT DO NOTHING RETURNING idempotency_key";
 pub(crate) const UPDATE_MEMBERS: &str = "UPDATE members AS m SET role = u.role, \
      monthly_allowance_credits = u.monthly_allowance, monthly_used_credits = u.monthly_used, \

@@ -223,13 +223,12 @@ impl StoreTx for SqliteTx {
 
     async fn insert_idempotency_records(
         &mut self,
-        scope: &Tenant,
-        records: &[(IdempotencyKey, Value, Value)],
+        records: &[(Tenant, IdempotencyKey, Value, Value)],
         now_ms: i64,
     ) -> Result<u64, StoreError> {
-        let (scope_id, kind) = super::idempotency_parts(scope);
         let mut inserted = 0;
-        for (key, request, response) in records {
+        for (scope, key, request, response) in records {
+            let (scope_id, kind) = super::idempotency_parts(scope);
             inserted += sqlx::query(INSERT_IDEMPOTENCY_RECORD)
                 .bind(scope_id)
                 .bind(kind)
