@@ -180,8 +180,12 @@ pub struct BenchOptions {
     pub clients: Vec<usize>,
     /// Workspaces in the spread scenario.
     pub spread_workspaces: usize,
-    /// Most calls of one workspace per transaction inside the service.
+    /// Most calls per transaction inside the service.
     pub max_batch_calls: u32,
+    /// The service's `max_batch_scopes`.
+    pub max_batch_scopes: u32,
+    /// The service's `max_batch_transactions`.
+    pub max_batch_transactions: u32,
     /// Whether the server authenticates every call (a bearer token checked by the auth layer).
     pub auth: bool,
     /// WatchNotifications streams held open (and idle) during the runs.
@@ -521,6 +525,8 @@ async fn measure(
         database_url: Some(scratch_url.to_owned()),
         database_max_connections: connections,
         max_batch_calls: options.max_batch_calls,
+        max_batch_scopes: options.max_batch_scopes,
+        max_batch_transactions: options.max_batch_transactions,
         log_filter: "warn".into(),
         access_log: false,
         auth_file: options.auth.then(bench_auth_file).transpose()?,
@@ -552,13 +558,15 @@ async fn measure(
     }
 
     println!(
-        "creditpool bench on {}, authentication {}, {} idle subscribers: {} s per run, {} spread workspaces, batches of up to {} calls, pools of {} connections",
+        "creditpool bench on {}, authentication {}, {} idle subscribers: {} s per run, {} spread workspaces, batches of up to {} calls of up to {} scopes, {} in flight, pools of {} connections",
         if scratch_url.starts_with("sqlite:") { "sqlite" } else { "postgres" },
         if options.auth { "on (bearer token)" } else { "off" },
         options.idle_subscribers,
         options.seconds,
         options.spread_workspaces,
         options.max_batch_calls,
+        options.max_batch_scopes,
+        options.max_batch_transactions,
         connections
     );
     println!(

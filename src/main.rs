@@ -116,6 +116,8 @@ async fn main() -> anyhow::Result<()> {
                 clients,
                 spread_workspaces,
                 max_batch_calls: config.max_batch_calls,
+                max_batch_scopes: config.max_batch_scopes,
+                max_batch_transactions: config.max_batch_transactions,
                 auth,
                 idle_subscribers,
             })

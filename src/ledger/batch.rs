@@ -27,7 +27,7 @@ use super::idempotency::first_difference;
 use super::{Ledger, LedgerError, LedgerSettings};
 use crate::domain::{
     Account, AccountId, Charge, ChargeKey, ChargeState, DomainError, IdempotencyKey, Member, Movement, Notification,
-    PoolAccess, Tenant, Wallet, Workspace, low_balance_crossings, overage_started,
+    PoolAccess, Tenant, Wallet, Workspace, WorkspaceId, low_balance_crossings, overage_started,
 };
 use crate::store::{Lock, Store, StoreTx};
 
@@ -452,17 +452,18 @@ impl<S: Store> Ledger<S> {
         let mut answers = Vec::with_capacity(batch.len());
         let mut changed = Vec::with_capacity(batch.len());
         let mut writes = Writes::default();
-        for (part, &careful) in batch.iter().zip(careful) {
+        let wallets = lock_wallets(&mut tx, batch).await?;
+        for ((part, &careful), wallets) in batch.iter().zip(careful).zip(wallets) {
             let mut answered = Answers::undecided(part.calls.len());
-            let mut loaded = match load(&mut tx, part, careful, &mut answered).await {
-                Ok(loaded) => loaded,
-                Err(refused) if !refused.is_database() => {
+            let wallets = match wallets {
+                Ok(wallets) => wallets,
+                Err(refused) => {
                     answered.results = part.calls.iter().map(|_| Some(Err(refused.clone()))).collect();
                     answers.push(answered);
                     continue;
                 }
-                Err(error) => return Err(error),
             };
+            let mut loaded = load(&mut tx, part, wallets, careful, &mut answered).await?;
             decide(&self.settings, part, &mut loaded, &mut answered.results, &mut writes, now_ms)?;
             if !careful {
                 settle(&mut tx, part, &mut answered).await?;
@@ -479,53 +480,91 @@ impl<S: Store> Ledger<S> {
     }
 }
 
-/// Locks and loads what a scope's calls need, in the fixed order: the wallet rows, then the
-/// charges. Every call's account is locked, replays included, because whether a call is a replay
-/// is only known once the scope is locked. A careful load answers replays from their records.
+/// Locks every scope's wallet rows in the global lock order (the batch is sorted by
+/// [`lock_rank`]): the personal accounts, then the workspaces in one statement, then their
+/// members in one. Every call's account is locked, replays included, because whether a call is a
+/// replay is only known once its scope is locked. A scope that does not exist gets NOT_FOUND.
+async fn lock_wallets(
+    tx: &mut impl StoreTx,
+    batch: &[ScopeBatch],
+) -> Result<Vec<Result<Wallets, LedgerError>>, LedgerError> {
+    let mut accounts_of = Vec::with_capacity(batch.len());
+    for part in batch {
+        let mut accounts: Vec<AccountId> = part.calls.iter().filter_map(|p| p.call.account_id().cloned()).collect();
+        let expiring: Vec<ChargeKey> = part
+            .calls
+            .iter()
+            .filter(|p| matches!(p.call, HotCall::Expire(_)))
+            .map(|p| p.call.charge_key().clone())
+            .collect();
+        if !expiring.is_empty() {
+            let charges = tx.charges(&part.scope, &expiring, Lock::None).await?;
+            accounts.extend(charges.into_iter().map(|c| c.account_id));
+        }
+        accounts.sort();
+        accounts.dedup();
+        accounts_of.push(accounts);
+    }
+    let mut personal = HashMap::new();
+    for part in batch {
+        if let Tenant::Account(id) = &part.scope
+            && let Some(account) = tx.account(id, Lock::Update).await?
+        {
+            personal.insert(id.clone(), account);
+        }
+    }
+    let ids: Vec<WorkspaceId> = batch
+        .iter()
+        .filter_map(|part| match &part.scope {
+            Tenant::Workspace(id) => Some(id.clone()),
+            Tenant::Account(_) => None,
+        })
+        .collect();
+    let mut workspaces: HashMap<WorkspaceId, Workspace> =
+        tx.lock_workspaces(&ids).await?.into_iter().map(|w| (w.id.clone(), w)).collect();
+    let memberships: Vec<(WorkspaceId, AccountId)> = batch
+        .iter()
+        .zip(&accounts_of)
+        .filter_map(|(part, accounts)| match &part.scope {
+            Tenant::Workspace(id) if workspaces.contains_key(id) => Some((id, accounts)),
+            _ => None,
+        })
+        .flat_map(|(id, accounts)| accounts.iter().map(move |account| (id.clone(), account.clone())))
+        .collect();
+    let mut members: HashMap<WorkspaceId, HashMap<AccountId, Member>> = HashMap::new();
+    for member in tx.lock_members(&memberships).await? {
+        members.entry(member.workspace_id.clone()).or_default().insert(member.account_id.clone(), member);
+    }
+    let mut wallets = Vec::with_capacity(batch.len());
+    for (part, accounts) in batch.iter().zip(&accounts_of) {
+        wallets.push(match &part.scope {
+            Tenant::Account(id) => match personal.remove(id) {
+                Some(account) => Ok(Wallets::Personal { account, changed: false }),
+                None => Err(LedgerError::NotFound { field: "account_id", what: "account", id: id.to_string() }),
+            },
+            Tenant::Workspace(id) => match workspaces.remove(id) {
+                Some(workspace) => {
+                    let access = super::views::pool_access(tx, &workspace, accounts).await?;
+                    let members = members.remove(id).unwrap_or_default();
+                    Ok(Wallets::Workspace { workspace, members, access, changed: BTreeSet::new() })
+                }
+                None => Err(LedgerError::NotFound { field: "workspace_id", what: "workspace", id: id.to_string() }),
+            },
+        });
+    }
+    Ok(wallets)
+}
+
+/// Loads what a locked scope's calls need beyond its wallets: the charges, in key order, and the
+/// open holds of members who Reserve. A careful load answers replays from their records first.
 async fn load(
     tx: &mut impl StoreTx,
     part: &ScopeBatch,
+    wallets: Wallets,
     careful: bool,
     answers: &mut Answers,
 ) -> Result<Loaded, LedgerError> {
     let (scope, calls) = (&part.scope, &part.calls);
-    let mut accounts: Vec<AccountId> = calls.iter().filter_map(|p| p.call.account_id().cloned()).collect();
-    let expiring: Vec<ChargeKey> = calls
-        .iter()
-        .filter(|p| matches!(p.call, HotCall::Expire(_)))
-        .map(|p| p.call.charge_key().clone())
-        .collect();
-    if !expiring.is_empty() {
-        accounts.extend(tx.charges(scope, &expiring, Lock::None).await?.into_iter().map(|c| c.account_id));
-    }
-    accounts.sort();
-    accounts.dedup();
-    let wallets = match scope {
-        Tenant::Account(account) => {
-            let account = tx.account(account, Lock::Update).await?.ok_or_else(|| LedgerError::NotFound {
-                field: "account_id",
-                what: "account",
-                id: account.to_string(),
-            })?;
-            Wallets::Personal { account, changed: false }
-        }
-        Tenant::Workspace(workspace) => {
-            let workspace = tx.workspace(workspace, Lock::Update).await?.ok_or_else(|| LedgerError::NotFound {
-                field: "workspace_id",
-                what: "workspace",
-                id: workspace.to_string(),
-            })?;
-            let members = tx.lock_members(&workspace.id, &accounts).await?;
-            let access = super::views::pool_access(tx, &workspace, &accounts).await?;
-            Wallets::Workspace {
-                workspace,
-                members: members.into_iter().map(|m| (m.account_id.clone(), m)).collect(),
-                access,
-                changed: BTreeSet::new(),
-            }
-        }
-    };
-
     // Every hot-path write of the scope holds the scope's row lock, so once it is held the
     // records read here are all the committed ones: a replay racing its original on another
     // replica either sees the original's record, or the original has not run yet (C7).
@@ -604,25 +643,25 @@ async fn settle(tx: &mut impl StoreTx, part: &ScopeBatch, answers: &mut Answers)
 /// wallet rows and changed charges, then the new charges, journal, events and records of the
 /// whole batch, a statement each.
 async fn write(tx: &mut impl StoreTx, changed: &[Loaded], writes: &Writes, now_ms: i64) -> Result<(), LedgerError> {
-    let mut new = Vec::new();
+    let (mut workspaces, mut members, mut new, mut updated) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for loaded in changed {
         match &loaded.wallets {
             Wallets::Personal { account, changed: true } => tx.update_account(account).await?,
             Wallets::Personal { changed: false, .. } => {}
-            Wallets::Workspace { workspace, members, changed, .. } => {
+            Wallets::Workspace { workspace, members: locked, changed, .. } => {
                 if !changed.is_empty() {
-                    tx.update_workspace(workspace).await?;
-                    let members: Vec<Member> = changed.iter().filter_map(|id| members.get(id).cloned()).collect();
-                    tx.update_members(&members).await?;
+                    workspaces.push(workspace.clone());
+                    members.extend(changed.iter().filter_map(|id| locked.get(id).cloned()));
                 }
             }
         }
-        let (made, updated): (Vec<&Tracked>, Vec<&Tracked>) =
-            loaded.charges.values().filter(|t| t.changed || t.new).partition(|t| t.new);
-        new.extend(made.into_iter().map(|t| t.charge.clone()));
-        let updated: Vec<Charge> = updated.into_iter().map(|t| t.charge.clone()).collect();
-        tx.update_charges(&updated).await?;
+        for tracked in loaded.charges.values().filter(|t| t.changed || t.new) {
+            if tracked.new { &mut new } else { &mut updated }.push(tracked.charge.clone());
+        }
     }
+    tx.update_workspaces(&workspaces).await?;
+    tx.update_members(&members).await?;
+    tx.update_charges(&updated).await?;
     // A key made meanwhile through another replica: rerun the batch to see it.
     if tx.insert_charges(&new).await? != new.len() as u64 {
         return Err(conflict());
@@ -692,13 +731,8 @@ fn apply_call(
             }
             let mut wallet = drawing(wallets, &call.account_id, call.allow_overflow)?;
             let expires_at_ms = now_ms.saturating_add(i64::from(call.ttl_seconds) * 1_000);
-            let (charge, movements) = Charge::hold(
-                call.reservation_key.clone(),
-                &mut wallet,
-                call.amount_credits,
-                now_ms,
-                expires_at_ms,
-            )?;
+            let (charge, movements) =
+                Charge::hold(call.reservation_key.clone(), &mut wallet, call.amount_credits, now_ms, expires_at_ms)?;
             (charge, wallet, Default::default(), movements, true)
         }
         HotCall::Commit(call) => {
@@ -721,11 +755,7 @@ fn apply_call(
         }
         HotCall::Expire(key) => {
             let Some(tracked) = charges.get(key) else {
-                return Err(LedgerError::NotFound {
-                    field: "reservation_key",
-                    what: "charge",
-                    id: key.to_string(),
-                });
+                return Err(LedgerError::NotFound { field: "reservation_key", what: "charge", id: key.to_string() });
             };
             let mut charge = tracked.charge.clone();
             if charge.expires_at_ms.is_none_or(|at| at > now_ms) {

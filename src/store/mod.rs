@@ -377,6 +377,15 @@ pub trait StoreTx: Send {
     fn insert_workspace(&mut self, workspace: &Workspace) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Saves a workspace's pools and settings.
     fn update_workspace(&mut self, workspace: &Workspace) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Locks the workspaces among `ids` that exist, in id order, in one statement where the
+    /// backend can.
+    fn lock_workspaces(
+        &mut self,
+        ids: &[WorkspaceId],
+    ) -> impl Future<Output = Result<Vec<Workspace>, StoreError>> + Send;
+    /// Saves the pools and settings of several workspaces, in one statement where the backend
+    /// can.
+    fn update_workspaces(&mut self, workspaces: &[Workspace]) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Locks every workspace `owner` owns, one by one by key in id order; the caller holds the
     /// owner's account lock.
@@ -409,11 +418,11 @@ pub trait StoreTx: Send {
         account: &AccountId,
         lock: Lock,
     ) -> impl Future<Output = Result<Option<Member>, StoreError>> + Send;
-    /// Locks the memberships of `accounts` (those that exist), in account order.
+    /// Locks the memberships among `members` (workspace, account) that exist, in one statement
+    /// where the backend can. The caller holds the workspaces' locks.
     fn lock_members(
         &mut self,
-        workspace: &WorkspaceId,
-        accounts: &[AccountId],
+        members: &[(WorkspaceId, AccountId)],
     ) -> impl Future<Output = Result<Vec<Member>, StoreError>> + Send;
     /// Inserts a membership; false when the account is already a member.
     fn insert_member(&mut self, member: &Member) -> impl Future<Output = Result<bool, StoreError>> + Send;

@@ -279,25 +279,55 @@ impl StoreTx for PgTx {
         Ok(())
     }
 
-    async fn lock_members(
-        &mut self,
-        workspace: &WorkspaceId,
-        accounts: &[AccountId],
-    ) -> Result<Vec<Member>, StoreError> {
-        if accounts.is_empty() {
+    async fn lock_members(&mut self, members: &[(WorkspaceId, AccountId)]) -> Result<Vec<Member>, StoreError> {
+        if members.is_empty() {
             return Ok(Vec::new());
         }
-        let accounts: Vec<&str> = accounts.iter().map(AccountId::as_str).collect();
-        let rows: Vec<MemberRecord> = sqlx::query_as(
-            "SELECT workspace_id, account_id, role, monthly_allowance_credits, monthly_used_credits, \
-             top_up_allowance_credits, top_up_used_credits, created_at_ms, membership \
-             FROM members WHERE workspace_id = $1 AND account_id = ANY($2) ORDER BY account_id FOR UPDATE",
-        )
-        .bind(workspace.as_str())
-        .bind(accounts)
-        .fetch_all(&mut *self.tx)
-        .await?;
+        let mut members: Vec<&(WorkspaceId, AccountId)> = members.iter().collect();
+        members.sort();
+        members.dedup();
+        let rows: Vec<MemberRecord> = sqlx::query_as(sql::LOCK_MEMBERS)
+            .bind(members.iter().map(|(workspace, _)| workspace.as_str()).collect::<Vec<_>>())
+            .bind(members.iter().map(|(_, account)| account.as_str()).collect::<Vec<_>>())
+            .fetch_all(&mut *self.tx)
+            .await?;
         rows.into_iter().map(Member::try_from).collect()
+    }
+
+    async fn lock_workspaces(&mut self, ids: &[WorkspaceId]) -> Result<Vec<Workspace>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<WorkspaceRecord> = sqlx::query_as(sql::LOCK_WORKSPACES)
+            .bind(ids.iter().map(WorkspaceId::as_str).collect::<Vec<_>>())
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.into_iter().map(Workspace::try_from).collect()
+    }
+
+    async fn update_workspaces(&mut self, workspaces: &[Workspace]) -> Result<(), StoreError> {
+        if workspaces.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<WorkspaceRecord> = workspaces.iter().map(WorkspaceRecord::from).collect();
+        sqlx::query(sql::UPDATE_WORKSPACES)
+            .bind(rows.iter().map(|r| r.workspace_id.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.pool_size_credits).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.funded_pool_size_credits).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.monthly_pool_funded).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.monthly_pool_credits).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.top_up_pool_credits).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.low_monthly_pool_credits).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.low_top_up_pool_credits).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.low_member_remaining_percent).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.monthly_cycle).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.overflow_pool.as_deref()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.overflow_lent_credits).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.low_overflow_units).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.memberships).collect::<Vec<_>>())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
     }
 
     async fn pool_access(
@@ -320,21 +350,21 @@ impl StoreTx for PgTx {
         if members.is_empty() {
             return Ok(());
         }
-        let mut records: Vec<MemberRecord> = members.iter().map(MemberRecord::from).collect();
-        records.sort_by(|a, b| a.workspace_id.cmp(&b.workspace_id));
-        for rows in records.chunk_by(|a, b| a.workspace_id == b.workspace_id) {
-            sqlx::query(sql::UPDATE_MEMBERS)
-                .bind(rows.iter().map(|r| r.workspace_id.as_str()).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.account_id.as_str()).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.role.as_str()).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.monthly_allowance_credits).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.monthly_used_credits).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.top_up_allowance_credits).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.top_up_used_credits).collect::<Vec<_>>())
-                .bind(rows[0].workspace_id.as_str())
-                .execute(&mut *self.tx)
-                .await?;
-        }
+        let rows: Vec<MemberRecord> = members.iter().map(MemberRecord::from).collect();
+        let mut scopes: Vec<&str> = rows.iter().map(|r| r.workspace_id.as_str()).collect();
+        scopes.sort_unstable();
+        scopes.dedup();
+        sqlx::query(sql::UPDATE_MEMBERS)
+            .bind(rows.iter().map(|r| r.workspace_id.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.account_id.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.role.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.monthly_allowance_credits).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.monthly_used_credits).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.top_up_allowance_credits).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.top_up_used_credits).collect::<Vec<_>>())
+            .bind(scopes)
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 
@@ -388,29 +418,27 @@ impl StoreTx for PgTx {
         if charges.is_empty() {
             return Ok(());
         }
-        let mut records: Vec<ChargeRecord> = charges.iter().map(ChargeRecord::from).collect();
-        let scope = |r: &ChargeRecord| (r.scope_id.clone(), r.scope_kind.clone());
-        records.sort_by_key(scope);
-        for rows in records.chunk_by(|a, b| scope(a) == scope(b)) {
-            sqlx::query(sql::UPDATE_CHARGES)
-                .bind(rows.iter().map(|r| r.scope_id.as_str()).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.scope_kind.as_str()).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.charge_key.as_str()).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.state.as_str()).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.monthly_credits).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.top_up_credits).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.refunded_monthly_credits).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.refunded_top_up_credits).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.forfeited_credits).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.expires_at_ms).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.overflow_credits).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.refunded_overflow_credits).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.overflow_take.as_deref()).collect::<Vec<_>>())
-                .bind(rows[0].scope_id.as_str())
-                .bind(rows[0].scope_kind.as_str())
-                .execute(&mut *self.tx)
-                .await?;
-        }
+        let rows: Vec<ChargeRecord> = charges.iter().map(ChargeRecord::from).collect();
+        let mut scopes: Vec<&str> = rows.iter().map(|r| r.scope_id.as_str()).collect();
+        scopes.sort_unstable();
+        scopes.dedup();
+        sqlx::query(sql::UPDATE_CHARGES)
+            .bind(rows.iter().map(|r| r.scope_id.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.scope_kind.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.charge_key.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.state.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.monthly_credits).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.top_up_credits).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.refunded_monthly_credits).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.refunded_top_up_credits).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.forfeited_credits).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.expires_at_ms).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.overflow_credits).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.refunded_overflow_credits).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.overflow_take.as_deref()).collect::<Vec<_>>())
+            .bind(scopes)
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 

@@ -134,11 +134,33 @@ pub(crate) const OVERFLOW_TAKES: &str = "SELECT scope_id, overflow_take FROM cha
      WHERE scope_kind = 'workspace' AND overflow_take IS NOT NULL AND state IN ('held', 'captured')";
 pub(crate) const COUNT_JOURNAL_ENTRIES: &str = "SELECT COUNT(*) FROM journal_entries";
 
-// Bulk writes: one statement per kind of row for a whole batch (Postgres arrays, `UNNEST`).
-// The updates filter by one scope key given as a scalar (a call per scope), so Citus routes each
-// to one shard instead of every shard with two-phase commit.
+// Batches: one statement per kind of row for all the scopes of a batch (Postgres arrays,
+// `UNNEST`). Every lock and update filters by the scope keys (`= ANY`, the batch's scopes, one
+// with `MAX_BATCH_SCOPES` of 1), so on Citus it can be pruned to those scopes' shards.
 // The inserts count the rows they return, never the command's row count: Citus reports the rows
 // an `INSERT … SELECT` selected, not the ones it inserted, and a replay would pass as new.
+/// The batch's workspaces, locked in id order (the lock order of every multi-workspace lock).
+pub(crate) const LOCK_WORKSPACES: &str = "SELECT workspace_id, owner_account_id, pool_size_credits, \
+     funded_pool_size_credits, monthly_pool_funded, monthly_pool_credits, top_up_pool_credits, monthly_cycle, \
+     low_monthly_pool_credits, low_top_up_pool_credits, low_member_remaining_percent, overflow_pool, \
+     overflow_lent_credits, low_overflow_units, created_at_ms, memberships \
+     FROM workspaces WHERE workspace_id = ANY($1) ORDER BY workspace_id FOR UPDATE";
+/// Memberships by (workspace, account), each looked up by its whole primary key (see
+/// `select_charges!` in the Postgres store for why not `= ANY`).
+pub(crate) const LOCK_MEMBERS: &str = "SELECT m.* FROM UNNEST($1::text[], $2::text[]) AS k(w, a) \
+     CROSS JOIN LATERAL (SELECT workspace_id, account_id, role, monthly_allowance_credits, monthly_used_credits, \
+         top_up_allowance_credits, top_up_used_credits, created_at_ms, membership \
+         FROM members WHERE workspace_id = k.w AND account_id = k.a LIMIT 1 FOR UPDATE) AS m";
+pub(crate) const UPDATE_WORKSPACES: &str = "UPDATE workspaces AS w SET pool_size_credits = u.pool_size, \
+     funded_pool_size_credits = u.funded, monthly_pool_funded = u.monthly_funded, monthly_pool_credits = u.monthly, \
+     top_up_pool_credits = u.top_up, low_monthly_pool_credits = u.low_monthly, low_top_up_pool_credits = u.low_top_up, \
+     low_member_remaining_percent = u.low_percent, monthly_cycle = u.cycle, overflow_pool = u.overflow, \
+     overflow_lent_credits = u.lent, low_overflow_units = u.low_overflow, memberships = u.memberships \
+     FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::boolean[], $5::bigint[], $6::bigint[], $7::bigint[], \
+         $8::bigint[], $9::integer[], $10::bigint[], $11::text[], $12::bigint[], $13::bigint[], $14::bigint[]) \
+         AS u(id, pool_size, funded, monthly_funded, monthly, top_up, low_monthly, low_top_up, low_percent, cycle, \
+              overflow, lent, low_overflow, memberships) \
+     WHERE w.workspace_id = ANY($1) AND w.workspace_id = u.id";
 pub(crate) const INSERT_IDEMPOTENCY_RECORDS: &str = "INSERT INTO idempotency_records \
      (scope_id, scope_kind, idempotency_key, request, response, created_at_ms) \
      SELECT s, t, k, q, r, $6 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) \
@@ -149,7 +171,7 @@ pub(crate) const UPDATE_MEMBERS: &str = "UPDATE members AS m SET role = u.role, 
      top_up_allowance_credits = u.top_up_allowance, top_up_used_credits = u.top_up_used \
      FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[]) \
          AS u(workspace_id, account_id, role, monthly_allowance, monthly_used, top_up_allowance, top_up_used) \
-     WHERE m.workspace_id = $8 AND m.workspace_id = u.workspace_id AND m.account_id = u.account_id";
+     WHERE m.workspace_id = ANY($8) AND m.workspace_id = u.workspace_id AND m.account_id = u.account_id";
 pub(crate) const INSERT_CHARGES: &str = "INSERT INTO charges (scope_id, scope_kind, charge_key, account_id, state, \
      monthly_credits, top_up_credits, refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, \
      created_at_ms, expires_at_ms, overflow_credits, refunded_overflow_credits, overflow_take, membership) \
@@ -165,8 +187,7 @@ pub(crate) const UPDATE_CHARGES: &str = "UPDATE charges AS c SET state = u.state
          $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::text[]) \
          AS u(scope_id, scope_kind, charge_key, state, monthly, top_up, refunded_monthly, refunded_top_up, forfeited, \
               expires_at_ms, overflow, refunded_overflow, overflow_take) \
-     WHERE c.scope_id = $14 AND c.scope_kind = $15 \
-         AND c.scope_id = u.scope_id AND c.scope_kind = u.scope_kind AND c.charge_key = u.charge_key";
+     WHERE c.scope_id = ANY($14) AND c.scope_id = u.scope_id AND c.scope_kind = u.scope_kind AND c.charge_key = u.charge_key";
 pub(crate) const INSERT_JOURNAL_ENTRIES: &str = "INSERT INTO journal_entries (ledger_scope_id, from_bucket, from_owner_id, \
      to_bucket, to_owner_id, amount_credits, cause, reference, member_account_id, created_at_ms, part, overflow_units, \
      overage_units) \

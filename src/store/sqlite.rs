@@ -257,24 +257,44 @@ impl StoreTx for SqliteTx {
         Ok(())
     }
 
-    async fn lock_members(
-        &mut self,
-        workspace: &WorkspaceId,
-        accounts: &[AccountId],
-    ) -> Result<Vec<Member>, StoreError> {
-        if accounts.is_empty() {
-            return Ok(Vec::new());
+    async fn lock_members(&mut self, members: &[(WorkspaceId, AccountId)]) -> Result<Vec<Member>, StoreError> {
+        // The whole database is locked by the transaction: reading is locking.
+        let mut members: Vec<&(WorkspaceId, AccountId)> = members.iter().collect();
+        members.sort();
+        let mut locked = Vec::new();
+        for chunk in members.chunk_by(|a, b| a.0 == b.0) {
+            let rows: Vec<MemberRecord> = sqlx::query_as(
+                "SELECT workspace_id, account_id, role, monthly_allowance_credits, monthly_used_credits, \
+                 top_up_allowance_credits, top_up_used_credits, created_at_ms, membership \
+                 FROM members WHERE workspace_id = $1 AND account_id IN (SELECT value FROM json_each($2)) \
+                 ORDER BY account_id",
+            )
+            .bind(chunk[0].0.as_str())
+            .bind(json_list(chunk.iter().map(|(_, account)| account.as_str())))
+            .fetch_all(&mut *self.tx)
+            .await?;
+            for row in rows {
+                locked.push(Member::try_from(row)?);
+            }
         }
-        let rows: Vec<MemberRecord> = sqlx::query_as(
-            "SELECT workspace_id, account_id, role, monthly_allowance_credits, monthly_used_credits, \
-             top_up_allowance_credits, top_up_used_credits, created_at_ms, membership \
-             FROM members WHERE workspace_id = $1 AND account_id IN (SELECT value FROM json_each($2)) ORDER BY account_id",
-        )
-        .bind(workspace.as_str())
-        .bind(json_list(accounts.iter().map(AccountId::as_str)))
-        .fetch_all(&mut *self.tx)
-        .await?;
-        rows.into_iter().map(Member::try_from).collect()
+        Ok(locked)
+    }
+
+    async fn lock_workspaces(&mut self, ids: &[WorkspaceId]) -> Result<Vec<Workspace>, StoreError> {
+        let mut ids: Vec<&WorkspaceId> = ids.iter().collect();
+        ids.sort();
+        let mut locked = Vec::new();
+        for id in ids {
+            locked.extend(self.workspace(id, Lock::Update).await?);
+        }
+        Ok(locked)
+    }
+
+    async fn update_workspaces(&mut self, workspaces: &[Workspace]) -> Result<(), StoreError> {
+        for workspace in workspaces {
+            self.update_workspace(workspace).await?;
+        }
+        Ok(())
     }
 
     async fn pool_access(
