@@ -7,6 +7,7 @@ mod process;
 
 mod accounts;
 mod bad_input;
+mod batches;
 mod bench;
 mod cli_clients;
 mod clocks;

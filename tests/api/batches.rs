@@ -1,0 +1,122 @@
+//! Group commit across scopes: many workspaces' calls in one transaction.
+
+use std::sync::Arc;
+
+use creditpool::proto::*;
+use tonic::Code;
+
+use rstest::rstest;
+
+use crate::helpers::{Backend, TestApp, join_all, spawn_app_with};
+
+const WORKSPACES: usize = 8;
+/// Copies of every call: two on the first server, one on the second (on Postgres).
+const COPIES: usize = 3;
+
+/// The answer of a hot-path call, comparable across copies.
+type Answer = Result<String, (Code, String)>;
+
+fn answer<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> Answer {
+    result.map(|reply| format!("{reply:?}")).map_err(|status| (status.code(), status.message().to_owned()))
+}
+
+/// Sends `COPIES` copies of each call at once, spread over `servers`, and checks every copy got
+/// the same answer; returns the answers, one per call.
+async fn race_copies<F, Fut>(servers: &[Arc<TestApp>], calls: usize, send: F) -> Vec<Answer>
+where
+    F: Fn(Arc<TestApp>, usize) -> Fut,
+    Fut: std::future::Future<Output = Answer> + Send + 'static,
+{
+    let sent = (0..calls * COPIES).map(|n| tokio::spawn(send(Arc::clone(&servers[n % servers.len()]), n / COPIES)));
+    let answers = join_all(sent).await;
+    answers
+        .chunks(COPIES)
+        .enumerate()
+        .map(|(call, copies)| {
+            assert!(copies.iter().all(|copy| *copy == copies[0]), "call {call}: copies answered apart: {copies:?}");
+            copies[0].clone()
+        })
+        .collect()
+}
+
+/// One committer, so concurrent calls of eight workspaces (and one that does not exist) share
+/// batches. Every Consume, Reserve, Commit and Refund is sent three times at once, across two
+/// servers on Postgres: each key is charged once, every copy gets the same answer, the missing
+/// workspace fails only its own calls, and the batches did span workspaces.
+#[rstest]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_many_workspaces_charges_each_replayed_key_once_and_a_missing_workspace_fails_alone(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let one_committer = |config: &mut creditpool::config::Config| config.max_batch_transactions = 1;
+    let app = spawn_app_with(backend, one_committer).await;
+    app.create_account_with_plan("owner", 100_000).await;
+    app.create_account("member").await;
+    for w in 0..WORKSPACES {
+        let workspace = format!("w{w}");
+        app.create_workspace(&workspace, "owner").await;
+        app.set_pool_size(&workspace, "owner", 1_000).await.expect("pool");
+        app.add_member(&workspace, "owner", "member", Role::Editor).await.expect("member");
+        app.set_allowance(&workspace, "owner", "member", 500, 0).await.expect("allowance");
+    }
+    let mut servers = vec![Arc::new(app)];
+    if backend == Backend::Postgres {
+        servers.push(Arc::new(servers[0].spawn_replica_with(one_committer).await));
+    }
+    // Workspace WORKSPACES does not exist.
+    let workspace = |call: usize| format!("w{}", call % (WORKSPACES + 1));
+    let calls = 4 * (WORKSPACES + 1);
+
+    let consumed = race_copies(&servers, calls, move |app, call| async move {
+        answer(app.consume(&format!("consume-{call}"), "member", &workspace(call), 10).await)
+    })
+    .await;
+    let held = race_copies(&servers, calls, move |app, call| async move {
+        answer(app.reserve(&format!("hold-{call}"), "member", &workspace(call), 20, 0).await)
+    })
+    .await;
+    let committed = race_copies(&servers, calls, move |app, call| async move {
+        answer(app.commit(&format!("hold-{call}"), "member", &workspace(call), 15).await)
+    })
+    .await;
+    let refunded = race_copies(&servers, calls, move |app, call| async move {
+        let request = RefundRequest {
+            idempotency_key: format!("refund-{call}"),
+            account_id: "member".into(),
+            workspace_id: workspace(call),
+            consumption_key: format!("consume-{call}"),
+            amount_credits: Some(4),
+        };
+        answer(app.credit.clone().refund(request).await.map(tonic::Response::into_inner))
+    })
+    .await;
+
+    for (call, answers) in [&consumed, &held, &committed, &refunded].iter().flat_map(|a| a.iter().enumerate()) {
+        if call % (WORKSPACES + 1) == WORKSPACES {
+            assert!(matches!(answers, Err((Code::NotFound, _))), "call {call} names no workspace: {answers:?}");
+        } else {
+            assert!(answers.is_ok(), "call {call}: {answers:?}");
+        }
+    }
+    let app = &servers[0];
+    for w in 0..WORKSPACES {
+        // Four consumes of 10 less 4 refunded each, four commits of 15: one charge per key.
+        let balance = app.balance("member", &format!("w{w}")).await;
+        assert_eq!(balance.monthly.expect("monthly").used_credits, 4 * (10 - 4) + 4 * 15, "w{w}");
+        assert_eq!(balance.monthly_pool_credits, 1_000 - 4 * 6 - 4 * 15, "w{w}");
+    }
+    let charges: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM charges").fetch_one(&app.db).await.expect("count");
+    assert_eq!(charges, 2 * 4 * WORKSPACES as i64, "one charge per consume and per hold");
+    if backend == Backend::Postgres {
+        // Rows a transaction wrote share its id: some batch wrote charges of several workspaces.
+        let spanning: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT xmin::text FROM charges GROUP BY xmin::text \
+             HAVING COUNT(DISTINCT scope_id) > 1) AS batches",
+        )
+        .fetch_one(&app.db)
+        .await
+        .expect("transactions");
+        assert!(spanning > 0, "no batch spanned two workspaces");
+    }
+    app.assert_ledger_clean().await;
+}
