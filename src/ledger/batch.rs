@@ -852,3 +852,219 @@ fn batch_span(batch: &[ScopeBatch], calls: usize) -> tracing::Span {
 fn conflict() -> LedgerError {
     LedgerError::from(crate::store::StoreError::Raced("a key of this batch was taken by a concurrent transaction"))
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::{AllowanceState, Credits, Role};
+    use crate::ledger::charges::{Commit, Consume, Refund, Release, Reserve};
+
+    const NOW_MS: i64 = 1_000_000;
+
+    fn credits(value: i64) -> Credits {
+        Credits::new(value).expect("credits")
+    }
+
+    fn workspace_id() -> WorkspaceId {
+        WorkspaceId::parse("team").expect("id")
+    }
+
+    fn account(n: usize) -> AccountId {
+        AccountId::parse(format!("m{n}")).expect("id")
+    }
+
+    /// A workspace of 200 monthly and 40 top-up credits; m0 may draw 80 + 20, m1 60 + 20.
+    fn loaded() -> Loaded {
+        let mut workspace = Workspace::new(workspace_id(), AccountId::parse("owner").expect("id"), 0);
+        workspace.monthly_pool = credits(200);
+        workspace.top_up_pool = credits(40);
+        let members = [(0, 80), (1, 60)]
+            .into_iter()
+            .map(|(n, monthly)| {
+                let mut member = Member::new(workspace_id(), account(n), Role::Editor, 0);
+                member.monthly = AllowanceState { allowance: credits(monthly), used: Credits::ZERO };
+                member.top_up = AllowanceState { allowance: credits(20), used: Credits::ZERO };
+                (account(n), member)
+            })
+            .collect();
+        Loaded {
+            wallets: Wallets::Workspace { workspace, members, access: HashMap::new(), changed: BTreeSet::new() },
+            charges: HashMap::new(),
+            open_holds: HashMap::new(),
+        }
+    }
+
+    /// A hot-path call as the property generates it: which call, member, key and amount.
+    #[derive(Debug, Clone, Copy)]
+    enum Spec {
+        Consume(usize, usize, i64),
+        Reserve(usize, usize, i64),
+        Commit(usize, usize, i64),
+        Release(usize, usize),
+        Refund(usize, usize, u8, i64),
+    }
+
+    fn pending(spec: Spec) -> Pending {
+        let ws = Some(workspace_id());
+        let charge = |key: usize| ChargeKey::parse(format!("c{key}")).expect("key");
+        let (call, key) = match spec {
+            Spec::Consume(m, k, amount) => (
+                HotCall::Consume(Consume {
+                    idempotency_key: charge(k),
+                    account_id: account(m),
+                    workspace_id: ws,
+                    amount_credits: credits(amount),
+                    allow_overflow: false,
+                }),
+                IdempotencyKey::for_operation("Consume", &charge(k)),
+            ),
+            Spec::Reserve(m, k, amount) => (
+                HotCall::Reserve(Reserve {
+                    reservation_key: charge(k),
+                    account_id: account(m),
+                    workspace_id: ws,
+                    amount_credits: credits(amount),
+                    ttl_seconds: 60,
+                    allow_overflow: false,
+                }),
+                IdempotencyKey::for_operation("Reserve", &charge(k)),
+            ),
+            Spec::Commit(m, k, amount) => (
+                HotCall::Commit(Commit {
+                    reservation_key: charge(k),
+                    account_id: account(m),
+                    workspace_id: ws,
+                    amount_credits: credits(amount),
+                    allow_overflow: false,
+                }),
+                IdempotencyKey::for_operation("Commit", &charge(k)),
+            ),
+            Spec::Release(m, k) => (
+                HotCall::Release(Release { reservation_key: charge(k), account_id: account(m), workspace_id: ws }),
+                IdempotencyKey::for_operation("Release", &charge(k)),
+            ),
+            Spec::Refund(m, k, n, amount) => {
+                let key = IdempotencyKey::parse(format!("refund-{k}-{n}")).expect("key");
+                let refund = Refund {
+                    idempotency_key: key.clone(),
+                    account_id: account(m),
+                    workspace_id: ws,
+                    consumption_key: charge(k),
+                    amount_credits: Some(credits(amount)),
+                };
+                (HotCall::Refund(refund), key)
+            }
+        };
+        let (reply, _) = oneshot::channel();
+        Pending { call, key, request: Some(Value::Null), reply, span: tracing::Span::none() }
+    }
+
+    fn batch(specs: &[Spec]) -> ScopeBatch {
+        ScopeBatch { scope: Tenant::Workspace(workspace_id()), calls: specs.iter().copied().map(pending).collect() }
+    }
+
+    /// The state as text: pools, members, charges by key and open holds by member.
+    fn snapshot(loaded: &Loaded) -> String {
+        let Wallets::Workspace { workspace, members, .. } = &loaded.wallets else { unreachable!("a workspace") };
+        let members: std::collections::BTreeMap<_, _> = members.iter().map(|(id, m)| (id.as_str(), m)).collect();
+        let charges: std::collections::BTreeMap<_, _> =
+            loaded.charges.iter().map(|(key, t)| (key.as_str(), (&t.charge, t.new, t.changed))).collect();
+        let holds: std::collections::BTreeMap<_, _> =
+            loaded.open_holds.iter().map(|(id, n)| (id.as_str(), n)).collect();
+        format!("{workspace:?} {members:?} {charges:?} {holds:?}")
+    }
+
+    fn decided(results: &[Option<Result<ChargeOutcome, LedgerError>>]) -> Vec<String> {
+        results.iter().map(|result| format!("{result:?}")).collect()
+    }
+
+    fn writes_text(writes: &Writes) -> String {
+        format!("{:?} {:?} {:?}", writes.journal, writes.notifications, writes.records)
+    }
+
+    #[test]
+    fn a_call_that_fails_in_a_batch_fails_alone_and_the_others_apply_in_order() {
+        let settings = LedgerSettings::default();
+        // m0 may draw 100 in all: the second consume (90 more) fails, the third (10) fits.
+        let part = batch(&[Spec::Consume(0, 1, 90), Spec::Consume(0, 2, 90), Spec::Consume(0, 3, 10)]);
+        let mut state = loaded();
+        let mut results: Vec<_> = part.calls.iter().map(|_| None).collect();
+        let mut writes = Writes::default();
+        decide(&settings, &part, &mut state, &mut results, &mut writes, NOW_MS).expect("decided");
+
+        assert!(matches!(results[0], Some(Ok(_))), "{results:?}");
+        assert!(matches!(results[1], Some(Err(LedgerError::Rule(_)))), "{results:?}");
+        assert!(matches!(results[2], Some(Ok(_))), "{results:?}");
+        let Wallets::Workspace { workspace, members, changed, .. } = &state.wallets else { unreachable!() };
+        assert_eq!(workspace.monthly_pool.get() + workspace.top_up_pool.get(), 240 - 100);
+        assert_eq!(members[&account(0)].monthly.used.get() + members[&account(0)].top_up.used.get(), 100);
+        assert!(changed.contains(&account(0)) && !changed.contains(&account(1)));
+        assert_eq!((state.charges.len(), writes.records.len(), writes.journal.len()), (2, 2, 2));
+        assert!(state.charges.values().all(|t| t.new && t.changed));
+    }
+
+    #[test]
+    fn a_commit_after_its_reserve_in_one_batch_updates_the_new_charge_instead_of_inserting_twice() {
+        let settings = LedgerSettings::default();
+        let part = batch(&[Spec::Reserve(1, 7, 30), Spec::Commit(1, 7, 25), Spec::Release(1, 7)]);
+        let mut state = loaded();
+        let mut results: Vec<_> = part.calls.iter().map(|_| None).collect();
+        let mut writes = Writes::default();
+        decide(&settings, &part, &mut state, &mut results, &mut writes, NOW_MS).expect("decided");
+
+        assert!(matches!(results[0], Some(Ok(_))) && matches!(results[1], Some(Ok(_))), "{results:?}");
+        assert!(matches!(results[2], Some(Err(LedgerError::Rule(_)))), "a committed hold cannot be released");
+        let tracked = &state.charges[&ChargeKey::parse("c7").expect("key")];
+        assert!(tracked.new, "still one insert");
+        assert_eq!(tracked.charge.state, ChargeState::Captured);
+        assert_eq!(state.open_holds.get(&account(1)).copied(), Some(0));
+    }
+
+    fn spec() -> impl Strategy<Value = Spec> {
+        let (member, key, amount) = (0..2_usize, 0..6_usize, 1..60_i64);
+        prop_oneof![
+            (member.clone(), key.clone(), amount.clone()).prop_map(|(m, k, a)| Spec::Consume(m, k, a)),
+            (member.clone(), key.clone(), amount.clone()).prop_map(|(m, k, a)| Spec::Reserve(m, k, a)),
+            (member.clone(), key.clone(), amount.clone()).prop_map(|(m, k, a)| Spec::Commit(m, k, a)),
+            (member.clone(), key.clone()).prop_map(|(m, k)| Spec::Release(m, k)),
+            (member, key, 0..3_u8, amount).prop_map(|(m, k, n, a)| Spec::Refund(m, k, n, a)),
+        ]
+    }
+
+    proptest! {
+        /// Any sequence of hot-path calls decided as one batch gives each call the outcome, and
+        /// the state and rows to write, that deciding them one by one in arrival order gives; and
+        /// a call that fails changes nothing.
+        #[test]
+        fn a_batch_decides_as_its_calls_one_after_another(specs in prop::collection::vec(spec(), 1..40)) {
+            let settings = LedgerSettings { max_open_holds_per_member: 3, ..LedgerSettings::default() };
+
+            let together = batch(&specs);
+            let mut batched = loaded();
+            let mut batched_results: Vec<_> = together.calls.iter().map(|_| None).collect();
+            let mut batched_writes = Writes::default();
+            decide(&settings, &together, &mut batched, &mut batched_results, &mut batched_writes, NOW_MS)
+                .expect("decided");
+
+            let mut alone = loaded();
+            let mut alone_results = Vec::new();
+            let mut alone_writes = Writes::default();
+            for spec in &specs {
+                let part = batch(&[*spec]);
+                let before = (snapshot(&alone), writes_text(&alone_writes));
+                let mut result = vec![None];
+                decide(&settings, &part, &mut alone, &mut result, &mut alone_writes, NOW_MS).expect("decided");
+                if matches!(result[0], Some(Err(_))) {
+                    prop_assert_eq!(&before, &(snapshot(&alone), writes_text(&alone_writes)), "{:?} failed", spec);
+                }
+                alone_results.extend(result);
+            }
+
+            prop_assert_eq!(decided(&batched_results), decided(&alone_results));
+            prop_assert_eq!(snapshot(&batched), snapshot(&alone));
+            prop_assert_eq!(writes_text(&batched_writes), writes_text(&alone_writes));
+        }
+    }
+}
