@@ -189,6 +189,9 @@ async fn journal_pages_never_skip_or_repeat_an_entry_while_others_are_written_an
     let mut seen = Vec::new();
     let mut page_token = String::new();
     loop {
+        // Read before the page: an empty page fetched before the writer's last commit must not end
+        // the paging once the writer is seen finished.
+        let writer_finished = writer.is_finished();
         let page = app
             .admin
             .clone()
@@ -204,7 +207,7 @@ async fn journal_pages_never_skip_or_repeat_an_entry_while_others_are_written_an
         seen.extend(page.entries.iter().map(|entry| entry.entry_id));
         if !page.next_page_token.is_empty() {
             page_token = page.next_page_token;
-        } else if writer.is_finished() && page.entries.is_empty() {
+        } else if writer_finished && page.entries.is_empty() {
             break;
         } else if let Some(last) = page.entries.last() {
             page_token = last.entry_id.to_string();
