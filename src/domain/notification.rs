@@ -105,6 +105,12 @@ pub struct Notification {
 }
 
 impl Notification {
+    /// The key of the scope whose transaction writes the event (it keys the stored row): the
+    /// workspace for a workspace's events, else the account.
+    pub fn scope_id(&self) -> &str {
+        self.workspace_id.as_ref().map_or(self.account_id.as_str(), WorkspaceId::as_str)
+    }
+
     /// R2/R3: the renewal's outcome, for the owner.
     pub fn renewal(account_id: &AccountId, renewal: &Renewal) -> Notification {
         Notification {

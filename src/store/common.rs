@@ -238,6 +238,7 @@ macro_rules! shared_tx_methods {
                     .bind(notification.member_account_id.as_ref().map(AccountId::as_str))
                     .bind(payload)
                     .bind(now_ms)
+                    .bind(notification.scope_id())
                     .execute(&mut *self.tx)
                     .await?;
             }

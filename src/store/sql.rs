@@ -203,7 +203,8 @@ pub(crate) const OWNED_WORKSPACE_IDS: &str =
 pub(crate) const DUE_RENEWALS: &str = "SELECT account_id FROM accounts WHERE next_renewal_at_ms <= $1 \
      ORDER BY next_renewal_at_ms, account_id LIMIT $2";
 pub(crate) const INSERT_NOTIFICATION: &str = "INSERT INTO notifications \
-     (account_id, kind, workspace_id, member_account_id, payload, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6)";
+     (account_id, kind, workspace_id, member_account_id, payload, created_at_ms, scope_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
 // The notification stream: positions handed out after commit, in one place (see migrations).
 macro_rules! select_stream_position {
@@ -213,10 +214,10 @@ macro_rules! select_stream_position {
 }
 pub(crate) use select_stream_position;
 pub(crate) const ASSIGN_POSITIONS: &str = "UPDATE notifications SET position = $1 + pending.rank \
-     FROM (SELECT account_id AS pending_account, sequence AS pending_sequence, \
+     FROM (SELECT scope_id AS pending_scope, sequence AS pending_sequence, \
                   row_number() OVER (ORDER BY sequence) AS rank \
            FROM notifications WHERE position IS NULL) AS pending \
-     WHERE notifications.account_id = pending.pending_account AND notifications.sequence = pending.pending_sequence";
+     WHERE notifications.scope_id = pending.pending_scope AND notifications.sequence = pending.pending_sequence";
 pub(crate) const ADVANCE_STREAM: &str =
     "UPDATE notification_stream SET last_position = last_position + $1 WHERE stream_id = 1";
 pub(crate) const NOTIFICATIONS_AFTER: &str = "SELECT position, kind, account_id, workspace_id, member_account_id, payload, \
