@@ -45,6 +45,13 @@ enum Command {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// Distributes the migrated tables on a Citus cluster (once, on the coordinator, before any
+    /// traffic; see the README's scaling section) and exits.
+    Distribute {
+        /// Database URL (overrides CREDITPOOL_DATABASE_URL and DATABASE_URL).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// Measures Consume over gRPC against the same transaction as direct SQL, on a scratch
     /// database created on the configured Postgres server.
     Bench {
@@ -82,7 +89,9 @@ async fn main() -> anyhow::Result<()> {
             auth_file: auth_file.clone(),
             insecure_no_auth: insecure_no_auth.then_some(true),
         },
-        Command::Migrate { database_url } | Command::Bench { database_url, .. } => {
+        Command::Migrate { database_url }
+        | Command::Distribute { database_url }
+        | Command::Bench { database_url, .. } => {
             Overrides { database_url: database_url.clone(), ..Overrides::default() }
         }
         Command::Config => Overrides::default(),
@@ -107,6 +116,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate { .. } => {
             creditpool::server::open_store(&config)?.migrate().await?;
             tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Distribute { .. } => {
+            creditpool::store::postgres::distribute(config.require_database_url()?).await?;
+            tracing::info!("tables distributed");
             Ok(())
         }
         Command::Bench { seconds, clients, spread_workspaces, auth, idle_subscribers, .. } => {

@@ -470,6 +470,20 @@ impl StoreTx for PgTx {
     }
 }
 
+/// The statements that distribute the tables on Citus, one per table.
+pub const DISTRIBUTE: &str = include_str!("migrations/distribute.sql");
+
+/// Distributes the migrated tables on the Citus coordinator `url` points at, a statement at a
+/// time (Citus copes best with a table distributed per transaction).
+pub async fn distribute(url: &str) -> Result<(), StoreError> {
+    use sqlx::Connection;
+    let mut connection = sqlx::PgConnection::connect(url).await?;
+    for statement in DISTRIBUTE.lines().filter(|line| line.starts_with("SELECT ")) {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut connection).await?;
+    }
+    Ok(())
+}
+
 /// `url` with its database name replaced by `database` (query parameters kept).
 pub fn with_database(url: &str, database: &str) -> String {
     let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));

@@ -9,6 +9,7 @@ mod accounts;
 mod bad_input;
 mod batches;
 mod bench;
+mod citus;
 mod cli_clients;
 mod clocks;
 mod concurrency;

@@ -1,0 +1,107 @@
+//! Citus: the tables are distributable, and (opt-in, against a real cluster) the scenarios run
+//! on distributed tables.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use creditpool::store::postgres::DISTRIBUTE;
+use sqlx::{Connection, PgConnection};
+
+use crate::helpers::{Backend, spawn_app, spawn_app_on};
+
+/// `DISTRIBUTE`'s tables: each distributed one with its column, reference tables with `None`.
+fn distribution() -> BTreeMap<String, Option<String>> {
+    let quoted = |text: &str| -> Vec<String> { text.split('\'').skip(1).step_by(2).map(str::to_owned).collect() };
+    DISTRIBUTE
+        .lines()
+        .filter(|line| line.starts_with("SELECT "))
+        .map(|line| {
+            let names = quoted(line);
+            if line.contains("create_reference_table") {
+                (names[0].clone(), None)
+            } else {
+                assert!(line.contains("create_distributed_table"), "{line}");
+                (names[0].clone(), Some(names[1].clone()))
+            }
+        })
+        .collect()
+}
+
+/// Citus can distribute a table only if every unique constraint and every foreign key between
+/// distributed tables includes the distribution column. Checked against the migrated schema, so a
+/// later migration that breaks it fails here, on plain Postgres.
+#[tokio::test]
+async fn every_table_is_distributed_by_a_key_each_unique_constraint_and_foreign_key_includes() {
+    let app = spawn_app(Backend::Postgres).await;
+    let url = app.database_url.clone();
+    let mut db = PgConnection::connect(&url).await.expect("connect");
+    let plan = distribution();
+
+    let tables: BTreeSet<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' AND tablename <> '_sqlx_migrations'",
+    )
+    .fetch_all(&mut db)
+    .await
+    .expect("tables")
+    .into_iter()
+    .collect();
+    assert_eq!(tables, plan.keys().cloned().collect(), "every table, and only those, is distributed");
+
+    let unique: Vec<(String, String, Vec<String>)> = sqlx::query_as(
+        "SELECT t.relname::text, i.relname::text, \
+                ARRAY(SELECT a.attname::text FROM unnest(ix.indkey) AS k(n) \
+                      JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.n) \
+         FROM pg_index ix JOIN pg_class t ON t.oid = ix.indrelid JOIN pg_class i ON i.oid = ix.indexrelid \
+         JOIN pg_namespace n ON n.oid = t.relnamespace \
+         WHERE n.nspname = 'public' AND ix.indisunique AND t.relname <> '_sqlx_migrations'",
+    )
+    .fetch_all(&mut db)
+    .await
+    .expect("unique indexes");
+    assert!(unique.len() >= tables.len(), "{unique:?}");
+    for (table, index, columns) in &unique {
+        if let Some(Some(key)) = plan.get(table) {
+            assert!(columns.contains(key), "{table}.{index} ({columns:?}) lacks the distribution column {key}");
+        }
+    }
+
+    let foreign: Vec<(String, String, Vec<String>, Vec<String>)> = sqlx::query_as(
+        "SELECT c.conrelid::regclass::text, c.confrelid::regclass::text, \
+                ARRAY(SELECT a.attname::text FROM unnest(c.conkey) AS k(n) \
+                      JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n), \
+                ARRAY(SELECT a.attname::text FROM unnest(c.confkey) AS k(n) \
+                      JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n) \
+         FROM pg_constraint c WHERE c.contype = 'f'",
+    )
+    .fetch_all(&mut db)
+    .await
+    .expect("foreign keys");
+    for (from, to, from_columns, to_columns) in &foreign {
+        let (Some(Some(from_key)), Some(Some(to_key))) = (plan.get(from), plan.get(to)) else { continue };
+        let position = from_columns.iter().position(|c| c == from_key);
+        assert!(
+            position.is_some() && to_columns.get(position.unwrap_or(0)) == Some(to_key),
+            "{from}{from_columns:?} -> {to}{to_columns:?} does not pair the distribution columns"
+        );
+    }
+    app.assert_ledger_clean().await;
+}
+
+/// Against a real Citus cluster: migrate, distribute, then a workspace's hot path with replays on
+/// distributed tables, and the ledger verifies clean. Needs `CITUS_URL`, an empty database on a
+/// Citus coordinator with workers (see the README's scaling section).
+#[tokio::test]
+#[ignore = "needs a Citus cluster: CITUS_URL=postgres://USER@COORDINATOR/DB cargo test --test api citus -- --ignored"]
+async fn on_citus_the_distributed_tables_run_the_hot_path_and_the_ledger_verifies_clean() {
+    let url = std::env::var("CITUS_URL").expect("CITUS_URL names an empty database on a Citus coordinator");
+    let app = spawn_app_on(url.clone()).await;
+    creditpool::store::postgres::distribute(&url).await.expect("distribute");
+    app.design_example().await;
+    let first = app.consume("citus-1", "member-a", "team", 25).await.expect("consume");
+    assert_eq!(app.consume("citus-1", "member-a", "team", 25).await.expect("replay"), first);
+    app.reserve("citus-hold", "member-a", "team", 30, 0).await.expect("hold");
+    app.commit("citus-hold", "member-a", "team", 20).await.expect("commit");
+    app.refund("citus-1", "member-a", "team", Some(5)).await.expect("refund");
+    let charges: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM charges").fetch_one(&app.db).await.expect("count");
+    assert_eq!(charges, 2);
+    app.assert_ledger_clean().await;
+}
