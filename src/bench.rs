@@ -160,6 +160,52 @@ impl Baseline {
         }
     }
 
+    /// Writes `entries` journal entries (pairs that cancel out, so balances still verify), and a
+    /// tenth as many released charges and answered idempotency records, spread over the bench's
+    /// workspaces: the history a long-running service has. Statistics are not gathered, as on a
+    /// database whose autovacuum has not run yet.
+    async fn preload(&self, entries: u64, spread_workspaces: usize, now_ms: i64) -> Result<(), StoreError> {
+        let series = match self {
+            Baseline::Postgres(_) => "WITH s(i) AS (SELECT generate_series(1, $1))",
+            Baseline::Sqlite(_) => "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < $1)",
+        };
+        let scope = "CASE WHEN ((i + 1) / 2) % ($2 + 1) = $2 THEN 'bench-hot' \
+                     ELSE 'bench-spread-' || CAST(((i + 1) / 2) % ($2 + 1) AS TEXT) END";
+        let journal = format!(
+            "{series} INSERT INTO journal_entries (ledger_scope_id, from_bucket, from_owner_id, to_bucket, to_owner_id, \
+             amount_credits, cause, reference, created_at_ms) \
+             SELECT {scope}, CASE WHEN i % 2 = 0 THEN 'workspace_monthly' ELSE 'consumed' END, \
+                 CASE WHEN i % 2 = 0 THEN {scope} END, CASE WHEN i % 2 = 0 THEN 'consumed' ELSE 'workspace_monthly' END, \
+                 CASE WHEN i % 2 = 0 THEN NULL ELSE {scope} END, 1, 'preload', 'preload-' || CAST((i + 1) / 2 AS TEXT), $3 \
+             FROM s"
+        );
+        let charges = format!(
+            "{series} INSERT INTO charges (scope_id, scope_kind, charge_key, account_id, state, monthly_credits, \
+             top_up_credits, refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, created_at_ms) \
+             SELECT {scope}, 'workspace', 'preload-' || CAST(i AS TEXT), 'bench-member-0', 'released', 1, 0, 0, 0, 0, 0, $3 \
+             FROM s"
+        );
+        let records = format!(
+            "{series} INSERT INTO idempotency_records (scope_id, scope_kind, idempotency_key, request, response, \
+             created_at_ms) \
+             SELECT {scope}, 'workspace', 'Consume/preload-' || CAST(i AS TEXT), '{{}}', '{{}}', $3 FROM s"
+        );
+        let entries = i64::try_from(entries.div_ceil(2) * 2).unwrap_or(i64::MAX);
+        let workspaces = i64::try_from(spread_workspaces).unwrap_or(i64::MAX);
+        for (statement, rows) in [(journal, entries), (charges, entries / 10), (records, entries / 10)] {
+            let statement = sqlx::AssertSqlSafe(statement);
+            match self {
+                Baseline::Postgres(store) => {
+                    sqlx::query(statement).bind(rows).bind(workspaces).bind(now_ms).execute(store.pool()).await?;
+                }
+                Baseline::Sqlite(store) => {
+                    sqlx::query(statement).bind(rows).bind(workspaces).bind(now_ms).execute(store.pool()).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn close(&self) {
         match self {
             Baseline::Postgres(store) => store.close().await,
@@ -190,6 +236,8 @@ pub struct BenchOptions {
     pub auth: bool,
     /// WatchNotifications streams held open (and idle) during the runs.
     pub idle_subscribers: usize,
+    /// Journal entries written before the runs (with a tenth as many charges and records).
+    pub preload_journal: u64,
 }
 
 /// The bearer token the benchmark's clients send when `auth` is on.
@@ -310,6 +358,68 @@ async fn replay_storm(
         })
     });
     drive(count, duration, replay).await
+}
+
+/// The mixed scenario on the spread seats: each client repeats ten calls, four Consumes, a
+/// Reserve and its Commit, a Refund of the first Consume, two Consumes, and a replay of the
+/// second Consume (10% replays).
+async fn mixed_run(
+    clients: &Arc<Vec<CreditServiceClient<Intercepted>>>,
+    count: usize,
+    duration: Duration,
+    spread: usize,
+) -> anyhow::Result<Run> {
+    let clients = Arc::clone(clients);
+    let mixed: Call = Arc::new(move |client, n| {
+        let mut credit = clients[client].clone();
+        let (workspace_id, account_id) = seat("spread", client, spread);
+        let base = format!("mix-{count}-{client}-{}", n / 10);
+        let hold = format!("{base}-hold");
+        match n % 10 {
+            4 => {
+                let request = ReserveRequest {
+                    reservation_key: hold,
+                    account_id,
+                    workspace_id,
+                    amount_credits: 2,
+                    ..Default::default()
+                };
+                Box::pin(async move { credit.reserve(request).await.is_ok() })
+            }
+            5 => {
+                let request = CommitRequest {
+                    reservation_key: hold,
+                    account_id,
+                    workspace_id,
+                    amount_credits: 1,
+                    ..Default::default()
+                };
+                Box::pin(async move { credit.commit(request).await.is_ok() })
+            }
+            6 => {
+                let request = RefundRequest {
+                    idempotency_key: format!("{base}-refund"),
+                    account_id,
+                    workspace_id,
+                    consumption_key: format!("{base}-0"),
+                    amount_credits: Some(1),
+                };
+                Box::pin(async move { credit.refund(request).await.is_ok() })
+            }
+            k => {
+                // The tenth call replays the second.
+                let request = ConsumeRequest {
+                    idempotency_key: format!("{base}-{}", if k == 9 { 1 } else { k }),
+                    account_id,
+                    workspace_id,
+                    amount_credits: 1,
+                    allow_overflow: false,
+                };
+                Box::pin(async move { credit.consume(request).await.is_ok() })
+            }
+        }
+    });
+    drive(count, duration, mixed).await
 }
 
 /// The process's peak resident set (`VmHWM`, KiB), where `/proc` has it.
@@ -543,6 +653,16 @@ async fn measure(
     let mut admin = AdminServiceClient::with_interceptor(channel.clone(), token.clone());
     set_up(&mut admin, max_clients, options.spread_workspaces).await?;
     set_up_overflow(&mut admin, max_clients).await?;
+    if options.preload_journal > 0 {
+        let started = Instant::now();
+        direct.preload(options.preload_journal, options.spread_workspaces, SystemClock.now_ms()).await?;
+        println!(
+            "Preloaded {} journal entries and {} charges and idempotency records in {:.1} s (no statistics gathered)",
+            options.preload_journal,
+            options.preload_journal / 10,
+            started.elapsed().as_secs_f64()
+        );
+    }
     // One HTTP/2 connection per client, as separate backends would have.
     let mut clients = Vec::new();
     for _ in 0..max_clients {
@@ -655,6 +775,21 @@ async fn measure(
                 );
             }
         }
+    }
+    for &count in &options.clients {
+        let mixed = mixed_run(&clients, count, duration, options.spread_workspaces).await?;
+        println!(
+            "{:<8} {:>7} | {:>10.0} {:>8.2} {:>8.2} {:>8.2} | {:>45} | {:>7}{}",
+            "mixed",
+            count,
+            mixed.per_second(),
+            mixed.ms(0.50),
+            mixed.ms(0.95),
+            mixed.ms(0.99),
+            "calls/s of all kinds, on the spread seats",
+            "",
+            if mixed.failed > 0 { format!("  ({} calls failed)", mixed.failed) } else { String::new() }
+        );
     }
     // The server shares this process with the clients and the baseline, so this bounds its
     // memory from above.

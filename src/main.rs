@@ -73,6 +73,10 @@ enum Command {
         /// Hold this many idle WatchNotifications streams open during the runs.
         #[arg(long, default_value_t = 0)]
         idle_subscribers: usize,
+        /// Write this many journal entries (and a tenth as many charges and idempotency
+        /// records) before the runs, to measure with a long history.
+        #[arg(long, default_value_t = 0)]
+        preload_journal: u64,
     },
     /// Prints the version.
     Version,
@@ -123,7 +127,7 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("tables distributed");
             Ok(())
         }
-        Command::Bench { seconds, clients, spread_workspaces, auth, idle_subscribers, .. } => {
+        Command::Bench { seconds, clients, spread_workspaces, auth, idle_subscribers, preload_journal, .. } => {
             creditpool::bench::run(creditpool::bench::BenchOptions {
                 database_url: config.require_database_url()?.to_owned(),
                 seconds,
@@ -134,6 +138,7 @@ async fn main() -> anyhow::Result<()> {
                 max_batch_transactions: config.max_batch_transactions,
                 auth,
                 idle_subscribers,
+                preload_journal,
             })
             .await
         }

@@ -22,6 +22,8 @@ async fn the_benchmark_prints_every_scenario_beside_direct_sql_and_its_ledger_ve
         vec!["bench", "--database-url", &url, "--seconds", "1", "--clients", "1,2", "--spread-workspaces", "2"];
     if auth {
         arguments.extend(["--auth", "--idle-subscribers", "20"]);
+    } else {
+        arguments.extend(["--preload-journal", "1000"]);
     }
     let output = Command::new(env!("CARGO_BIN_EXE_creditpool"))
         .args(&arguments)
@@ -39,12 +41,15 @@ async fn the_benchmark_prints_every_scenario_beside_direct_sql_and_its_ledger_ve
         "hot            2 |",
         "replay         2 |",
         "overflow       2 |",
+        "mixed          2 |",
     ] {
         assert!(table.contains(row), "row {row:?} missing from {table}");
     }
     assert!(table.contains("direct/s") && table.contains("ratio"), "{table}");
     assert!(table.contains("of the hot first calls above"), "the retry storm is measured: {table}");
     assert!(table.contains("Peak resident memory of this process"), "{table}");
+    // The preloaded history is balanced: the ledger still verifies below.
+    assert_eq!(table.contains("Preloaded 1000 journal entries and 100 charges"), !auth, "{table}");
     assert!(table.contains("VerifyLedger after the runs: clean"), "{table}");
     assert!(!table.contains("calls failed"), "every call is answered (authenticated when auth is on): {table}");
     assert!(table.contains(if auth { "authentication on" } else { "authentication off" }), "{table}");
