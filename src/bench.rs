@@ -166,8 +166,8 @@ impl Baseline {
     /// database whose autovacuum has not run yet.
     async fn preload(&self, entries: u64, spread_workspaces: usize, now_ms: i64) -> Result<(), StoreError> {
         let series = match self {
-            Baseline::Postgres(_) => "WITH s(i) AS (SELECT generate_series(1, $1))",
-            Baseline::Sqlite(_) => "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < $1)",
+            Baseline::Postgres(_) => "WITH s(i) AS (SELECT generate_series($4, $1))",
+            Baseline::Sqlite(_) => "WITH RECURSIVE s(i) AS (SELECT $4 UNION ALL SELECT i + 1 FROM s WHERE i < $1)",
         };
         let scope = "CASE WHEN ((i + 1) / 2) % ($2 + 1) = $2 THEN 'bench-hot' \
                      ELSE 'bench-spread-' || CAST(((i + 1) / 2) % ($2 + 1) AS TEXT) END";
@@ -192,14 +192,21 @@ impl Baseline {
         );
         let entries = i64::try_from(entries.div_ceil(2) * 2).unwrap_or(i64::MAX);
         let workspaces = i64::try_from(spread_workspaces).unwrap_or(i64::MAX);
+        // In chunks, each well within the statement timeout.
+        const CHUNK: i64 = 500_000;
         for (statement, rows) in [(journal, entries), (charges, entries / 10), (records, entries / 10)] {
-            let statement = sqlx::AssertSqlSafe(statement);
-            match self {
-                Baseline::Postgres(store) => {
-                    sqlx::query(statement).bind(rows).bind(workspaces).bind(now_ms).execute(store.pool()).await?;
-                }
-                Baseline::Sqlite(store) => {
-                    sqlx::query(statement).bind(rows).bind(workspaces).bind(now_ms).execute(store.pool()).await?;
+            for first in (1..=rows).step_by(CHUNK as usize) {
+                let last = (first + CHUNK - 1).min(rows);
+                let sql = || sqlx::AssertSqlSafe(statement.clone());
+                match self {
+                    Baseline::Postgres(store) => {
+                        let query = sqlx::query(sql()).bind(last).bind(workspaces).bind(now_ms).bind(first);
+                        query.execute(store.pool()).await?;
+                    }
+                    Baseline::Sqlite(store) => {
+                        let query = sqlx::query(sql()).bind(last).bind(workspaces).bind(now_ms).bind(first);
+                        query.execute(store.pool()).await?;
+                    }
                 }
             }
         }
