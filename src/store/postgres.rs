@@ -351,9 +351,7 @@ impl StoreTx for PgTx {
             return Ok(());
         }
         let rows: Vec<MemberRecord> = members.iter().map(MemberRecord::from).collect();
-        let mut scopes: Vec<&str> = rows.iter().map(|r| r.workspace_id.as_str()).collect();
-        scopes.sort_unstable();
-        scopes.dedup();
+        let scopes = scope_keys(rows.iter().map(|r| r.workspace_id.as_str()));
         sqlx::query(sql::UPDATE_MEMBERS)
             .bind(rows.iter().map(|r| r.workspace_id.as_str()).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.account_id.as_str()).collect::<Vec<_>>())
@@ -419,9 +417,7 @@ impl StoreTx for PgTx {
             return Ok(());
         }
         let rows: Vec<ChargeRecord> = charges.iter().map(ChargeRecord::from).collect();
-        let mut scopes: Vec<&str> = rows.iter().map(|r| r.scope_id.as_str()).collect();
-        scopes.sort_unstable();
-        scopes.dedup();
+        let scopes = scope_keys(rows.iter().map(|r| r.scope_id.as_str()));
         sqlx::query(sql::UPDATE_CHARGES)
             .bind(rows.iter().map(|r| r.scope_id.as_str()).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.scope_kind.as_str()).collect::<Vec<_>>())
@@ -468,6 +464,14 @@ impl StoreTx for PgTx {
             .await?;
         Ok(())
     }
+}
+
+/// The distinct scope keys of a batch's rows, for a statement's `= ANY` scope filter.
+fn scope_keys<'a>(keys: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut keys: Vec<&str> = keys.collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
 }
 
 /// The statements that distribute the tables on Citus, one per table.
