@@ -173,7 +173,9 @@ impl Batcher {
         if queue.len() == 1 && !queues.in_flight.contains(scope) {
             queues.ready.push_back(scope.clone());
         }
-        if queues.committers < self.limits.transactions {
+        // A call of a scope in flight waits for that batch's committer, which takes the scope
+        // again when it finishes: no new committer for it.
+        if !queues.ready.is_empty() && queues.committers < self.limits.transactions {
             queues.committers += 1;
             return true;
         }
