@@ -1,7 +1,8 @@
 //! The hot path: Consume, Reserve, Commit, Release, Refund, GetBalance, and hold expiry.
 //!
-//! The five mutations are checked here and applied by the scope's batch leader (see
-//! [`batch`](super::batch)): one transaction per batch, each call deciding on its own.
+//! The five mutations are checked here and applied in batches by the committers (see
+//! [`batch`](super::batch)): one transaction per batch of one or more scopes, each call deciding
+//! on its own.
 
 use serde::{Deserialize, Serialize};
 
