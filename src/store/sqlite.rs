@@ -160,23 +160,48 @@ fn json_list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
     Value::Array(items.into_iter().map(|item| Value::String(item.to_owned())).collect()).to_string()
 }
 
-const INSERT_IDEMPOTENCY_RECORD: &str = "INSERT INTO idempotency_records \
-     (scope_id, scope_kind, idempotency_key, request, response, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6) \
-     ON CONFLICT DO NOTHING";
-const UPDATE_MEMBER: &str = "UPDATE members SET role = $3, monthly_allowance_credits = $4, monthly_used_credits = $5, \
-     top_up_allowance_credits = $6, top_up_used_credits = $7 WHERE workspace_id = $1 AND account_id = $2";
-const INSERT_CHARGE: &str = "INSERT INTO charges (scope_id, scope_kind, charge_key, account_id, state, \
+/// Rows parameter: SQLite has no arrays of rows either, so a batch's rows travel as one JSON array
+/// of arrays, one statement for the whole batch instead of one per row (the statement count, not
+/// the rows, is what an embedded write costs).
+fn json_rows(rows: impl IntoIterator<Item = Vec<Value>>) -> String {
+    Value::Array(rows.into_iter().map(Value::Array).collect()).to_string()
+}
+
+/// A string cell of a JSON row.
+fn text(value: &str) -> Value {
+    Value::String(value.to_owned())
+}
+
+/// An optional string cell of a JSON row.
+fn maybe_text(value: Option<&str>) -> Value {
+    value.map_or(Value::Null, text)
+}
+
+const INSERT_IDEMPOTENCY_RECORDS: &str = "INSERT INTO idempotency_records \
+     (scope_id, scope_kind, idempotency_key, request, response, created_at_ms) \
+     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, $2 FROM json_each($1) WHERE true ORDER BY key \
+     ON CONFLICT DO NOTHING RETURNING idempotency_key";
+const UPDATE_MEMBERS: &str = "UPDATE members SET role = u.value ->> 2, monthly_allowance_credits = u.value ->> 3, \
+     monthly_used_credits = u.value ->> 4, top_up_allowance_credits = u.value ->> 5, top_up_used_credits = u.value ->> 6 \
+     FROM json_each($1) AS u WHERE workspace_id = u.value ->> 0 AND account_id = u.value ->> 1";
+const INSERT_CHARGES: &str = "INSERT INTO charges (scope_id, scope_kind, charge_key, account_id, state, \
      monthly_credits, top_up_credits, refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, \
      created_at_ms, expires_at_ms, overflow_credits, refunded_overflow_credits, overflow_take, membership) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
-     ON CONFLICT (scope_id, scope_kind, charge_key) DO NOTHING";
-const UPDATE_CHARGE: &str = "UPDATE charges SET state = $4, monthly_credits = $5, top_up_credits = $6, \
-     refunded_monthly_credits = $7, refunded_top_up_credits = $8, forfeited_credits = $9, expires_at_ms = $10, \
-     overflow_credits = $11, refunded_overflow_credits = $12, overflow_take = $13 \
-     WHERE scope_id = $1 AND scope_kind = $2 AND charge_key = $3";
-const INSERT_JOURNAL_ENTRY: &str = "INSERT INTO journal_entries (ledger_scope_id, from_bucket, from_owner_id, to_bucket, \
-     to_owner_id, amount_credits, cause, reference, member_account_id, created_at_ms, part, overflow_units, \
-     overage_units) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, \
+     value ->> 8, value ->> 9, value ->> 10, value ->> 11, value ->> 12, value ->> 13, value ->> 14, value ->> 15, \
+     value ->> 16 FROM json_each($1) WHERE true ORDER BY key \
+     ON CONFLICT (scope_id, scope_kind, charge_key) DO NOTHING RETURNING charge_key";
+const UPDATE_CHARGES: &str = "UPDATE charges SET state = u.value ->> 3, monthly_credits = u.value ->> 4, \
+     top_up_credits = u.value ->> 5, refunded_monthly_credits = u.value ->> 6, refunded_top_up_credits = u.value ->> 7, \
+     forfeited_credits = u.value ->> 8, expires_at_ms = u.value ->> 9, overflow_credits = u.value ->> 10, \
+     refunded_overflow_credits = u.value ->> 11, overflow_take = u.value ->> 12 \
+     FROM json_each($1) AS u \
+     WHERE scope_id = u.value ->> 0 AND scope_kind = u.value ->> 1 AND charge_key = u.value ->> 2";
+const INSERT_JOURNAL_ENTRIES: &str = "INSERT INTO journal_entries (ledger_scope_id, from_bucket, from_owner_id, \
+     to_bucket, to_owner_id, amount_credits, cause, reference, member_account_id, created_at_ms, part, \
+     overflow_units, overage_units) \
+     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, \
+     value ->> 8, $2, value ->> 9, value ->> 10, value ->> 11 FROM json_each($1) ORDER BY key";
 
 impl StoreTx for SqliteTx {
     super::common::shared_tx_methods!(
@@ -226,21 +251,25 @@ impl StoreTx for SqliteTx {
         records: &[(Tenant, IdempotencyKey, Value, Value)],
         now_ms: i64,
     ) -> Result<u64, StoreError> {
-        let mut inserted = 0;
-        for (scope, key, request, response) in records {
-            let (scope_id, kind) = super::idempotency_parts(scope);
-            inserted += sqlx::query(INSERT_IDEMPOTENCY_RECORD)
-                .bind(scope_id)
-                .bind(kind)
-                .bind(key.as_str())
-                .bind(request.to_string())
-                .bind(response.to_string())
-                .bind(now_ms)
-                .execute(&mut *self.tx)
-                .await?
-                .rows_affected();
+        if records.is_empty() {
+            return Ok(0);
         }
-        Ok(inserted)
+        let rows = records.iter().map(|(scope, key, request, response)| {
+            let (scope_id, kind) = super::idempotency_parts(scope);
+            vec![
+                text(scope_id),
+                text(kind),
+                text(key.as_str()),
+                Value::String(request.to_string()),
+                Value::String(response.to_string()),
+            ]
+        });
+        let inserted: Vec<String> = sqlx::query_scalar(INSERT_IDEMPOTENCY_RECORDS)
+            .bind(json_rows(rows))
+            .bind(now_ms)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        Ok(inserted.len() as u64)
     }
 
     async fn reset_monthly_usage(&mut self, workspaces: &[WorkspaceId]) -> Result<(), StoreError> {
@@ -314,19 +343,22 @@ impl StoreTx for SqliteTx {
     }
 
     async fn update_members(&mut self, members: &[Member]) -> Result<(), StoreError> {
-        for member in members {
-            let r = MemberRecord::from(member);
-            sqlx::query(UPDATE_MEMBER)
-                .bind(r.workspace_id)
-                .bind(r.account_id)
-                .bind(r.role)
-                .bind(r.monthly_allowance_credits)
-                .bind(r.monthly_used_credits)
-                .bind(r.top_up_allowance_credits)
-                .bind(r.top_up_used_credits)
-                .execute(&mut *self.tx)
-                .await?;
+        if members.is_empty() {
+            return Ok(());
         }
+        let rows = members.iter().map(|member| {
+            let r = MemberRecord::from(member);
+            vec![
+                Value::String(r.workspace_id),
+                Value::String(r.account_id),
+                Value::String(r.role),
+                r.monthly_allowance_credits.into(),
+                r.monthly_used_credits.into(),
+                r.top_up_allowance_credits.into(),
+                r.top_up_used_credits.into(),
+            ]
+        });
+        sqlx::query(UPDATE_MEMBERS).bind(json_rows(rows)).execute(&mut *self.tx).await?;
         Ok(())
     }
 
@@ -350,54 +382,59 @@ impl StoreTx for SqliteTx {
     }
 
     async fn insert_charges(&mut self, charges: &[Charge]) -> Result<u64, StoreError> {
-        let mut inserted = 0;
-        for charge in charges {
-            let r = ChargeRecord::from(charge);
-            inserted += sqlx::query(INSERT_CHARGE)
-                .bind(r.scope_id)
-                .bind(r.scope_kind)
-                .bind(r.charge_key)
-                .bind(r.account_id)
-                .bind(r.state)
-                .bind(r.monthly_credits)
-                .bind(r.top_up_credits)
-                .bind(r.refunded_monthly_credits)
-                .bind(r.refunded_top_up_credits)
-                .bind(r.forfeited_credits)
-                .bind(r.cycle)
-                .bind(r.created_at_ms)
-                .bind(r.expires_at_ms)
-                .bind(r.overflow_credits)
-                .bind(r.refunded_overflow_credits)
-                .bind(r.overflow_take)
-                .bind(r.membership)
-                .execute(&mut *self.tx)
-                .await?
-                .rows_affected();
+        if charges.is_empty() {
+            return Ok(0);
         }
-        Ok(inserted)
+        let rows = charges.iter().map(|charge| {
+            let r = ChargeRecord::from(charge);
+            vec![
+                Value::String(r.scope_id),
+                Value::String(r.scope_kind),
+                Value::String(r.charge_key),
+                Value::String(r.account_id),
+                Value::String(r.state),
+                r.monthly_credits.into(),
+                r.top_up_credits.into(),
+                r.refunded_monthly_credits.into(),
+                r.refunded_top_up_credits.into(),
+                r.forfeited_credits.into(),
+                r.cycle.into(),
+                r.created_at_ms.into(),
+                r.expires_at_ms.into(),
+                r.overflow_credits.into(),
+                r.refunded_overflow_credits.into(),
+                r.overflow_take.into(),
+                r.membership.into(),
+            ]
+        });
+        let inserted: Vec<String> =
+            sqlx::query_scalar(INSERT_CHARGES).bind(json_rows(rows)).fetch_all(&mut *self.tx).await?;
+        Ok(inserted.len() as u64)
     }
 
     async fn update_charges(&mut self, charges: &[Charge]) -> Result<(), StoreError> {
-        for charge in charges {
-            let r = ChargeRecord::from(charge);
-            sqlx::query(UPDATE_CHARGE)
-                .bind(r.scope_id)
-                .bind(r.scope_kind)
-                .bind(r.charge_key)
-                .bind(r.state)
-                .bind(r.monthly_credits)
-                .bind(r.top_up_credits)
-                .bind(r.refunded_monthly_credits)
-                .bind(r.refunded_top_up_credits)
-                .bind(r.forfeited_credits)
-                .bind(r.expires_at_ms)
-                .bind(r.overflow_credits)
-                .bind(r.refunded_overflow_credits)
-                .bind(r.overflow_take)
-                .execute(&mut *self.tx)
-                .await?;
+        if charges.is_empty() {
+            return Ok(());
         }
+        let rows = charges.iter().map(|charge| {
+            let r = ChargeRecord::from(charge);
+            vec![
+                Value::String(r.scope_id),
+                Value::String(r.scope_kind),
+                Value::String(r.charge_key),
+                Value::String(r.state),
+                r.monthly_credits.into(),
+                r.top_up_credits.into(),
+                r.refunded_monthly_credits.into(),
+                r.refunded_top_up_credits.into(),
+                r.forfeited_credits.into(),
+                r.expires_at_ms.into(),
+                r.overflow_credits.into(),
+                r.refunded_overflow_credits.into(),
+                r.overflow_take.into(),
+            ]
+        });
+        sqlx::query(UPDATE_CHARGES).bind(json_rows(rows)).execute(&mut *self.tx).await?;
         Ok(())
     }
 
@@ -406,24 +443,26 @@ impl StoreTx for SqliteTx {
         entries: &[(&IdempotencyKey, &Movement)],
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        for (reference, movement) in entries {
-            sqlx::query(INSERT_JOURNAL_ENTRY)
-                .bind(movement.ledger_scope_id())
-                .bind(movement.from.kind())
-                .bind(movement.from.owner_id())
-                .bind(movement.to.kind())
-                .bind(movement.to.owner_id())
-                .bind(movement.amount.get())
-                .bind(movement.cause.as_str())
-                .bind(reference.as_str())
-                .bind(movement.member.as_ref().map(AccountId::as_str))
-                .bind(now_ms)
-                .bind(movement.part.map(DrawBucket::as_str))
-                .bind(movement.units.quota)
-                .bind(movement.units.overage)
-                .execute(&mut *self.tx)
-                .await?;
+        if entries.is_empty() {
+            return Ok(());
         }
+        let rows = entries.iter().map(|(reference, movement)| {
+            vec![
+                text(movement.ledger_scope_id()),
+                text(movement.from.kind()),
+                maybe_text(movement.from.owner_id()),
+                text(movement.to.kind()),
+                maybe_text(movement.to.owner_id()),
+                movement.amount.get().into(),
+                text(movement.cause.as_str()),
+                text(reference.as_str()),
+                maybe_text(movement.member.as_ref().map(AccountId::as_str)),
+                maybe_text(movement.part.map(DrawBucket::as_str)),
+                movement.units.quota.into(),
+                movement.units.overage.into(),
+            ]
+        });
+        sqlx::query(INSERT_JOURNAL_ENTRIES).bind(json_rows(rows)).bind(now_ms).execute(&mut *self.tx).await?;
         Ok(())
     }
 }
