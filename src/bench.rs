@@ -623,6 +623,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
         acquire_timeout: Duration::from_secs(30),
         statement_timeout: Duration::from_secs(30),
         plan_cache_mode: crate::config::Config::default().postgres_plan_cache_mode.as_str(),
+        one_statement_writes: crate::config::Config::default().postgres_one_statement_writes,
     };
     let baseline = Baseline::Postgres(PgStore::connect_lazy(&scratch_url, &settings)?);
     let result = measure(&options, &scratch_url, max_clients, connections, baseline).await;

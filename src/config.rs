@@ -35,6 +35,10 @@ pub struct Config {
     /// refuses to plan several of the service's statements under it, and a generic plan made
     /// before a table has statistics can scan a whole history.
     pub postgres_plan_cache_mode: PlanCacheMode,
+    /// Whether a hot-path batch writes all its rows in one Postgres statement (data-modifying
+    /// CTEs, one round trip) rather than one statement per table. `true` by default; the
+    /// per-table form is the fallback for Citus, where the combined form has not been run.
+    pub postgres_one_statement_writes: bool,
     /// How often the health check pings the database (and, with `clock = "database"`, measures
     /// this replica's clock against the database's).
     pub health_check_interval_ms: u64,
@@ -196,6 +200,7 @@ impl Default for Config {
             database_acquire_timeout_ms: 3_000,
             statement_timeout_ms: 5_000,
             postgres_plan_cache_mode: PlanCacheMode::Auto,
+            postgres_one_statement_writes: true,
             health_check_interval_ms: 1_000,
             clock: ClockSource::Database,
             max_clock_offset_ms: 1_000,

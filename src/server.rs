@@ -56,6 +56,7 @@ pub fn open_store(config: &Config) -> anyhow::Result<StoreChoice> {
                 acquire_timeout: config.database_acquire_timeout(),
                 statement_timeout: config.statement_timeout(),
                 plan_cache_mode: config.postgres_plan_cache_mode.as_str(),
+                one_statement_writes: config.postgres_one_statement_writes,
             };
             Ok(StoreChoice::Postgres(PgStore::connect_lazy(url, &settings)?))
         }

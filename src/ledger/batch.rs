@@ -29,7 +29,7 @@ use crate::domain::{
     Account, AccountId, Charge, ChargeKey, ChargeState, DomainError, IdempotencyKey, Member, Movement, Notification,
     PoolAccess, Tenant, Wallet, Workspace, WorkspaceId, low_balance_crossings, overage_started,
 };
-use crate::store::{Lock, Store, StoreTx};
+use crate::store::{BatchRows, Lock, Store, StoreTx};
 
 /// A hot-path call waiting for its batch.
 #[derive(Debug)]
@@ -661,23 +661,25 @@ async fn write(tx: &mut impl StoreTx, changed: &[Loaded], writes: &Writes, now_m
             if tracked.new { &mut new } else { &mut updated }.push(tracked.charge.clone());
         }
     }
-    tx.update_workspaces(&workspaces).await?;
-    tx.update_members(&members).await?;
-    tx.update_charges(&updated).await?;
-    // A key made meanwhile through another replica: rerun the batch to see it.
-    if tx.insert_charges(&new).await? != new.len() as u64 {
-        return Err(conflict());
-    }
     let entries: Vec<(&IdempotencyKey, &Movement)> = writes
         .journal
         .iter()
         .flat_map(|(reference, movements)| movements.iter().map(move |m| (reference, m)))
         .collect();
-    tx.append_journal(&entries, now_ms).await?;
-    tx.insert_notifications(&writes.notifications, now_ms).await?;
-    if tx.insert_idempotency_records(&writes.records, now_ms).await? != writes.records.len() as u64 {
+    let rows = BatchRows {
+        workspaces: &workspaces,
+        members: &members,
+        updated_charges: &updated,
+        new_charges: &new,
+        journal: &entries,
+        records: &writes.records,
+    };
+    let written = tx.write_batch(&rows, now_ms).await?;
+    // A key made meanwhile through another replica: rerun the batch to see it.
+    if written.charges != new.len() as u64 || written.records != writes.records.len() as u64 {
         return Err(conflict());
     }
+    tx.insert_notifications(&writes.notifications, now_ms).await?;
     Ok(())
 }
 

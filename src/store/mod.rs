@@ -55,6 +55,32 @@ pub enum Claim {
     },
 }
 
+/// What a hot-path batch writes, beside its personal accounts and events.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchRows<'a> {
+    /// Workspaces whose pools changed.
+    pub workspaces: &'a [Workspace],
+    /// Memberships whose usage changed.
+    pub members: &'a [Member],
+    /// Existing charges that changed.
+    pub updated_charges: &'a [Charge],
+    /// Charges the batch made.
+    pub new_charges: &'a [Charge],
+    /// Movements, each with the key of the request that caused it.
+    pub journal: &'a [(&'a IdempotencyKey, &'a Movement)],
+    /// Answered requests: scope, key, request, response.
+    pub records: &'a [(Tenant, IdempotencyKey, Value, Value)],
+}
+
+/// How many of a batch's charges and records were new.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchWritten {
+    /// New charges.
+    pub charges: u64,
+    /// New idempotency records.
+    pub records: u64,
+}
+
 /// A member's (or personal account's) open holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OpenHolds {
@@ -577,6 +603,34 @@ pub trait StoreTx: Send {
         now_ms: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Writes a hot-path batch's rows, in one statement where the backend can; returns how many
+    /// charges and records were new (a key taken meanwhile is skipped, and the caller reruns).
+    fn write_batch(
+        &mut self,
+        rows: &BatchRows<'_>,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<BatchWritten, StoreError>> + Send
+    where
+        Self: Send,
+    {
+        write_batch_per_table(self, rows, now_ms)
+    }
+
     /// Commits.
     fn commit(self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// A hot-path batch's writes as one statement per table.
+pub(crate) async fn write_batch_per_table<T: StoreTx + Send + ?Sized>(
+    tx: &mut T,
+    rows: &BatchRows<'_>,
+    now_ms: i64,
+) -> Result<BatchWritten, StoreError> {
+    tx.update_workspaces(rows.workspaces).await?;
+    tx.update_members(rows.members).await?;
+    tx.update_charges(rows.updated_charges).await?;
+    let charges = tx.insert_charges(rows.new_charges).await?;
+    tx.append_journal(rows.journal, now_ms).await?;
+    let records = tx.insert_idempotency_records(rows.records, now_ms).await?;
+    Ok(BatchWritten { charges, records })
 }

@@ -27,12 +27,15 @@ pub struct PoolSettings {
     pub statement_timeout: Duration,
     /// Postgres's `plan_cache_mode` (see `Config::postgres_plan_cache_mode`).
     pub plan_cache_mode: &'static str,
+    /// A hot-path batch's writes as one statement (see `Config::postgres_one_statement_writes`).
+    pub one_statement_writes: bool,
 }
 
 /// Postgres behind a connection pool.
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    one_statement_writes: bool,
 }
 
 impl PgStore {
@@ -49,7 +52,7 @@ impl PgStore {
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
             .connect_lazy_with(options);
-        Ok(PgStore { pool })
+        Ok(PgStore { pool, one_statement_writes: settings.one_statement_writes })
     }
 
     /// The pool, for tools that need raw access (the benchmark's direct-SQL baseline).
@@ -117,7 +120,7 @@ impl Store for PgStore {
 
     async fn begin(&self) -> Result<PgTx, StoreError> {
         let _waiting = crate::metrics::waiting_for_connection();
-        Ok(PgTx { tx: self.pool.begin().await? })
+        Ok(PgTx { tx: self.pool.begin().await?, one_statement_writes: self.one_statement_writes })
     }
 
     async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
@@ -155,6 +158,7 @@ impl Store for PgStore {
 /// A Postgres transaction (READ COMMITTED plus explicit row locks).
 pub struct PgTx {
     tx: sqlx::Transaction<'static, Postgres>,
+    one_statement_writes: bool,
 }
 
 impl PgTx {
@@ -249,17 +253,7 @@ impl StoreTx for PgTx {
         if records.is_empty() {
             return Ok(0);
         }
-        let scopes: Vec<(&str, &str)> = records.iter().map(|(scope, ..)| super::idempotency_parts(scope)).collect();
-        let keys: Vec<&str> = records.iter().map(|(_, key, _, _)| key.as_str()).collect();
-        let requests: Vec<String> = records.iter().map(|(_, _, request, _)| request.to_string()).collect();
-        let responses: Vec<String> = records.iter().map(|(_, _, _, response)| response.to_string()).collect();
-        let inserted = sqlx::query(sql::INSERT_IDEMPOTENCY_RECORDS)
-            .bind(scopes.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-            .bind(scopes.iter().map(|(_, kind)| *kind).collect::<Vec<_>>())
-            .bind(keys)
-            .bind(requests)
-            .bind(responses)
-            .bind(now_ms)
+        let inserted = bind_records(sqlx::query(sql::INSERT_IDEMPOTENCY_RECORDS), records, now_ms)
             .fetch_all(&mut *self.tx)
             .await?;
         Ok(inserted.len() as u64)
@@ -310,23 +304,7 @@ impl StoreTx for PgTx {
             return Ok(());
         }
         let rows: Vec<WorkspaceRecord> = workspaces.iter().map(WorkspaceRecord::from).collect();
-        sqlx::query(sql::UPDATE_WORKSPACES)
-            .bind(rows.iter().map(|r| r.workspace_id.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.pool_size_credits).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.funded_pool_size_credits).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.monthly_pool_funded).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.monthly_pool_credits).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.top_up_pool_credits).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.low_monthly_pool_credits).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.low_top_up_pool_credits).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.low_member_remaining_percent).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.monthly_cycle).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.overflow_pool.as_deref()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.overflow_lent_credits).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.low_overflow_units).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.memberships).collect::<Vec<_>>())
-            .execute(&mut *self.tx)
-            .await?;
+        bind_workspaces(sqlx::query(sql::UPDATE_WORKSPACES), &rows).execute(&mut *self.tx).await?;
         Ok(())
     }
 
@@ -351,18 +329,7 @@ impl StoreTx for PgTx {
             return Ok(());
         }
         let rows: Vec<MemberRecord> = members.iter().map(MemberRecord::from).collect();
-        let scopes = scope_keys(rows.iter().map(|r| r.workspace_id.as_str()));
-        sqlx::query(sql::UPDATE_MEMBERS)
-            .bind(rows.iter().map(|r| r.workspace_id.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.account_id.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.role.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.monthly_allowance_credits).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.monthly_used_credits).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.top_up_allowance_credits).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.top_up_used_credits).collect::<Vec<_>>())
-            .bind(scopes)
-            .execute(&mut *self.tx)
-            .await?;
+        bind_members(sqlx::query(sql::UPDATE_MEMBERS), &rows).execute(&mut *self.tx).await?;
         Ok(())
     }
 
@@ -389,26 +356,7 @@ impl StoreTx for PgTx {
             return Ok(0);
         }
         let rows: Vec<ChargeRecord> = charges.iter().map(ChargeRecord::from).collect();
-        let inserted = sqlx::query(sql::INSERT_CHARGES)
-            .bind(rows.iter().map(|r| r.scope_id.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.scope_kind.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.charge_key.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.account_id.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.state.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.monthly_credits).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.top_up_credits).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.refunded_monthly_credits).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.refunded_top_up_credits).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.forfeited_credits).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.cycle).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.created_at_ms).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.expires_at_ms).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.overflow_credits).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.refunded_overflow_credits).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.overflow_take.as_deref()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.membership).collect::<Vec<_>>())
-            .fetch_all(&mut *self.tx)
-            .await?;
+        let inserted = bind_new_charges(sqlx::query(sql::INSERT_CHARGES), &rows).fetch_all(&mut *self.tx).await?;
         Ok(inserted.len() as u64)
     }
 
@@ -417,24 +365,7 @@ impl StoreTx for PgTx {
             return Ok(());
         }
         let rows: Vec<ChargeRecord> = charges.iter().map(ChargeRecord::from).collect();
-        let scopes = scope_keys(rows.iter().map(|r| r.scope_id.as_str()));
-        sqlx::query(sql::UPDATE_CHARGES)
-            .bind(rows.iter().map(|r| r.scope_id.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.scope_kind.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.charge_key.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.state.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.monthly_credits).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.top_up_credits).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.refunded_monthly_credits).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.refunded_top_up_credits).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.forfeited_credits).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.expires_at_ms).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.overflow_credits).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.refunded_overflow_credits).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.overflow_take.as_deref()).collect::<Vec<_>>())
-            .bind(scopes)
-            .execute(&mut *self.tx)
-            .await?;
+        bind_charge_updates(sqlx::query(sql::UPDATE_CHARGES), &rows).execute(&mut *self.tx).await?;
         Ok(())
     }
 
@@ -446,24 +377,191 @@ impl StoreTx for PgTx {
         if entries.is_empty() {
             return Ok(());
         }
-        sqlx::query(sql::INSERT_JOURNAL_ENTRIES)
-            .bind(entries.iter().map(|(_, m)| m.ledger_scope_id()).collect::<Vec<_>>())
-            .bind(entries.iter().map(|(_, m)| m.from.kind()).collect::<Vec<_>>())
-            .bind(entries.iter().map(|(_, m)| m.from.owner_id()).collect::<Vec<_>>())
-            .bind(entries.iter().map(|(_, m)| m.to.kind()).collect::<Vec<_>>())
-            .bind(entries.iter().map(|(_, m)| m.to.owner_id()).collect::<Vec<_>>())
-            .bind(entries.iter().map(|(_, m)| m.amount.get()).collect::<Vec<_>>())
-            .bind(entries.iter().map(|(_, m)| m.cause.as_str()).collect::<Vec<_>>())
-            .bind(entries.iter().map(|(reference, _)| reference.as_str()).collect::<Vec<_>>())
-            .bind(entries.iter().map(|(_, m)| m.member.as_ref().map(AccountId::as_str)).collect::<Vec<_>>())
-            .bind(now_ms)
-            .bind(entries.iter().map(|(_, m)| m.part.map(DrawBucket::as_str)).collect::<Vec<_>>())
-            .bind(entries.iter().map(|(_, m)| m.units.quota).collect::<Vec<_>>())
-            .bind(entries.iter().map(|(_, m)| m.units.overage).collect::<Vec<_>>())
-            .execute(&mut *self.tx)
-            .await?;
+        bind_journal(sqlx::query(sql::INSERT_JOURNAL_ENTRIES), entries, now_ms).execute(&mut *self.tx).await?;
         Ok(())
     }
+
+    async fn write_batch(
+        &mut self,
+        rows: &super::BatchRows<'_>,
+        now_ms: i64,
+    ) -> Result<super::BatchWritten, StoreError> {
+        if !self.one_statement_writes {
+            return super::write_batch_per_table(self, rows, now_ms).await;
+        }
+        let workspaces: Vec<WorkspaceRecord> = rows.workspaces.iter().map(WorkspaceRecord::from).collect();
+        let members: Vec<MemberRecord> = rows.members.iter().map(MemberRecord::from).collect();
+        let updated: Vec<ChargeRecord> = rows.updated_charges.iter().map(ChargeRecord::from).collect();
+        let new: Vec<ChargeRecord> = rows.new_charges.iter().map(ChargeRecord::from).collect();
+        // Built once from the constant statements above: no caller's text is in it.
+        let query = sqlx::query(sqlx::AssertSqlSafe(WRITE_BATCH.as_str()));
+        let query = bind_workspaces(query, &workspaces);
+        let query = bind_members(query, &members);
+        let query = bind_charge_updates(query, &updated);
+        let query = bind_new_charges(query, &new);
+        let query = bind_journal(query, rows.journal, now_ms);
+        let query = bind_records(query, rows.records, now_ms);
+        let row = query.fetch_one(&mut *self.tx).await?;
+        let count = |column: &str| -> Result<u64, StoreError> {
+            let count: i64 = row.try_get(column)?;
+            u64::try_from(count).map_err(|_| StoreError::Corrupt(format!("{column} counted {count}")))
+        };
+        Ok(super::BatchWritten { charges: count("charges")?, records: count("records")? })
+    }
+}
+
+/// A Postgres statement being bound.
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
+/// A hot-path batch's writes as one statement: each write a data-modifying CTE, so a batch costs
+/// one round trip and one plan for all its rows. The parts are the single statements with their
+/// parameters renumbered, bound in the same order by the same binders.
+static WRITE_BATCH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let mut offset = 0;
+    let mut part = |statement: &str, parameters: usize| {
+        let shifted = shift_parameters(statement, offset);
+        offset += parameters;
+        shifted
+    };
+    format!(
+        "WITH workspaces_written AS ({}), members_written AS ({}), charges_updated AS ({}), charges_made AS ({}), \
+         journal_written AS ({}), records_made AS ({}) \
+         SELECT (SELECT COUNT(*) FROM charges_made) AS charges, (SELECT COUNT(*) FROM records_made) AS records",
+        part(sql::UPDATE_WORKSPACES, 14),
+        part(sql::UPDATE_MEMBERS, 8),
+        part(sql::UPDATE_CHARGES, 14),
+        part(sql::INSERT_CHARGES, 17),
+        part(sql::INSERT_JOURNAL_ENTRIES, 13),
+        part(sql::INSERT_IDEMPOTENCY_RECORDS, 6),
+    )
+});
+
+/// `statement` with every `$n` parameter renumbered `$(n + offset)`.
+fn shift_parameters(statement: &str, offset: usize) -> String {
+    let mut shifted = String::with_capacity(statement.len());
+    let mut rest = statement;
+    while let Some(at) = rest.find('$') {
+        shifted.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let number: usize = rest[..digits].parse().expect("a statement's parameters are numbered");
+        shifted.push_str(&(number + offset).to_string());
+        rest = &rest[digits..];
+    }
+    shifted.push_str(rest);
+    shifted
+}
+
+/// Binds `UPDATE_WORKSPACES`'s 14 parameters.
+fn bind_workspaces<'q>(query: PgQuery<'q>, rows: &'q [WorkspaceRecord]) -> PgQuery<'q> {
+    query
+        .bind(rows.iter().map(|r| r.workspace_id.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.pool_size_credits).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.funded_pool_size_credits).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.monthly_pool_funded).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.monthly_pool_credits).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.top_up_pool_credits).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.low_monthly_pool_credits).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.low_top_up_pool_credits).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.low_member_remaining_percent).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.monthly_cycle).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.overflow_pool.as_deref()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.overflow_lent_credits).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.low_overflow_units).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.memberships).collect::<Vec<_>>())
+}
+
+/// Binds `UPDATE_MEMBERS`'s 8 parameters.
+fn bind_members<'q>(query: PgQuery<'q>, rows: &'q [MemberRecord]) -> PgQuery<'q> {
+    let scopes = scope_keys(rows.iter().map(|r| r.workspace_id.as_str()));
+    query
+        .bind(rows.iter().map(|r| r.workspace_id.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.account_id.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.role.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.monthly_allowance_credits).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.monthly_used_credits).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.top_up_allowance_credits).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.top_up_used_credits).collect::<Vec<_>>())
+        .bind(scopes)
+}
+
+/// Binds `UPDATE_CHARGES`'s 14 parameters.
+fn bind_charge_updates<'q>(query: PgQuery<'q>, rows: &'q [ChargeRecord]) -> PgQuery<'q> {
+    let scopes = scope_keys(rows.iter().map(|r| r.scope_id.as_str()));
+    query
+        .bind(rows.iter().map(|r| r.scope_id.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.scope_kind.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.charge_key.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.state.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.monthly_credits).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.top_up_credits).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.refunded_monthly_credits).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.refunded_top_up_credits).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.forfeited_credits).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.expires_at_ms).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.overflow_credits).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.refunded_overflow_credits).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.overflow_take.as_deref()).collect::<Vec<_>>())
+        .bind(scopes)
+}
+
+/// Binds `INSERT_CHARGES`'s 17 parameters.
+fn bind_new_charges<'q>(query: PgQuery<'q>, rows: &'q [ChargeRecord]) -> PgQuery<'q> {
+    query
+        .bind(rows.iter().map(|r| r.scope_id.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.scope_kind.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.charge_key.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.account_id.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.state.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.monthly_credits).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.top_up_credits).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.refunded_monthly_credits).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.refunded_top_up_credits).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.forfeited_credits).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.cycle).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.created_at_ms).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.expires_at_ms).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.overflow_credits).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.refunded_overflow_credits).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.overflow_take.as_deref()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.membership).collect::<Vec<_>>())
+}
+
+/// Binds `INSERT_JOURNAL_ENTRIES`'s 13 parameters.
+fn bind_journal<'q>(query: PgQuery<'q>, entries: &'q [(&'q IdempotencyKey, &'q Movement)], now_ms: i64) -> PgQuery<'q> {
+    query
+        .bind(entries.iter().map(|(_, m)| m.ledger_scope_id()).collect::<Vec<_>>())
+        .bind(entries.iter().map(|(_, m)| m.from.kind()).collect::<Vec<_>>())
+        .bind(entries.iter().map(|(_, m)| m.from.owner_id()).collect::<Vec<_>>())
+        .bind(entries.iter().map(|(_, m)| m.to.kind()).collect::<Vec<_>>())
+        .bind(entries.iter().map(|(_, m)| m.to.owner_id()).collect::<Vec<_>>())
+        .bind(entries.iter().map(|(_, m)| m.amount.get()).collect::<Vec<_>>())
+        .bind(entries.iter().map(|(_, m)| m.cause.as_str()).collect::<Vec<_>>())
+        .bind(entries.iter().map(|(reference, _)| reference.as_str()).collect::<Vec<_>>())
+        .bind(entries.iter().map(|(_, m)| m.member.as_ref().map(AccountId::as_str)).collect::<Vec<_>>())
+        .bind(now_ms)
+        .bind(entries.iter().map(|(_, m)| m.part.map(DrawBucket::as_str)).collect::<Vec<_>>())
+        .bind(entries.iter().map(|(_, m)| m.units.quota).collect::<Vec<_>>())
+        .bind(entries.iter().map(|(_, m)| m.units.overage).collect::<Vec<_>>())
+}
+
+/// Binds `INSERT_IDEMPOTENCY_RECORDS`'s 6 parameters.
+fn bind_records<'q>(
+    query: PgQuery<'q>,
+    records: &'q [(Tenant, IdempotencyKey, Value, Value)],
+    now_ms: i64,
+) -> PgQuery<'q> {
+    let scopes: Vec<(&str, &str)> = records.iter().map(|(scope, ..)| super::idempotency_parts(scope)).collect();
+    let keys: Vec<&str> = records.iter().map(|(_, key, _, _)| key.as_str()).collect();
+    let requests: Vec<String> = records.iter().map(|(_, _, request, _)| request.to_string()).collect();
+    let responses: Vec<String> = records.iter().map(|(_, _, _, response)| response.to_string()).collect();
+    query
+        .bind(scopes.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        .bind(scopes.iter().map(|(_, kind)| *kind).collect::<Vec<_>>())
+        .bind(keys)
+        .bind(requests)
+        .bind(responses)
+        .bind(now_ms)
 }
 
 /// The distinct scope keys of a batch's rows, for a statement's `= ANY` scope filter.
@@ -533,11 +631,26 @@ pub async fn drop_database(server_url: &str, name: &str) -> Result<(), StoreErro
 
 #[cfg(test)]
 mod tests {
-    use super::with_database;
+    use super::{WRITE_BATCH, shift_parameters, with_database};
 
     #[test]
     fn database_names_are_replaced_in_urls() {
         assert_eq!(with_database("postgres://u@h:1/db?sslmode=disable", "x"), "postgres://u@h:1/x?sslmode=disable");
         assert_eq!(with_database("postgres://u@h:1", "x"), "postgres://u@h:1/x");
+    }
+
+    #[test]
+    fn shifted_parameters_keep_their_order_and_the_batch_write_numbers_each_once() {
+        assert_eq!(
+            shift_parameters("a = $1 AND b = ANY($12) AND c = $2::text", 10),
+            "a = $11 AND b = ANY($22) AND c = $12::text"
+        );
+        // Every parameter of the combined write is used, none twice by different parts.
+        let numbers: std::collections::BTreeSet<usize> = WRITE_BATCH
+            .split('$')
+            .skip(1)
+            .map(|rest| rest[..rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len())].parse().unwrap())
+            .collect();
+        assert_eq!(numbers, (1..=72).collect());
     }
 }
