@@ -429,7 +429,7 @@ static WRITE_BATCH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
          SELECT (SELECT COUNT(*) FROM charges_made) AS charges, (SELECT COUNT(*) FROM records_made) AS records",
         part(sql::UPDATE_WORKSPACES, 14),
         part(sql::UPDATE_MEMBERS, 8),
-        part(sql::UPDATE_CHARGES, 14),
+        part(sql::UPDATE_CHARGES, 18),
         part(sql::INSERT_CHARGES, 17),
         part(sql::INSERT_JOURNAL_ENTRIES, 13),
         part(sql::INSERT_IDEMPOTENCY_RECORDS, 6),
@@ -485,24 +485,9 @@ fn bind_members<'q>(query: PgQuery<'q>, rows: &'q [MemberRecord]) -> PgQuery<'q>
         .bind(scopes)
 }
 
-/// Binds `UPDATE_CHARGES`'s 14 parameters.
+/// Binds `UPDATE_CHARGES`'s 18 parameters: the charges' columns, then their scope keys.
 fn bind_charge_updates<'q>(query: PgQuery<'q>, rows: &'q [ChargeRecord]) -> PgQuery<'q> {
-    let scopes = scope_keys(rows.iter().map(|r| r.scope_id.as_str()));
-    query
-        .bind(rows.iter().map(|r| r.scope_id.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.scope_kind.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.charge_key.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.state.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.monthly_credits).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.top_up_credits).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.refunded_monthly_credits).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.refunded_top_up_credits).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.forfeited_credits).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.expires_at_ms).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.overflow_credits).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.refunded_overflow_credits).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.overflow_take.as_deref()).collect::<Vec<_>>())
-        .bind(scopes)
+    bind_new_charges(query, rows).bind(scope_keys(rows.iter().map(|r| r.scope_id.as_str())))
 }
 
 /// Binds `INSERT_CHARGES`'s 17 parameters.
@@ -651,6 +636,6 @@ mod tests {
             .skip(1)
             .map(|rest| rest[..rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len())].parse().unwrap())
             .collect();
-        assert_eq!(numbers, (1..=72).collect());
+        assert_eq!(numbers, (1..=76).collect());
     }
 }

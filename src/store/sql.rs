@@ -179,15 +179,18 @@ pub(crate) const INSERT_CHARGES: &str = "INSERT INTO charges (scope_id, scope_ki
          $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], \
          $15::bigint[], $16::text[], $17::bigint[]) \
      ON CONFLICT (scope_id, scope_kind, charge_key) DO NOTHING RETURNING charge_key";
+/// Takes the same 17 columns as `INSERT_CHARGES`, then the scope keys.
 pub(crate) const UPDATE_CHARGES: &str = "UPDATE charges AS c SET state = u.state, monthly_credits = u.monthly, \
      top_up_credits = u.top_up, refunded_monthly_credits = u.refunded_monthly, \
      refunded_top_up_credits = u.refunded_top_up, forfeited_credits = u.forfeited, expires_at_ms = u.expires_at_ms, \
      overflow_credits = u.overflow, refunded_overflow_credits = u.refunded_overflow, overflow_take = u.overflow_take \
-     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], \
-         $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::text[]) \
-         AS u(scope_id, scope_kind, charge_key, state, monthly, top_up, refunded_monthly, refunded_top_up, forfeited, \
-              expires_at_ms, overflow, refunded_overflow, overflow_take) \
-     WHERE c.scope_id = ANY($14) AND c.scope_id = u.scope_id AND c.scope_kind = u.scope_kind AND c.charge_key = u.charge_key";
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], \
+         $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], \
+         $15::bigint[], $16::text[], $17::bigint[]) \
+         AS u(scope_id, scope_kind, charge_key, account_id, state, monthly, top_up, refunded_monthly, refunded_top_up, \
+              forfeited, cycle, created_at_ms, expires_at_ms, overflow, refunded_overflow, overflow_take, membership) \
+     WHERE c.scope_id = ANY($18) AND c.scope_id = u.scope_id AND c.scope_kind = u.scope_kind \
+         AND c.charge_key = u.charge_key";
 pub(crate) const INSERT_JOURNAL_ENTRIES: &str = "INSERT INTO journal_entries (ledger_scope_id, from_bucket, from_owner_id, \
      to_bucket, to_owner_id, amount_credits, cause, reference, member_account_id, created_at_ms, part, overflow_units, \
      overage_units) \

@@ -177,6 +177,30 @@ fn maybe_text(value: Option<&str>) -> Value {
     value.map_or(Value::Null, text)
 }
 
+/// A charge as a JSON row, in the column order of `INSERT_CHARGES`.
+fn charge_row(charge: &Charge) -> Vec<Value> {
+    let r = ChargeRecord::from(charge);
+    vec![
+        Value::String(r.scope_id),
+        Value::String(r.scope_kind),
+        Value::String(r.charge_key),
+        Value::String(r.account_id),
+        Value::String(r.state),
+        r.monthly_credits.into(),
+        r.top_up_credits.into(),
+        r.refunded_monthly_credits.into(),
+        r.refunded_top_up_credits.into(),
+        r.forfeited_credits.into(),
+        r.cycle.into(),
+        r.created_at_ms.into(),
+        r.expires_at_ms.into(),
+        r.overflow_credits.into(),
+        r.refunded_overflow_credits.into(),
+        r.overflow_take.into(),
+        r.membership.into(),
+    ]
+}
+
 const INSERT_IDEMPOTENCY_RECORDS: &str = "INSERT INTO idempotency_records \
      (scope_id, scope_kind, idempotency_key, request, response, created_at_ms) \
      SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, $2 FROM json_each($1) WHERE true ORDER BY key \
@@ -191,10 +215,11 @@ const INSERT_CHARGES: &str = "INSERT INTO charges (scope_id, scope_kind, charge_
      value ->> 8, value ->> 9, value ->> 10, value ->> 11, value ->> 12, value ->> 13, value ->> 14, value ->> 15, \
      value ->> 16 FROM json_each($1) WHERE true ORDER BY key \
      ON CONFLICT (scope_id, scope_kind, charge_key) DO NOTHING RETURNING charge_key";
-const UPDATE_CHARGES: &str = "UPDATE charges SET state = u.value ->> 3, monthly_credits = u.value ->> 4, \
-     top_up_credits = u.value ->> 5, refunded_monthly_credits = u.value ->> 6, refunded_top_up_credits = u.value ->> 7, \
-     forfeited_credits = u.value ->> 8, expires_at_ms = u.value ->> 9, overflow_credits = u.value ->> 10, \
-     refunded_overflow_credits = u.value ->> 11, overflow_take = u.value ->> 12 \
+/// Reads the rows of [`charge_row`], like `INSERT_CHARGES`.
+const UPDATE_CHARGES: &str = "UPDATE charges SET state = u.value ->> 4, monthly_credits = u.value ->> 5, \
+     top_up_credits = u.value ->> 6, refunded_monthly_credits = u.value ->> 7, refunded_top_up_credits = u.value ->> 8, \
+     forfeited_credits = u.value ->> 9, expires_at_ms = u.value ->> 12, overflow_credits = u.value ->> 13, \
+     refunded_overflow_credits = u.value ->> 14, overflow_take = u.value ->> 15 \
      FROM json_each($1) AS u \
      WHERE scope_id = u.value ->> 0 AND scope_kind = u.value ->> 1 AND charge_key = u.value ->> 2";
 const INSERT_JOURNAL_ENTRIES: &str = "INSERT INTO journal_entries (ledger_scope_id, from_bucket, from_owner_id, \
@@ -385,28 +410,7 @@ impl StoreTx for SqliteTx {
         if charges.is_empty() {
             return Ok(0);
         }
-        let rows = charges.iter().map(|charge| {
-            let r = ChargeRecord::from(charge);
-            vec![
-                Value::String(r.scope_id),
-                Value::String(r.scope_kind),
-                Value::String(r.charge_key),
-                Value::String(r.account_id),
-                Value::String(r.state),
-                r.monthly_credits.into(),
-                r.top_up_credits.into(),
-                r.refunded_monthly_credits.into(),
-                r.refunded_top_up_credits.into(),
-                r.forfeited_credits.into(),
-                r.cycle.into(),
-                r.created_at_ms.into(),
-                r.expires_at_ms.into(),
-                r.overflow_credits.into(),
-                r.refunded_overflow_credits.into(),
-                r.overflow_take.into(),
-                r.membership.into(),
-            ]
-        });
+        let rows = charges.iter().map(charge_row);
         let inserted: Vec<String> =
             sqlx::query_scalar(INSERT_CHARGES).bind(json_rows(rows)).fetch_all(&mut *self.tx).await?;
         Ok(inserted.len() as u64)
@@ -416,24 +420,7 @@ impl StoreTx for SqliteTx {
         if charges.is_empty() {
             return Ok(());
         }
-        let rows = charges.iter().map(|charge| {
-            let r = ChargeRecord::from(charge);
-            vec![
-                Value::String(r.scope_id),
-                Value::String(r.scope_kind),
-                Value::String(r.charge_key),
-                Value::String(r.state),
-                r.monthly_credits.into(),
-                r.top_up_credits.into(),
-                r.refunded_monthly_credits.into(),
-                r.refunded_top_up_credits.into(),
-                r.forfeited_credits.into(),
-                r.expires_at_ms.into(),
-                r.overflow_credits.into(),
-                r.refunded_overflow_credits.into(),
-                r.overflow_take.into(),
-            ]
-        });
+        let rows = charges.iter().map(charge_row);
         sqlx::query(UPDATE_CHARGES).bind(json_rows(rows)).execute(&mut *self.tx).await?;
         Ok(())
     }
