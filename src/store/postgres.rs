@@ -389,18 +389,42 @@ impl StoreTx for PgTx {
         if !self.one_statement_writes {
             return super::write_batch_per_table(self, rows, now_ms).await;
         }
+        let present = [
+            !rows.workspaces.is_empty(),
+            !rows.members.is_empty(),
+            !rows.updated_charges.is_empty(),
+            !rows.new_charges.is_empty(),
+            !rows.journal.is_empty(),
+            !rows.records.is_empty(),
+        ];
+        let index = present.iter().enumerate().filter(|(_, p)| **p).fold(0, |index, (i, _)| index | (1 << i));
+        if index == 0 {
+            return Ok(super::BatchWritten::default());
+        }
         let workspaces: Vec<WorkspaceRecord> = rows.workspaces.iter().map(WorkspaceRecord::from).collect();
         let members: Vec<MemberRecord> = rows.members.iter().map(MemberRecord::from).collect();
         let updated: Vec<ChargeRecord> = rows.updated_charges.iter().map(ChargeRecord::from).collect();
         let new: Vec<ChargeRecord> = rows.new_charges.iter().map(ChargeRecord::from).collect();
         // Built once from the constant statements above: no caller's text is in it.
-        let query = sqlx::query(sqlx::AssertSqlSafe(WRITE_BATCH.as_str()));
-        let query = bind_workspaces(query, &workspaces);
-        let query = bind_members(query, &members);
-        let query = bind_charge_updates(query, &updated);
-        let query = bind_new_charges(query, &new);
-        let query = bind_journal(query, rows.journal, now_ms);
-        let query = bind_records(query, rows.records, now_ms);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(WRITE_BATCHES[index].as_str()));
+        if present[0] {
+            query = bind_workspaces(query, &workspaces);
+        }
+        if present[1] {
+            query = bind_members(query, &members);
+        }
+        if present[2] {
+            query = bind_charge_updates(query, &updated);
+        }
+        if present[3] {
+            query = bind_new_charges(query, &new);
+        }
+        if present[4] {
+            query = bind_journal(query, rows.journal, now_ms);
+        }
+        if present[5] {
+            query = bind_records(query, rows.records, now_ms);
+        }
         let row = query.fetch_one(&mut *self.tx).await?;
         let count = |column: &str| -> Result<u64, StoreError> {
             let count: i64 = row.try_get(column)?;
@@ -413,27 +437,43 @@ impl StoreTx for PgTx {
 /// A Postgres statement being bound.
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
 
-/// A hot-path batch's writes as one statement: each write a data-modifying CTE, so a batch costs
-/// one round trip and one plan for all its rows. The parts are the single statements with their
-/// parameters renumbered, bound in the same order by the same binders.
-static WRITE_BATCH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let mut offset = 0;
-    let mut part = |statement: &str, parameters: usize| {
-        let shifted = shift_parameters(statement, offset);
-        offset += parameters;
-        shifted
-    };
-    format!(
-        "WITH workspaces_written AS ({}), members_written AS ({}), charges_updated AS ({}), charges_made AS ({}), \
-         journal_written AS ({}), records_made AS ({}) \
-         SELECT (SELECT COUNT(*) FROM charges_made) AS charges, (SELECT COUNT(*) FROM records_made) AS records",
-        part(sql::UPDATE_WORKSPACES, 14),
-        part(sql::UPDATE_MEMBERS, 8),
-        part(sql::UPDATE_CHARGES, 18),
-        part(sql::INSERT_CHARGES, 17),
-        part(sql::INSERT_JOURNAL_ENTRIES, 13),
-        part(sql::INSERT_IDEMPOTENCY_RECORDS, 6),
-    )
+/// The parts of a batch's combined write, in binding order: CTE name, statement, parameters.
+const WRITE_PARTS: [(&str, &str, usize); 6] = [
+    ("workspaces_written", sql::UPDATE_WORKSPACES, 14),
+    ("members_written", sql::UPDATE_MEMBERS, 8),
+    ("charges_updated", sql::UPDATE_CHARGES, 18),
+    ("charges_made", sql::INSERT_CHARGES, 17),
+    ("journal_written", sql::INSERT_JOURNAL_ENTRIES, 13),
+    ("records_made", sql::INSERT_IDEMPOTENCY_RECORDS, 6),
+];
+
+/// A hot-path batch's writes as one statement, one per set of parts that have rows (bit i of
+/// the index is `WRITE_PARTS[i]`): each part a data-modifying CTE, so a batch costs one round
+/// trip for all its rows. A part without rows is left out rather than run on empty arrays, so
+/// no plan can scan a scope's history for nothing. The parts are the single statements with
+/// their parameters renumbered, bound in the same order by the same binders.
+static WRITE_BATCHES: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+    (0..1_usize << WRITE_PARTS.len())
+        .map(|present| {
+            let mut offset = 0;
+            let mut parts = Vec::new();
+            for (i, (name, statement, parameters)) in WRITE_PARTS.iter().enumerate() {
+                if present & (1 << i) != 0 {
+                    parts.push(format!("{name} AS ({})", shift_parameters(statement, offset)));
+                    offset += parameters;
+                }
+            }
+            let count = |i: usize, name: &str| {
+                if present & (1 << i) != 0 { format!("(SELECT COUNT(*) FROM {name})") } else { "0::bigint".to_owned() }
+            };
+            format!(
+                "WITH {} SELECT {} AS charges, {} AS records",
+                parts.join(", "),
+                count(3, "charges_made"),
+                count(5, "records_made")
+            )
+        })
+        .collect()
 });
 
 /// `statement` with every `$n` parameter renumbered `$(n + offset)`.
@@ -616,7 +656,7 @@ pub async fn drop_database(server_url: &str, name: &str) -> Result<(), StoreErro
 
 #[cfg(test)]
 mod tests {
-    use super::{WRITE_BATCH, shift_parameters, with_database};
+    use super::{WRITE_BATCHES, WRITE_PARTS, shift_parameters, with_database};
 
     #[test]
     fn database_names_are_replaced_in_urls() {
@@ -630,12 +670,20 @@ mod tests {
             shift_parameters("a = $1 AND b = ANY($12) AND c = $2::text", 10),
             "a = $11 AND b = ANY($22) AND c = $12::text"
         );
-        // Every parameter of the combined write is used, none twice by different parts.
-        let numbers: std::collections::BTreeSet<usize> = WRITE_BATCH
-            .split('$')
-            .skip(1)
-            .map(|rest| rest[..rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len())].parse().unwrap())
-            .collect();
-        assert_eq!(numbers, (1..=76).collect());
+        // Every variant of the combined write numbers its parameters 1..=n, each once.
+        for (present, statement) in WRITE_BATCHES.iter().enumerate() {
+            let expected: usize = WRITE_PARTS
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| present & (1 << i) != 0)
+                .map(|(_, (_, _, parameters))| parameters)
+                .sum();
+            let numbers: std::collections::BTreeSet<usize> = statement
+                .split('$')
+                .skip(1)
+                .map(|rest| rest[..rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len())].parse().unwrap())
+                .collect();
+            assert_eq!(numbers, (1..=expected).collect(), "variant {present}");
+        }
     }
 }
