@@ -609,10 +609,7 @@ pub trait StoreTx: Send {
         &mut self,
         rows: &BatchRows<'_>,
         now_ms: i64,
-    ) -> impl Future<Output = Result<BatchWritten, StoreError>> + Send
-    where
-        Self: Send,
-    {
+    ) -> impl Future<Output = Result<BatchWritten, StoreError>> + Send {
         write_batch_per_table(self, rows, now_ms)
     }
 
@@ -621,7 +618,7 @@ pub trait StoreTx: Send {
 }
 
 /// A hot-path batch's writes as one statement per table.
-pub(crate) async fn write_batch_per_table<T: StoreTx + Send + ?Sized>(
+pub(crate) async fn write_batch_per_table<T: StoreTx + ?Sized>(
     tx: &mut T,
     rows: &BatchRows<'_>,
     now_ms: i64,

@@ -157,7 +157,7 @@ impl SqliteTx {
 
 /// A list parameter: SQLite has no arrays, so lists travel as a JSON array read by `json_each`.
 fn json_list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
-    Value::Array(items.into_iter().map(|item| Value::String(item.to_owned())).collect()).to_string()
+    Value::Array(items.into_iter().map(text).collect()).to_string()
 }
 
 /// Rows parameter: SQLite has no arrays of rows either, so a batch's rows travel as one JSON array
