@@ -145,12 +145,13 @@ pub(crate) const LOCK_WORKSPACES: &str = "SELECT workspace_id, owner_account_id,
      low_monthly_pool_credits, low_top_up_pool_credits, low_member_remaining_percent, overflow_pool, \
      overflow_lent_credits, low_overflow_units, created_at_ms, memberships \
      FROM workspaces WHERE workspace_id = ANY($1) ORDER BY workspace_id FOR UPDATE";
-/// Memberships by (workspace, account), each looked up by its whole primary key (see
-/// `select_charges!` in the Postgres store for why not `= ANY`).
-pub(crate) const LOCK_MEMBERS: &str = "SELECT m.* FROM UNNEST($1::text[], $2::text[]) AS k(w, a) \
-     CROSS JOIN LATERAL (SELECT workspace_id, account_id, role, monthly_allowance_credits, monthly_used_credits, \
-         top_up_allowance_credits, top_up_used_credits, created_at_ms, membership \
-         FROM members WHERE workspace_id = k.w AND account_id = k.a LIMIT 1 FOR UPDATE) AS m";
+/// Memberships by (workspace, account), locked in key order. The join with the pairs takes each
+/// by its primary key; `workspace_id = ANY($1)` tells Citus the shards (one, for a one-scope
+/// batch), which it cannot read from a join's condition.
+pub(crate) const LOCK_MEMBERS: &str = "SELECT m.workspace_id, m.account_id, m.role, m.monthly_allowance_credits, \
+     m.monthly_used_credits, m.top_up_allowance_credits, m.top_up_used_credits, m.created_at_ms, m.membership \
+     FROM members AS m JOIN UNNEST($1::text[], $2::text[]) AS k(w, a) ON m.workspace_id = k.w AND m.account_id = k.a \
+     WHERE m.workspace_id = ANY($1) ORDER BY m.workspace_id, m.account_id FOR UPDATE OF m";
 pub(crate) const UPDATE_WORKSPACES: &str = "UPDATE workspaces AS w SET pool_size_credits = u.pool_size, \
      funded_pool_size_credits = u.funded, monthly_pool_funded = u.monthly_funded, monthly_pool_credits = u.monthly, \
      top_up_pool_credits = u.top_up, low_monthly_pool_credits = u.low_monthly, low_top_up_pool_credits = u.low_top_up, \

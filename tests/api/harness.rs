@@ -5,7 +5,7 @@
 use sqlx::{Connection as _, PgConnection};
 
 use crate::postgres::{
-    RUN_LOCK_CLASS, drop_databases_of_finished_runs, fresh_database, maintenance_url, recreate_database, run_id,
+    RUN_LOCK_CLASS, drop_databases_of_finished_runs, fresh_local_database, maintenance_url, recreate_database, run_id,
 };
 use crate::process::{hold_run_lock, remove_scratch_of_finished_runs, scratch_path};
 
@@ -27,7 +27,7 @@ async fn database_exists(connection: &mut PgConnection, name: &str) -> bool {
 
 #[tokio::test]
 async fn cleanup_drops_the_databases_of_finished_runs_and_keeps_those_of_live_runs_wherever_they_run() {
-    let own = fresh_database().await;
+    let own = fresh_local_database().await;
     let own = own.rsplit('/').next().expect("database name").to_owned();
     let (live, finished) = other_runs();
     // Another run, as in another container: its process id means nothing here, its lock does.

@@ -13,7 +13,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::helpers::{Backend, CuttableProxy, spawn_app_with};
-use crate::postgres::{fresh_database, maintenance_url};
+use crate::postgres::{database_server_url, fresh_database};
 use crate::process::{ServerProcess, creditpool, free_address};
 
 /// Generous bound on how long a state change may take to show; the test asserts order, not speed.
@@ -85,7 +85,7 @@ async fn the_charts_probes_ask_served_health_names_and_only_readiness_follows_th
     let with_tls = tokio::task::spawn_blocking(|| chart_probes("production")).await.expect("render the chart");
     assert_eq!(with_tls, [startup.clone(), liveness.clone(), readiness.clone()], "TLS changes the port, not the names");
     let alive = [startup.as_str(), liveness.as_str()];
-    let target: SocketAddr = tokio::net::lookup_host(authority(&maintenance_url()))
+    let target: SocketAddr = tokio::net::lookup_host(authority(&database_server_url()))
         .await
         .expect("resolve the test Postgres")
         .next()

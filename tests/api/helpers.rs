@@ -118,13 +118,29 @@ pub enum Backend {
 async fn fresh_database_for(backend: Backend) -> String {
     match backend {
         Backend::Postgres => fresh_database().await,
-        Backend::Sqlite => {
-            static NEXT: AtomicU64 = AtomicU64::new(0);
-            let name = format!("{}.db", NEXT.fetch_add(1, Ordering::Relaxed));
-            let path = tokio::task::spawn_blocking(move || scratch_path(&name)).await.expect("scratch path");
-            format!("sqlite://{}", path.display())
-        }
+        Backend::Sqlite => fresh_sqlite_database().await,
     }
+}
+
+/// A fresh SQLite file's URL.
+async fn fresh_sqlite_database() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let name = format!("{}.db", NEXT.fetch_add(1, Ordering::Relaxed));
+    let path = tokio::task::spawn_blocking(move || scratch_path(&name)).await.expect("scratch path");
+    format!("sqlite://{}", path.display())
+}
+
+/// As [`spawn_app_with`], but a Postgres case runs on the local server even with `CITUS_URL`
+/// set: for tests that read the database server's own statistics or instrument its tables with
+/// triggers, which a Citus database that the parallel tests share, its tables on the workers,
+/// cannot give.
+pub async fn spawn_local_app_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> TestApp {
+    init_test_log();
+    let url = match backend {
+        Backend::Postgres => crate::postgres::fresh_local_database().await,
+        Backend::Sqlite => fresh_sqlite_database().await,
+    };
+    spawn_server(url, Arc::new(SystemClock), configure, None).await
 }
 
 /// Starts a server on a fresh database with the test defaults.
@@ -236,6 +252,10 @@ async fn spawn_server(
         notification_fallback_interval_ms: 200,
         ..Config::default()
     };
+    if crate::postgres::citus_url().is_some_and(|citus| database_url.starts_with(&citus)) {
+        // The README's Citus setting: one scope per hot-path transaction.
+        config.max_batch_scopes = 1;
+    }
     configure(&mut config);
     let listener = TcpListener::bind(config.listen_addr).await.expect("bind a free port");
     let address = listener.local_addr().expect("bound address");

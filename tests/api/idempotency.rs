@@ -174,12 +174,14 @@ async fn c7_records_stored_before_the_draw_chain_had_an_overflow_link_still_repl
 /// Waits until `count` backends of the test's database wait for a lock.
 async fn lock_waiters(app: &crate::helpers::TestApp, count: i64) {
     for _ in 0..500 {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(&app.db)
-        .await
-        .expect("pg_stat_activity");
+        // On Citus the waiting is on the workers, in statements on this test's schema's shards.
+        let statement = if crate::postgres::citus_url().is_some() {
+            "SELECT COUNT(*) FROM citus_stat_activity WHERE wait_event_type = 'Lock' \
+             AND query LIKE '%' || current_schema() || '.%'"
+        } else {
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        };
+        let waiting: i64 = sqlx::query_scalar(statement).fetch_one(&app.db).await.expect("pg_stat_activity");
         if waiting >= count {
             return;
         }
@@ -208,8 +210,10 @@ async fn c7_a_careful_rerun_replays_an_original_that_committed_on_another_replic
     a.reserve("hold", "member-a", "team", 30, 0).await.expect("hold");
     let answered = a.consume("answered", "member-b", "team", 5).await.expect("first consume");
 
-    let on_b = blocker(&b, "SELECT 1 FROM members WHERE account_id = 'member-c' FOR UPDATE").await;
-    let on_a = blocker(&b, "SELECT 1 FROM members WHERE account_id = 'member-a' FOR UPDATE").await;
+    let on_b =
+        blocker(&b, "SELECT 1 FROM members WHERE workspace_id = 'team' AND account_id = 'member-c' FOR UPDATE").await;
+    let on_a =
+        blocker(&b, "SELECT 1 FROM members WHERE workspace_id = 'team' AND account_id = 'member-a' FOR UPDATE").await;
     // B's first batch holds the workspace and waits for member-c, so the next two calls queue
     // into one batch.
     let first_b = tokio::spawn({

@@ -95,11 +95,45 @@ pub fn run_id() -> i32 {
     })
 }
 
-/// Creates an empty database for one test and returns its URL.
+/// The Citus coordinator database the Postgres cases run on, when `CITUS_URL` names one.
+pub fn citus_url() -> Option<String> {
+    std::env::var("CITUS_URL").ok().filter(|url| !url.is_empty())
+}
+
+/// The server the Postgres cases' databases are on: the Citus coordinator, or the local one.
+pub fn database_server_url() -> String {
+    citus_url().unwrap_or_else(maintenance_url)
+}
+
+/// A fresh database for one test's server, which migrates it: an empty database on the local
+/// server, or with `CITUS_URL` set a schema in that Citus database, migrated and distributed.
 pub async fn fresh_database() -> String {
+    match citus_url() {
+        Some(citus) => fresh_citus_schema(&citus, true).await,
+        None => fresh_local_database().await,
+    }
+}
+
+/// A fresh database nothing has migrated: as [`fresh_database`], but on Citus not migrated (nor
+/// distributed).
+pub async fn empty_database() -> String {
+    match citus_url() {
+        Some(citus) => fresh_citus_schema(&citus, false).await,
+        None => fresh_local_database().await,
+    }
+}
+
+/// A name for a test's database or schema, unique to this run.
+async fn fresh_name() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    static CLEANED: OnceLock<()> = OnceLock::new();
     let run = tokio::task::spawn_blocking(run_id).await.expect("run id");
+    format!("{TEST_DATABASE_PREFIX}{run}_{}", COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Creates an empty database on the local test server (even with `CITUS_URL` set: for the tests
+/// of the harness, of start-up, and of the database's own statistics) and returns its URL.
+pub async fn fresh_local_database() -> String {
+    static CLEANED: OnceLock<()> = OnceLock::new();
     let maintenance = maintenance_url();
     let mut connection = PgConnection::connect(&maintenance)
         .await
@@ -107,12 +141,73 @@ pub async fn fresh_database() -> String {
     if CLEANED.set(()).is_ok() {
         drop_databases_of_finished_runs(&mut connection).await;
     }
-    let name = format!("{TEST_DATABASE_PREFIX}{run}_{}", COUNTER.fetch_add(1, Ordering::Relaxed));
+    let name = fresh_name().await;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut connection)
         .await
         .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
     with_database(server_url(), &name)
+}
+
+/// A fresh schema in the Citus database `citus`, migrated and distributed by `creditpool
+/// distribute`'s statements when `migrated`: the URL of a test's own distributed tables.
+/// Connections through the URL resolve the tables in that schema, and a table gets four shards,
+/// enough to spread a test's scopes over the workers without Citus's default 32 per table.
+async fn fresh_citus_schema(citus: &str, migrated: bool) -> String {
+    use creditpool::store::Store as _;
+    static CLEANED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    let name = fresh_name().await;
+    let mut connection = PgConnection::connect(citus)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to the Citus coordinator {citus}: {e}"));
+    CLEANED.get_or_init(|| drop_schemas_of_finished_runs(&mut connection)).await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+        .execute(&mut connection)
+        .await
+        .unwrap_or_else(|e| panic!("cannot create test schema {name}: {e}"));
+    let separator = if citus.contains('?') { '&' } else { '?' };
+    let url = format!("{citus}{separator}options[search_path]={name}&options[citus.shard_count]=4");
+    if migrated {
+        let settings = creditpool::store::postgres::PoolSettings {
+            max_connections: 1,
+            acquire_timeout: Duration::from_secs(30),
+            statement_timeout: Duration::from_secs(60),
+            plan_cache_mode: "auto",
+            one_statement_writes: false,
+        };
+        let store = creditpool::store::postgres::PgStore::connect_lazy(&url, &settings).expect("a Citus URL");
+        store.migrate().await.unwrap_or_else(|e| panic!("cannot migrate test schema {name} on Citus: {e}"));
+        creditpool::store::postgres::distribute(&url).await.unwrap_or_else(|e| panic!("cannot distribute {name}: {e}"));
+    }
+    url
+}
+
+/// Drops the Citus test schemas whose run no longer holds its lock on the local server (see
+/// [`run_id`]), as [`drop_databases_of_finished_runs`] does for databases.
+async fn drop_schemas_of_finished_runs(citus: &mut PgConnection) {
+    let mut local = PgConnection::connect(&maintenance_url()).await.expect("connect to the local test Postgres");
+    let live: Vec<String> = sqlx::query_scalar(
+        "SELECT objid::text FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 AND objsubid = 2",
+    )
+    .bind(RUN_LOCK_CLASS)
+    .fetch_all(&mut local)
+    .await
+    .unwrap_or_default();
+    let schemas: Vec<String> = sqlx::query_scalar(
+        "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE $1 \
+         AND NOT split_part(substr(nspname, length($2) + 1), '_', 1) = ANY($3)",
+    )
+    .bind(format!("{TEST_DATABASE_PREFIX}%"))
+    .bind(TEST_DATABASE_PREFIX)
+    .bind(live)
+    .fetch_all(&mut *citus)
+    .await
+    .unwrap_or_default();
+    for name in schemas {
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {name} CASCADE")))
+            .execute(&mut *citus)
+            .await;
+    }
 }
 
 /// Drops `name` if it exists and creates it empty.
