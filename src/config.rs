@@ -36,8 +36,10 @@ pub struct Config {
     /// before a table has statistics can scan a whole history.
     pub postgres_plan_cache_mode: PlanCacheMode,
     /// Whether a hot-path batch writes all its rows in one Postgres statement (data-modifying
-    /// CTEs, one round trip) rather than one statement per table. `true` by default; the
-    /// per-table form is the fallback for Citus, where the combined form has not been run.
+    /// CTEs over arrays, one round trip; `true`, the default, for one Postgres) or one statement
+    /// per table with new rows as multi-row `VALUES` (`false`, for Citus: each statement routes
+    /// to the scope's shard and the transaction commits in one phase, where Citus would plan the
+    /// combined statement's parts one by one through the coordinator and commit in two).
     pub postgres_one_statement_writes: bool,
     /// How often the health check pings the database (and, with `clock = "database"`, measures
     /// this replica's clock against the database's).

@@ -253,6 +253,24 @@ impl StoreTx for PgTx {
         if records.is_empty() {
             return Ok(0);
         }
+        if !self.one_statement_writes {
+            let mut inserted = 0;
+            for chunk in records.chunks(VALUES_ROWS) {
+                let mut insert = sqlx::QueryBuilder::new(sql::INSERT_IDEMPOTENCY_RECORDS_VALUES);
+                insert.push_values(chunk, |mut row, (scope, key, request, response)| {
+                    let (scope_id, scope_kind) = super::idempotency_parts(scope);
+                    row.push_bind(scope_id)
+                        .push_bind(scope_kind)
+                        .push_bind(key.as_str())
+                        .push_bind(request.to_string())
+                        .push_bind(response.to_string())
+                        .push_bind(now_ms);
+                });
+                insert.push(" ON CONFLICT DO NOTHING RETURNING idempotency_key");
+                inserted += insert.build().fetch_all(&mut *self.tx).await?.len() as u64;
+            }
+            return Ok(inserted);
+        }
         let inserted = bind_records(sqlx::query(sql::INSERT_IDEMPOTENCY_RECORDS), records, now_ms)
             .fetch_all(&mut *self.tx)
             .await?;
@@ -356,6 +374,34 @@ impl StoreTx for PgTx {
             return Ok(0);
         }
         let rows: Vec<ChargeRecord> = charges.iter().map(ChargeRecord::from).collect();
+        if !self.one_statement_writes {
+            let mut inserted = 0;
+            for chunk in rows.chunks(VALUES_ROWS) {
+                let mut insert = sqlx::QueryBuilder::new(sql::INSERT_CHARGES_VALUES);
+                insert.push_values(chunk, |mut row, r| {
+                    row.push_bind(r.scope_id.as_str())
+                        .push_bind(r.scope_kind.as_str())
+                        .push_bind(r.charge_key.as_str())
+                        .push_bind(r.account_id.as_str())
+                        .push_bind(r.state.as_str())
+                        .push_bind(r.monthly_credits)
+                        .push_bind(r.top_up_credits)
+                        .push_bind(r.refunded_monthly_credits)
+                        .push_bind(r.refunded_top_up_credits)
+                        .push_bind(r.forfeited_credits)
+                        .push_bind(r.cycle)
+                        .push_bind(r.created_at_ms)
+                        .push_bind(r.expires_at_ms)
+                        .push_bind(r.overflow_credits)
+                        .push_bind(r.refunded_overflow_credits)
+                        .push_bind(r.overflow_take.as_deref())
+                        .push_bind(r.membership);
+                });
+                insert.push(" ON CONFLICT (scope_id, scope_kind, charge_key) DO NOTHING RETURNING charge_key");
+                inserted += insert.build().fetch_all(&mut *self.tx).await?.len() as u64;
+            }
+            return Ok(inserted);
+        }
         let inserted = bind_new_charges(sqlx::query(sql::INSERT_CHARGES), &rows).fetch_all(&mut *self.tx).await?;
         Ok(inserted.len() as u64)
     }
@@ -375,6 +421,28 @@ impl StoreTx for PgTx {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         if entries.is_empty() {
+            return Ok(());
+        }
+        if !self.one_statement_writes {
+            for chunk in entries.chunks(VALUES_ROWS) {
+                let mut insert = sqlx::QueryBuilder::new(sql::INSERT_JOURNAL_ENTRIES_VALUES);
+                insert.push_values(chunk, |mut row, (reference, m)| {
+                    row.push_bind(m.ledger_scope_id())
+                        .push_bind(m.from.kind())
+                        .push_bind(m.from.owner_id())
+                        .push_bind(m.to.kind())
+                        .push_bind(m.to.owner_id())
+                        .push_bind(m.amount.get())
+                        .push_bind(m.cause.as_str())
+                        .push_bind(reference.as_str())
+                        .push_bind(m.member.as_ref().map(AccountId::as_str))
+                        .push_bind(now_ms)
+                        .push_bind(m.part.map(DrawBucket::as_str))
+                        .push_bind(m.units.quota)
+                        .push_bind(m.units.overage);
+                });
+                insert.build().execute(&mut *self.tx).await?;
+            }
             return Ok(());
         }
         bind_journal(sqlx::query(sql::INSERT_JOURNAL_ENTRIES), entries, now_ms).execute(&mut *self.tx).await?;
@@ -588,6 +656,10 @@ fn bind_records<'q>(
         .bind(responses)
         .bind(now_ms)
 }
+
+/// Most rows of one multi-row `VALUES` insert: 1,000 rows of at most 17 parameters stay well
+/// inside Postgres's 65,535 parameters a statement.
+const VALUES_ROWS: usize = 1_000;
 
 /// The distinct scope keys of a batch's rows, for a statement's `= ANY` scope filter.
 fn scope_keys<'a>(keys: impl Iterator<Item = &'a str>) -> Vec<&'a str> {

@@ -192,6 +192,20 @@ pub(crate) const UPDATE_CHARGES: &str = "UPDATE charges AS c SET state = u.state
               forfeited, cycle, created_at_ms, expires_at_ms, overflow, refunded_overflow, overflow_take, membership) \
      WHERE c.scope_id = ANY($18) AND c.scope_id = u.scope_id AND c.scope_kind = u.scope_kind \
          AND c.charge_key = u.charge_key";
+// The per-table form inserts new rows as multi-row `VALUES`, each row a parameter list, which
+// Citus routes to the rows' shard; it pulls an `INSERT … SELECT FROM UNNEST` to the coordinator
+// and copies the rows back, which forces two-phase commit even for one shard.
+/// `INSERT_CHARGES`'s columns, for a multi-row `VALUES` list.
+pub(crate) const INSERT_CHARGES_VALUES: &str = "INSERT INTO charges (scope_id, scope_kind, charge_key, account_id, \
+     state, monthly_credits, top_up_credits, refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, \
+     cycle, created_at_ms, expires_at_ms, overflow_credits, refunded_overflow_credits, overflow_take, membership) ";
+/// `INSERT_JOURNAL_ENTRIES`'s columns, for a multi-row `VALUES` list.
+pub(crate) const INSERT_JOURNAL_ENTRIES_VALUES: &str = "INSERT INTO journal_entries (ledger_scope_id, from_bucket, \
+     from_owner_id, to_bucket, to_owner_id, amount_credits, cause, reference, member_account_id, created_at_ms, part, \
+     overflow_units, overage_units) ";
+/// `INSERT_IDEMPOTENCY_RECORDS`'s columns, for a multi-row `VALUES` list.
+pub(crate) const INSERT_IDEMPOTENCY_RECORDS_VALUES: &str = "INSERT INTO idempotency_records \
+     (scope_id, scope_kind, idempotency_key, request, response, created_at_ms) ";
 pub(crate) const INSERT_JOURNAL_ENTRIES: &str = "INSERT INTO journal_entries (ledger_scope_id, from_bucket, from_owner_id, \
      to_bucket, to_owner_id, amount_credits, cause, reference, member_account_id, created_at_ms, part, overflow_units, \
      overage_units) \

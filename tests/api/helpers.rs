@@ -253,8 +253,9 @@ async fn spawn_server(
         ..Config::default()
     };
     if crate::postgres::citus_url().is_some_and(|citus| database_url.starts_with(&citus)) {
-        // The README's Citus setting: one scope per hot-path transaction.
+        // The README's Citus settings: one scope per hot-path transaction, a statement per table.
         config.max_batch_scopes = 1;
+        config.postgres_one_statement_writes = false;
     }
     configure(&mut config);
     let listener = TcpListener::bind(config.listen_addr).await.expect("bind a free port");
