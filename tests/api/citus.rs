@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use creditpool::store::postgres::DISTRIBUTE;
 use sqlx::{Connection, PgConnection};
 
-use crate::helpers::{Backend, spawn_app};
+use crate::helpers::{Backend, spawn_app, spawn_app_with};
 use crate::postgres::citus_url;
 
 /// `DISTRIBUTE`'s tables: each distributed one with its column, reference tables with `None`.
@@ -110,5 +110,92 @@ async fn on_citus_the_distributed_tables_run_the_hot_path_and_the_ledger_verifie
     app.refund("citus-1", "member-a", "team", Some(5)).await.expect("refund");
     let charges: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM charges").fetch_one(&app.db).await.expect("count");
     assert_eq!(charges, 2);
+    app.assert_ledger_clean().await;
+}
+
+/// The commands the coordinator sent to workers (`citus.log_remote_commands`, which Postgres
+/// reports to the client as notices) from inside a hot-path batch's transaction.
+#[derive(Clone, Default)]
+struct RemoteCommands(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl<S> tracing_subscriber::Layer<S> for RemoteCommands
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_event(&self, event: &tracing::Event<'_>, context: tracing_subscriber::layer::Context<'_, S>) {
+        struct Message(Option<String>);
+        impl tracing::field::Visit for Message {
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                if field.name() == "message" {
+                    self.0 = Some(value.to_owned());
+                }
+            }
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = Some(format!("{value:?}"));
+                }
+            }
+        }
+        let in_batch =
+            context.event_scope(event).is_some_and(|mut spans| spans.any(|span| span.name() == "batch.commit"));
+        if event.metadata().target() != "sqlx::postgres::notice" || !in_batch {
+            return;
+        }
+        let mut message = Message(None);
+        event.record(&mut message);
+        if let Some(command) = message.0.and_then(|m| m.strip_prefix("issuing ").map(str::to_owned)) {
+            self.0.lock().expect("commands").push(command);
+        }
+    }
+}
+
+/// On a real cluster, with the README's Citus settings: a workspace Consume is one transaction
+/// on the one worker that holds the workspace's shards, committed in one phase. Every command the
+/// coordinator issues for the batch names shards of one node, and none is `PREPARE TRANSACTION`.
+#[tokio::test]
+#[ignore = "needs a Citus cluster: CITUS_URL=postgres://USER@COORDINATOR/DB cargo test --test api -- --include-ignored"]
+async fn on_citus_a_workspace_consume_runs_on_one_worker_and_commits_in_one_phase() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    assert!(citus_url().is_some(), "CITUS_URL names a database on a Citus coordinator");
+    let app = spawn_app_with(Backend::Postgres, |config| {
+        let url = config.database_url.take().expect("url");
+        config.database_url = Some(format!("{url}&options[citus.log_remote_commands]=on"));
+    })
+    .await;
+    app.design_example().await;
+    let commands = RemoteCommands::default();
+    // This test's runtime is one thread, so the server's tasks log to this subscriber too.
+    let consumed = {
+        let _capture = tracing::subscriber::set_default(tracing_subscriber::registry().with(commands.clone()));
+        app.consume("one-shard", "member-a", "team", 25).await
+    };
+    consumed.expect("consume");
+    let commands = commands.0.lock().expect("commands").clone();
+
+    assert!(commands.iter().any(|c| c.starts_with("BEGIN")), "{commands:#?}");
+    assert!(commands.iter().any(|c| c.trim_end_matches(';') == "COMMIT"), "a one-phase commit: {commands:#?}");
+    assert!(!commands.iter().any(|c| c.contains("PREPARE TRANSACTION")), "two-phase commit: {commands:#?}");
+    let shards: BTreeSet<String> = commands
+        .iter()
+        .flat_map(|c| c.split(|ch: char| !(ch.is_alphanumeric() || ch == '_' || ch == '.')))
+        .filter_map(|word| word.rsplit_once('.').map(|(_, table)| table.to_owned()))
+        .filter(|table| {
+            table.rsplit_once('_').is_some_and(|(_, id)| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect();
+    let tables: BTreeSet<&str> =
+        shards.iter().filter_map(|shard| shard.rsplit_once('_').map(|(table, _)| table)).collect();
+    assert_eq!(tables.len(), shards.len(), "one shard a table: {shards:?}");
+    for table in ["workspaces", "members", "charges", "journal_entries", "idempotency_records"] {
+        assert!(tables.contains(table), "{table} written: {shards:?}");
+    }
+    let mut db = PgConnection::connect(&app.database_url).await.expect("connect");
+    let nodes: Vec<(String, i32)> =
+        sqlx::query_as("SELECT DISTINCT nodename::text, nodeport FROM citus_shards WHERE shardid = ANY($1)")
+            .bind(shards.iter().filter_map(|shard| shard.rsplit_once('_')?.1.parse::<i64>().ok()).collect::<Vec<_>>())
+            .fetch_all(&mut db)
+            .await
+            .expect("citus_shards");
+    assert_eq!(nodes.len(), 1, "the shards {shards:?} are on {nodes:?}");
     app.assert_ledger_clean().await;
 }
