@@ -254,10 +254,14 @@ impl StoreTx for PgTx {
             return Ok(0);
         }
         if !self.one_statement_writes {
-            let mut inserted = 0;
-            for chunk in records.chunks(VALUES_ROWS) {
-                let mut insert = sqlx::QueryBuilder::new(sql::INSERT_IDEMPOTENCY_RECORDS_VALUES);
-                insert.push_values(chunk, |mut row, (scope, key, request, response)| {
+            let tail = " ON CONFLICT DO NOTHING RETURNING idempotency_key";
+            return insert_values(
+                &mut self.tx,
+                sql::INSERT_IDEMPOTENCY_RECORDS_VALUES,
+                records,
+                tail,
+                |mut row, record| {
+                    let (scope, key, request, response) = record;
                     let (scope_id, scope_kind) = super::idempotency_parts(scope);
                     row.push_bind(scope_id)
                         .push_bind(scope_kind)
@@ -265,11 +269,9 @@ impl StoreTx for PgTx {
                         .push_bind(request.to_string())
                         .push_bind(response.to_string())
                         .push_bind(now_ms);
-                });
-                insert.push(" ON CONFLICT DO NOTHING RETURNING idempotency_key");
-                inserted += insert.build().fetch_all(&mut *self.tx).await?.len() as u64;
-            }
-            return Ok(inserted);
+                },
+            )
+            .await;
         }
         let inserted = bind_records(sqlx::query(sql::INSERT_IDEMPOTENCY_RECORDS), records, now_ms)
             .fetch_all(&mut *self.tx)
@@ -375,32 +377,27 @@ impl StoreTx for PgTx {
         }
         let rows: Vec<ChargeRecord> = charges.iter().map(ChargeRecord::from).collect();
         if !self.one_statement_writes {
-            let mut inserted = 0;
-            for chunk in rows.chunks(VALUES_ROWS) {
-                let mut insert = sqlx::QueryBuilder::new(sql::INSERT_CHARGES_VALUES);
-                insert.push_values(chunk, |mut row, r| {
-                    row.push_bind(r.scope_id.as_str())
-                        .push_bind(r.scope_kind.as_str())
-                        .push_bind(r.charge_key.as_str())
-                        .push_bind(r.account_id.as_str())
-                        .push_bind(r.state.as_str())
-                        .push_bind(r.monthly_credits)
-                        .push_bind(r.top_up_credits)
-                        .push_bind(r.refunded_monthly_credits)
-                        .push_bind(r.refunded_top_up_credits)
-                        .push_bind(r.forfeited_credits)
-                        .push_bind(r.cycle)
-                        .push_bind(r.created_at_ms)
-                        .push_bind(r.expires_at_ms)
-                        .push_bind(r.overflow_credits)
-                        .push_bind(r.refunded_overflow_credits)
-                        .push_bind(r.overflow_take.as_deref())
-                        .push_bind(r.membership);
-                });
-                insert.push(" ON CONFLICT (scope_id, scope_kind, charge_key) DO NOTHING RETURNING charge_key");
-                inserted += insert.build().fetch_all(&mut *self.tx).await?.len() as u64;
-            }
-            return Ok(inserted);
+            let tail = " ON CONFLICT (scope_id, scope_kind, charge_key) DO NOTHING RETURNING charge_key";
+            return insert_values(&mut self.tx, sql::INSERT_CHARGES_VALUES, &rows, tail, |mut row, r| {
+                row.push_bind(r.scope_id.as_str())
+                    .push_bind(r.scope_kind.as_str())
+                    .push_bind(r.charge_key.as_str())
+                    .push_bind(r.account_id.as_str())
+                    .push_bind(r.state.as_str())
+                    .push_bind(r.monthly_credits)
+                    .push_bind(r.top_up_credits)
+                    .push_bind(r.refunded_monthly_credits)
+                    .push_bind(r.refunded_top_up_credits)
+                    .push_bind(r.forfeited_credits)
+                    .push_bind(r.cycle)
+                    .push_bind(r.created_at_ms)
+                    .push_bind(r.expires_at_ms)
+                    .push_bind(r.overflow_credits)
+                    .push_bind(r.refunded_overflow_credits)
+                    .push_bind(r.overflow_take.as_deref())
+                    .push_bind(r.membership);
+            })
+            .await;
         }
         let inserted = bind_new_charges(sqlx::query(sql::INSERT_CHARGES), &rows).fetch_all(&mut *self.tx).await?;
         Ok(inserted.len() as u64)
@@ -424,25 +421,22 @@ impl StoreTx for PgTx {
             return Ok(());
         }
         if !self.one_statement_writes {
-            for chunk in entries.chunks(VALUES_ROWS) {
-                let mut insert = sqlx::QueryBuilder::new(sql::INSERT_JOURNAL_ENTRIES_VALUES);
-                insert.push_values(chunk, |mut row, (reference, m)| {
-                    row.push_bind(m.ledger_scope_id())
-                        .push_bind(m.from.kind())
-                        .push_bind(m.from.owner_id())
-                        .push_bind(m.to.kind())
-                        .push_bind(m.to.owner_id())
-                        .push_bind(m.amount.get())
-                        .push_bind(m.cause.as_str())
-                        .push_bind(reference.as_str())
-                        .push_bind(m.member.as_ref().map(AccountId::as_str))
-                        .push_bind(now_ms)
-                        .push_bind(m.part.map(DrawBucket::as_str))
-                        .push_bind(m.units.quota)
-                        .push_bind(m.units.overage);
-                });
-                insert.build().execute(&mut *self.tx).await?;
-            }
+            insert_values(&mut self.tx, sql::INSERT_JOURNAL_ENTRIES_VALUES, entries, "", |mut row, (reference, m)| {
+                row.push_bind(m.ledger_scope_id())
+                    .push_bind(m.from.kind())
+                    .push_bind(m.from.owner_id())
+                    .push_bind(m.to.kind())
+                    .push_bind(m.to.owner_id())
+                    .push_bind(m.amount.get())
+                    .push_bind(m.cause.as_str())
+                    .push_bind(reference.as_str())
+                    .push_bind(m.member.as_ref().map(AccountId::as_str))
+                    .push_bind(now_ms)
+                    .push_bind(m.part.map(DrawBucket::as_str))
+                    .push_bind(m.units.quota)
+                    .push_bind(m.units.overage);
+            })
+            .await?;
             return Ok(());
         }
         bind_journal(sqlx::query(sql::INSERT_JOURNAL_ENTRIES), entries, now_ms).execute(&mut *self.tx).await?;
@@ -660,6 +654,26 @@ fn bind_records<'q>(
 /// Most rows of one multi-row `VALUES` insert: 1,000 rows of at most 17 parameters stay well
 /// inside Postgres's 65,535 parameters a statement.
 const VALUES_ROWS: usize = 1_000;
+
+/// Inserts `rows` as multi-row `VALUES` lists of at most [`VALUES_ROWS`] rows: `head` is the
+/// `INSERT INTO table (columns)`, `push_row` binds one row's values in that order, and `tail`
+/// follows each list. Returns how many rows the statements returned (by their `RETURNING`).
+async fn insert_values<T>(
+    connection: &mut sqlx::PgConnection,
+    head: &str,
+    rows: &[T],
+    tail: &str,
+    mut push_row: impl FnMut(sqlx::query_builder::Separated<'_, Postgres, &'static str>, &T),
+) -> Result<u64, StoreError> {
+    let mut returned = 0;
+    for chunk in rows.chunks(VALUES_ROWS) {
+        let mut insert = sqlx::QueryBuilder::new(head);
+        insert.push_values(chunk, &mut push_row);
+        insert.push(tail);
+        returned += insert.build().fetch_all(&mut *connection).await?.len() as u64;
+    }
+    Ok(returned)
+}
 
 /// The distinct scope keys of a batch's rows, for a statement's `= ANY` scope filter.
 fn scope_keys<'a>(keys: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
