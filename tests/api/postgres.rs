@@ -185,29 +185,35 @@ async fn fresh_citus_schema(citus: &str, migrated: bool) -> String {
 /// Drops the Citus test schemas whose run no longer holds its lock on the local server (see
 /// [`run_id`]), as [`drop_databases_of_finished_runs`] does for databases.
 async fn drop_schemas_of_finished_runs(citus: &mut PgConnection) {
+    let schemas: Vec<String> = sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE $1")
+        .bind(format!("{TEST_DATABASE_PREFIX}%"))
+        .fetch_all(&mut *citus)
+        .await
+        .unwrap_or_default();
+    // Listed before the locks are read: a run takes its lock before it makes its schemas.
     let mut local = PgConnection::connect(&maintenance_url()).await.expect("connect to the local test Postgres");
-    let live: Vec<String> = sqlx::query_scalar(
-        "SELECT objid::text FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 AND objsubid = 2",
-    )
-    .bind(RUN_LOCK_CLASS)
-    .fetch_all(&mut local)
-    .await
-    .unwrap_or_default();
-    let schemas: Vec<String> = sqlx::query_scalar(
-        "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE $1 \
-         AND NOT split_part(substr(nspname, length($2) + 1), '_', 1) = ANY($3)",
-    )
-    .bind(format!("{TEST_DATABASE_PREFIX}%"))
-    .bind(TEST_DATABASE_PREFIX)
-    .bind(live)
-    .fetch_all(&mut *citus)
-    .await
-    .unwrap_or_default();
-    for name in schemas {
+    for name in of_finished_runs(&mut local, schemas).await {
         let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {name} CASCADE")))
             .execute(&mut *citus)
             .await;
     }
+}
+
+/// Of the test databases or schemas `names` (`{TEST_DATABASE_PREFIX}{run}_{n}`), those whose run
+/// no longer holds its lock on the local test server (`local`).
+async fn of_finished_runs(local: &mut PgConnection, names: Vec<String>) -> Vec<String> {
+    let Ok(live) = sqlx::query_scalar::<_, String>(
+        "SELECT objid::text FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 AND objsubid = 2",
+    )
+    .bind(RUN_LOCK_CLASS)
+    .fetch_all(local)
+    .await
+    else {
+        return Vec::new();
+    };
+    let run =
+        |name: &str| name.strip_prefix(TEST_DATABASE_PREFIX).and_then(|rest| rest.split('_').next()).map(str::to_owned);
+    names.into_iter().filter(|name| run(name).is_none_or(|run| !live.contains(&run))).collect()
 }
 
 /// Drops `name` if it exists and creates it empty.
@@ -222,18 +228,13 @@ pub async fn recreate_database(connection: &mut PgConnection, name: &str) {
 
 /// Drops the test databases whose run no longer holds its lock (see [`run_id`]).
 pub async fn drop_databases_of_finished_runs(connection: &mut PgConnection) {
-    let names: Vec<String> = sqlx::query_scalar(
-        "SELECT datname FROM pg_database WHERE datname LIKE $1 AND NOT EXISTS ( \
-             SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = $2 AND objsubid = 2 \
-             AND objid::text = split_part(substr(datname, length($3) + 1), '_', 1))",
-    )
-    .bind(format!("{TEST_DATABASE_PREFIX}%"))
-    .bind(RUN_LOCK_CLASS)
-    .bind(TEST_DATABASE_PREFIX)
-    .fetch_all(&mut *connection)
-    .await
-    .unwrap_or_default();
-    for name in names {
+    let names: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE $1")
+        .bind(format!("{TEST_DATABASE_PREFIX}%"))
+        .fetch_all(&mut *connection)
+        .await
+        .unwrap_or_default();
+    // Listed before the locks are read: a run takes its lock before it makes its databases.
+    for name in of_finished_runs(connection, names).await {
         let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
             .execute(&mut *connection)
             .await;
