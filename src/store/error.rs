@@ -43,15 +43,28 @@ impl From<sqlx::Error> for StoreError {
             _ => return StoreError::Database(error),
         };
         match code.as_deref() {
-            // Postgres: serialization_failure, deadlock_detected. SQLite: BUSY, LOCKED (and their
-            // extended codes), which a busy timeout normally absorbs.
-            Some("40001" | "40P01" | "5" | "6" | "261" | "262" | "517") => StoreError::Conflict(error),
-            // connection_exception class, admin/crash shutdown, cannot_connect_now,
-            // too_many_connections, query_canceled (statement timeout).
-            Some(code) if code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "57014") => {
+            Some(codes::SERIALIZATION_FAILURE | codes::DEADLOCK_DETECTED) => StoreError::Conflict(error),
+            Some(code) if codes::SQLITE_BUSY_OR_LOCKED.contains(&code) => StoreError::Conflict(error),
+            Some(code) if code.starts_with(codes::CONNECTION_EXCEPTION_CLASS) || codes::UNAVAILABLE.contains(&code) => {
                 StoreError::Unavailable(error)
             }
             _ => StoreError::Database(error),
         }
     }
+}
+
+/// The database error codes the store tells apart, named once.
+mod codes {
+    /// Postgres `serialization_failure`: retry the transaction.
+    pub const SERIALIZATION_FAILURE: &str = "40001";
+    /// Postgres `deadlock_detected`: retry the transaction.
+    pub const DEADLOCK_DETECTED: &str = "40P01";
+    /// SQLite `BUSY`, `LOCKED` and their extended codes (`BUSY_RECOVERY`, `BUSY_SNAPSHOT`,
+    /// `LOCKED_SHAREDCACHE`), which the busy timeout normally absorbs: retry the transaction.
+    pub const SQLITE_BUSY_OR_LOCKED: [&str; 5] = ["5", "6", "261", "262", "517"];
+    /// Postgres class 08, `connection_exception`.
+    pub const CONNECTION_EXCEPTION_CLASS: &str = "08";
+    /// Postgres `admin_shutdown`, `crash_shutdown`, `cannot_connect_now`, `too_many_connections`
+    /// and `query_canceled` (a statement timeout): the database cannot serve now.
+    pub const UNAVAILABLE: [&str; 5] = ["57P01", "57P02", "57P03", "53300", "57014"];
 }

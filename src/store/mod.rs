@@ -5,11 +5,10 @@
 //! ledger calls the `lock_*` methods in that order, so concurrent scripts cannot deadlock on each
 //! other's rows.
 
-mod common;
 mod error;
 pub mod postgres;
 pub(crate) mod records;
-mod sql;
+mod sql_tx;
 pub mod sqlite;
 
 use std::future::Future;
@@ -264,6 +263,11 @@ pub struct StoreGauges {
     /// When the oldest committed but unpublished notification was written (unix ms).
     pub oldest_unpublished_ms: Option<i64>,
 }
+
+/// The migrations sqlx recorded as applied.
+const APPLIED_MIGRATIONS: &str = include_str!("sql/store/applied_migrations.sql");
+/// What the metrics sampler reports: open holds, and when the oldest unpublished event committed.
+const GAUGES: &str = include_str!("sql/store/gauges.sql");
 
 /// The embedded migrations of `migrator` missing from `applied`.
 fn pending_of(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -> Vec<i64> {
@@ -609,9 +613,7 @@ pub trait StoreTx: Send {
         &mut self,
         rows: &BatchRows<'_>,
         now_ms: i64,
-    ) -> impl Future<Output = Result<BatchWritten, StoreError>> + Send {
-        write_batch_per_table(self, rows, now_ms)
-    }
+    ) -> impl Future<Output = Result<BatchWritten, StoreError>> + Send;
 
     /// Commits.
     fn commit(self) -> impl Future<Output = Result<(), StoreError>> + Send;

@@ -6,12 +6,11 @@ use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Row};
 
-use super::records::{AccountRecord, ChargeRecord, MemberRecord, WorkspaceRecord, scope_kind};
-use super::sql::{self, select_account, select_member, select_stream_position, select_workspace};
-use super::{Claim, HoldCursor, LedgerCheck, Lock, OpenHolds, Store, StoreError, StoreTx};
+use super::records::{ChargeRecord, MemberRecord, WorkspaceRecord, scope_kind};
+use super::sql_tx::{Decoded, Signal, SqlTx, Statement};
+use super::{LedgerCheck, Lock, Store, StoreError};
 use crate::domain::{
-    Account, AccountId, Charge, ChargeKey, Credits, DrawBucket, IdempotencyKey, Member, Movement, Notification, Tenant,
-    Workspace, WorkspaceId,
+    AccountId, Charge, ChargeKey, DrawBucket, IdempotencyKey, Member, Movement, Tenant, Workspace, WorkspaceId,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/postgres");
@@ -124,12 +123,12 @@ impl Store for PgStore {
     }
 
     async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
-        let applied = sqlx::query_scalar(super::sql::APPLIED_MIGRATIONS).fetch_all(&self.pool).await;
+        let applied = sqlx::query_scalar(super::APPLIED_MIGRATIONS).fetch_all(&self.pool).await;
         Ok(super::pending_of(&MIGRATOR, &super::applied(applied)?))
     }
 
     async fn gauges(&self) -> Result<super::StoreGauges, StoreError> {
-        let read = sqlx::query_as(super::sql::GAUGES).fetch_one(&self.pool).await?;
+        let read = sqlx::query_as(super::GAUGES).fetch_one(&self.pool).await?;
         Ok(super::gauges_of(&self.pool, read))
     }
 
@@ -147,9 +146,9 @@ impl Store for PgStore {
     async fn verify_ledger(&self) -> Result<LedgerCheck, StoreError> {
         // One snapshot for the whole comparison, so concurrent writers cannot show a false
         // difference between the balances and the journal.
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
-        let check = super::common::check_ledger!(tx);
+        let mut tx = self.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx.tx).await?;
+        let check = super::sql_tx::check_ledger(&mut tx).await?;
         tx.commit().await?;
         Ok(check)
     }
@@ -161,88 +160,65 @@ pub struct PgTx {
     one_statement_writes: bool,
 }
 
-impl PgTx {
-    /// Wakes every replica's publisher once this transaction commits.
-    async fn wake_publishers(&mut self) -> Result<(), StoreError> {
-        sqlx::query("SELECT pg_notify($1, '')").bind(OUTBOX_CHANNEL).execute(&mut *self.tx).await?;
-        Ok(())
-    }
-}
-
-const LOCK_ACCOUNT: &str = concat!(select_account!(), " FOR UPDATE");
-const LOCK_WORKSPACE: &str = concat!(select_workspace!(), " FOR UPDATE");
-const LOCK_MEMBER: &str = concat!(select_member!(), " FOR UPDATE");
-/// Charges by key (a Postgres array, sorted: rows are locked in its order), each looked up by its
-/// whole primary key. `charge_key = ANY($3)` would leave the plan to statistics: before a table
-/// has them, Postgres scans the scope's whole history and filters it (8 ms at 60,000 rows,
-/// against 0.06 ms by key); `$lock` is empty or `FOR UPDATE`.
-macro_rules! select_charges {
-    ($lock:literal) => {
-        concat!(
-            "SELECT c.* FROM UNNEST($3::text[]) AS k(key) CROSS JOIN LATERAL (\
-             SELECT scope_id, scope_kind, charge_key, account_id, state, monthly_credits, top_up_credits, \
-             refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, created_at_ms, expires_at_ms, \
-             overflow_credits, refunded_overflow_credits, overflow_take, membership \
-             FROM charges WHERE scope_id = $1 AND scope_kind = $2 AND charge_key = k.key LIMIT 1",
-            $lock,
-            ") AS c"
-        )
-    };
-}
 /// Postgres channel woken when events are written (the publishers listen).
 pub const OUTBOX_CHANNEL: &str = "creditpool_outbox";
 /// Postgres channel woken when events are published (every replica's subscribers listen).
 pub const PUBLISHED_CHANNEL: &str = "creditpool_published";
 
-const SELECT_CHARGES: &str = select_charges!("");
-const LOCK_CHARGES: &str = select_charges!(" FOR UPDATE");
+// A batch's rows travel as arrays, one statement per kind of row for all the scopes of a batch.
+// Every lock and update filters by the scope keys (`= ANY`, the batch's scopes, one with
+// `MAX_BATCH_SCOPES` of 1), so on Citus it can be pruned to those scopes' shards. The inserts
+// count the rows they return, never the command's row count: Citus reports the rows an
+// `INSERT … SELECT` selected, not the ones it inserted, and a replay would pass as new.
+const UPDATE_WORKSPACES: &str = include_str!("sql/workspaces/update_many.postgres.sql");
+const UPDATE_MEMBERS: &str = include_str!("sql/members/update_many.postgres.sql");
+const UPDATE_CHARGES: &str = include_str!("sql/charges/update_many.postgres.sql");
+const INSERT_CHARGES: &str = include_str!("sql/charges/insert_many.postgres.sql");
+const INSERT_JOURNAL_ENTRIES: &str = include_str!("sql/journal_entries/insert_many.postgres.sql");
+const INSERT_IDEMPOTENCY_RECORDS: &str = include_str!("sql/idempotency_records/insert_many.postgres.sql");
 
-impl StoreTx for PgTx {
-    super::common::shared_tx_methods!(
-        lock_account: LOCK_ACCOUNT,
-        lock_workspace: LOCK_WORKSPACE,
-        lock_member: LOCK_MEMBER,
-    );
+impl SqlTx for PgTx {
+    const ROW_LOCKS: bool = true;
 
-    async fn lock_stream_position(&mut self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(concat!(select_stream_position!(), " FOR UPDATE")).fetch_one(&mut *self.tx).await?)
+    async fn execute(&mut self, statement: Statement<'_>) -> Result<u64, StoreError> {
+        let arguments = statement.arguments::<Postgres>()?;
+        Ok(sqlx::query_with(statement.text, arguments).execute(&mut *self.tx).await?.rows_affected())
     }
 
-    async fn advance_stream(&mut self, published: u64) -> Result<(), StoreError> {
-        let published = i64::try_from(published).map_err(|_| StoreError::Corrupt("published count".into()))?;
-        sqlx::query(sql::ADVANCE_STREAM).bind(published).execute(&mut *self.tx).await?;
-        // Delivered at commit to every replica's listener: their subscribers read on.
-        sqlx::query("SELECT pg_notify($1, '')").bind(PUBLISHED_CHANNEL).execute(&mut *self.tx).await?;
+    async fn fetch_all<R: Decoded>(&mut self, statement: Statement<'_>) -> Result<Vec<R>, StoreError> {
+        let arguments = statement.arguments::<Postgres>()?;
+        Ok(sqlx::query_as_with(statement.text, arguments).fetch_all(&mut *self.tx).await?)
+    }
+
+    async fn fetch_optional<R: Decoded>(&mut self, statement: Statement<'_>) -> Result<Option<R>, StoreError> {
+        let arguments = statement.arguments::<Postgres>()?;
+        Ok(sqlx::query_as_with(statement.text, arguments).fetch_optional(&mut *self.tx).await?)
+    }
+
+    async fn signal(&mut self, signal: Signal) -> Result<(), StoreError> {
+        // Delivered at commit to every replica's listener.
+        let channel = match signal {
+            Signal::Outbox => OUTBOX_CHANNEL,
+            Signal::Published => PUBLISHED_CHANNEL,
+        };
+        sqlx::query("SELECT pg_notify($1, '')").bind(channel).execute(&mut *self.tx).await?;
         Ok(())
     }
 
-    async fn idempotency_records(
+    async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    async fn idempotency_rows(
         &mut self,
         scope: &Tenant,
         keys: &[IdempotencyKey],
-    ) -> Result<Vec<(String, Value, Value)>, StoreError> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
+    ) -> Result<Vec<(String, String, Option<String>)>, StoreError> {
+        const SELECT: &str = include_str!("sql/idempotency_records/select_many.postgres.sql");
         let (scope_id, scope_kind) = super::idempotency_parts(scope);
         let keys: Vec<&str> = keys.iter().map(IdempotencyKey::as_str).collect();
-        let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
-            // Key by key, for the reason `select_charges!` gives.
-            "SELECT r.* FROM UNNEST($3::text[]) AS k(key) CROSS JOIN LATERAL (\
-             SELECT idempotency_key, request, response FROM idempotency_records \
-             WHERE scope_id = $1 AND scope_kind = $2 AND idempotency_key = k.key LIMIT 1) AS r",
-        )
-        .bind(scope_id)
-        .bind(scope_kind)
-        .bind(keys)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        rows.into_iter()
-            .map(|(key, request, response)| {
-                let (request, response) = super::common::parse_record(&key, &request, response.as_deref())?;
-                Ok((key, request, response))
-            })
-            .collect()
+        Ok(sqlx::query_as(SELECT).bind(scope_id).bind(scope_kind).bind(keys).fetch_all(&mut *self.tx).await?)
     }
 
     async fn insert_idempotency_records(
@@ -250,57 +226,39 @@ impl StoreTx for PgTx {
         records: &[(Tenant, IdempotencyKey, Value, Value)],
         now_ms: i64,
     ) -> Result<u64, StoreError> {
-        if records.is_empty() {
-            return Ok(0);
-        }
         if !self.one_statement_writes {
+            const VALUES: &str = include_str!("sql/idempotency_records/insert_values.postgres.sql");
             let tail = " ON CONFLICT DO NOTHING RETURNING idempotency_key";
-            return insert_values(
-                &mut self.tx,
-                sql::INSERT_IDEMPOTENCY_RECORDS_VALUES,
-                records,
-                tail,
-                |mut row, record| {
-                    let (scope, key, request, response) = record;
-                    let (scope_id, scope_kind) = super::idempotency_parts(scope);
-                    row.push_bind(scope_id)
-                        .push_bind(scope_kind)
-                        .push_bind(key.as_str())
-                        .push_bind(request.to_string())
-                        .push_bind(response.to_string())
-                        .push_bind(now_ms);
-                },
-            )
+            return insert_values(&mut self.tx, VALUES, records, tail, |mut row, record| {
+                let (scope, key, request, response) = record;
+                let (scope_id, scope_kind) = super::idempotency_parts(scope);
+                row.push_bind(scope_id)
+                    .push_bind(scope_kind)
+                    .push_bind(key.as_str())
+                    .push_bind(request.to_string())
+                    .push_bind(response.to_string())
+                    .push_bind(now_ms);
+            })
             .await;
         }
-        let inserted = bind_records(sqlx::query(sql::INSERT_IDEMPOTENCY_RECORDS), records, now_ms)
-            .fetch_all(&mut *self.tx)
-            .await?;
+        let inserted =
+            bind_records(sqlx::query(INSERT_IDEMPOTENCY_RECORDS), records, now_ms).fetch_all(&mut *self.tx).await?;
         Ok(inserted.len() as u64)
     }
 
     async fn reset_monthly_usage(&mut self, workspaces: &[WorkspaceId]) -> Result<(), StoreError> {
-        if workspaces.is_empty() {
-            return Ok(());
-        }
+        const RESET: &str = include_str!("sql/members/reset_monthly_usage.postgres.sql");
         let ids: Vec<&str> = workspaces.iter().map(WorkspaceId::as_str).collect();
-        sqlx::query(
-            "UPDATE members SET monthly_used_credits = 0 WHERE workspace_id = ANY($1) AND monthly_used_credits <> 0",
-        )
-        .bind(ids)
-        .execute(&mut *self.tx)
-        .await?;
+        sqlx::query(RESET).bind(ids).execute(&mut *self.tx).await?;
         Ok(())
     }
 
     async fn lock_members(&mut self, members: &[(WorkspaceId, AccountId)]) -> Result<Vec<Member>, StoreError> {
-        if members.is_empty() {
-            return Ok(Vec::new());
-        }
+        const LOCK: &str = include_str!("sql/members/lock_many.postgres.sql");
         let mut members: Vec<&(WorkspaceId, AccountId)> = members.iter().collect();
         members.sort();
         members.dedup();
-        let rows: Vec<MemberRecord> = sqlx::query_as(sql::LOCK_MEMBERS)
+        let rows: Vec<MemberRecord> = sqlx::query_as(LOCK)
             .bind(members.iter().map(|(workspace, _)| workspace.as_str()).collect::<Vec<_>>())
             .bind(members.iter().map(|(_, account)| account.as_str()).collect::<Vec<_>>())
             .fetch_all(&mut *self.tx)
@@ -309,10 +267,8 @@ impl StoreTx for PgTx {
     }
 
     async fn lock_workspaces(&mut self, ids: &[WorkspaceId]) -> Result<Vec<Workspace>, StoreError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows: Vec<WorkspaceRecord> = sqlx::query_as(sql::LOCK_WORKSPACES)
+        const LOCK: &str = include_str!("sql/workspaces/lock_many.postgres.sql");
+        let rows: Vec<WorkspaceRecord> = sqlx::query_as(LOCK)
             .bind(ids.iter().map(WorkspaceId::as_str).collect::<Vec<_>>())
             .fetch_all(&mut *self.tx)
             .await?;
@@ -320,44 +276,34 @@ impl StoreTx for PgTx {
     }
 
     async fn update_workspaces(&mut self, workspaces: &[Workspace]) -> Result<(), StoreError> {
-        if workspaces.is_empty() {
-            return Ok(());
-        }
         let rows: Vec<WorkspaceRecord> = workspaces.iter().map(WorkspaceRecord::from).collect();
-        bind_workspaces(sqlx::query(sql::UPDATE_WORKSPACES), &rows).execute(&mut *self.tx).await?;
+        bind_workspaces(sqlx::query(UPDATE_WORKSPACES), &rows).execute(&mut *self.tx).await?;
         Ok(())
     }
 
-    async fn pool_access(
+    async fn pool_access_grants(
         &mut self,
         workspace: &WorkspaceId,
         accounts: &[AccountId],
-    ) -> Result<std::collections::HashMap<AccountId, crate::domain::PoolAccess>, StoreError> {
-        if accounts.is_empty() {
-            return Ok(Default::default());
-        }
-        let rows: Vec<(String, bool)> = sqlx::query_as(sql::pool_access_of!("= ANY($2)"))
+    ) -> Result<Vec<(String, bool)>, StoreError> {
+        const GRANTS: &str = include_str!("sql/profile_members/pool_access.postgres.sql");
+        Ok(sqlx::query_as(GRANTS)
             .bind(workspace.as_str())
             .bind(accounts.iter().map(AccountId::as_str).collect::<Vec<_>>())
             .fetch_all(&mut *self.tx)
-            .await?;
-        super::records::pool_access(rows)
+            .await?)
     }
 
     async fn update_members(&mut self, members: &[Member]) -> Result<(), StoreError> {
-        if members.is_empty() {
-            return Ok(());
-        }
         let rows: Vec<MemberRecord> = members.iter().map(MemberRecord::from).collect();
-        bind_members(sqlx::query(sql::UPDATE_MEMBERS), &rows).execute(&mut *self.tx).await?;
+        bind_members(sqlx::query(UPDATE_MEMBERS), &rows).execute(&mut *self.tx).await?;
         Ok(())
     }
 
     async fn charges(&mut self, scope: &Tenant, keys: &[ChargeKey], lock: Lock) -> Result<Vec<Charge>, StoreError> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let statement = super::common::pick(lock, SELECT_CHARGES, LOCK_CHARGES);
+        const SELECT: &str = include_str!("sql/charges/select_many.postgres.sql");
+        const LOCK: &str = include_str!("sql/charges/lock_many.postgres.sql");
+        let statement = if lock == Lock::Update { LOCK } else { SELECT };
         // Sorted, so every transaction locks a scope's charges in one order.
         let mut keys: Vec<&str> = keys.iter().map(ChargeKey::as_str).collect();
         keys.sort_unstable();
@@ -372,13 +318,11 @@ impl StoreTx for PgTx {
     }
 
     async fn insert_charges(&mut self, charges: &[Charge]) -> Result<u64, StoreError> {
-        if charges.is_empty() {
-            return Ok(0);
-        }
         let rows: Vec<ChargeRecord> = charges.iter().map(ChargeRecord::from).collect();
         if !self.one_statement_writes {
+            const VALUES: &str = include_str!("sql/charges/insert_values.postgres.sql");
             let tail = " ON CONFLICT (scope_id, scope_kind, charge_key) DO NOTHING RETURNING charge_key";
-            return insert_values(&mut self.tx, sql::INSERT_CHARGES_VALUES, &rows, tail, |mut row, r| {
+            return insert_values(&mut self.tx, VALUES, &rows, tail, |mut row, r| {
                 row.push_bind(r.scope_id.as_str())
                     .push_bind(r.scope_kind.as_str())
                     .push_bind(r.charge_key.as_str())
@@ -399,16 +343,13 @@ impl StoreTx for PgTx {
             })
             .await;
         }
-        let inserted = bind_new_charges(sqlx::query(sql::INSERT_CHARGES), &rows).fetch_all(&mut *self.tx).await?;
+        let inserted = bind_new_charges(sqlx::query(INSERT_CHARGES), &rows).fetch_all(&mut *self.tx).await?;
         Ok(inserted.len() as u64)
     }
 
     async fn update_charges(&mut self, charges: &[Charge]) -> Result<(), StoreError> {
-        if charges.is_empty() {
-            return Ok(());
-        }
         let rows: Vec<ChargeRecord> = charges.iter().map(ChargeRecord::from).collect();
-        bind_charge_updates(sqlx::query(sql::UPDATE_CHARGES), &rows).execute(&mut *self.tx).await?;
+        bind_charge_updates(sqlx::query(UPDATE_CHARGES), &rows).execute(&mut *self.tx).await?;
         Ok(())
     }
 
@@ -417,11 +358,9 @@ impl StoreTx for PgTx {
         entries: &[(&IdempotencyKey, &Movement)],
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        if entries.is_empty() {
-            return Ok(());
-        }
         if !self.one_statement_writes {
-            insert_values(&mut self.tx, sql::INSERT_JOURNAL_ENTRIES_VALUES, entries, "", |mut row, (reference, m)| {
+            const VALUES: &str = include_str!("sql/journal_entries/insert_values.postgres.sql");
+            insert_values(&mut self.tx, VALUES, entries, "", |mut row, (reference, m)| {
                 row.push_bind(m.ledger_scope_id())
                     .push_bind(m.from.kind())
                     .push_bind(m.from.owner_id())
@@ -439,7 +378,7 @@ impl StoreTx for PgTx {
             .await?;
             return Ok(());
         }
-        bind_journal(sqlx::query(sql::INSERT_JOURNAL_ENTRIES), entries, now_ms).execute(&mut *self.tx).await?;
+        bind_journal(sqlx::query(INSERT_JOURNAL_ENTRIES), entries, now_ms).execute(&mut *self.tx).await?;
         Ok(())
     }
 
@@ -501,12 +440,12 @@ type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>
 
 /// The parts of a batch's combined write, in binding order: CTE name, statement, parameters.
 const WRITE_PARTS: [(&str, &str, usize); 6] = [
-    ("workspaces_written", sql::UPDATE_WORKSPACES, 14),
-    ("members_written", sql::UPDATE_MEMBERS, 8),
-    ("charges_updated", sql::UPDATE_CHARGES, 18),
-    ("charges_made", sql::INSERT_CHARGES, 17),
-    ("journal_written", sql::INSERT_JOURNAL_ENTRIES, 13),
-    ("records_made", sql::INSERT_IDEMPOTENCY_RECORDS, 6),
+    ("workspaces_written", UPDATE_WORKSPACES, 14),
+    ("members_written", UPDATE_MEMBERS, 8),
+    ("charges_updated", UPDATE_CHARGES, 18),
+    ("charges_made", INSERT_CHARGES, 17),
+    ("journal_written", INSERT_JOURNAL_ENTRIES, 13),
+    ("records_made", INSERT_IDEMPOTENCY_RECORDS, 6),
 ];
 
 /// A hot-path batch's writes as one statement, one per set of parts that have rows (bit i of

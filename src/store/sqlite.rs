@@ -13,14 +13,11 @@ use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool};
 
-use sqlx::Row;
-
-use super::records::{AccountRecord, ChargeRecord, MemberRecord, WorkspaceRecord, scope_kind};
-use super::sql::{self, select_account, select_member, select_stream_position, select_workspace};
-use super::{Claim, HoldCursor, LedgerCheck, Lock, OpenHolds, Store, StoreError, StoreTx};
+use super::records::{ChargeRecord, MemberRecord, scope_kind};
+use super::sql_tx::{Decoded, Signal, SqlTx, Statement};
+use super::{LedgerCheck, Lock, Store, StoreError, StoreTx as _};
 use crate::domain::{
-    Account, AccountId, Charge, ChargeKey, Credits, DrawBucket, IdempotencyKey, Member, Movement, Notification, Tenant,
-    Workspace, WorkspaceId,
+    AccountId, Charge, ChargeKey, DrawBucket, IdempotencyKey, Member, Movement, Tenant, Workspace, WorkspaceId,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
@@ -102,12 +99,12 @@ impl Store for SqliteStore {
     }
 
     async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
-        let applied = sqlx::query_scalar(super::sql::APPLIED_MIGRATIONS).fetch_all(&self.pool).await;
+        let applied = sqlx::query_scalar(super::APPLIED_MIGRATIONS).fetch_all(&self.pool).await;
         Ok(super::pending_of(&MIGRATOR, &super::applied(applied)?))
     }
 
     async fn gauges(&self) -> Result<super::StoreGauges, StoreError> {
-        let read = sqlx::query_as(super::sql::GAUGES).fetch_one(&self.pool).await?;
+        let read = sqlx::query_as(super::GAUGES).fetch_one(&self.pool).await?;
         Ok(super::gauges_of(&self.pool, read))
     }
 
@@ -122,9 +119,9 @@ impl Store for SqliteStore {
 
     async fn verify_ledger(&self) -> Result<LedgerCheck, StoreError> {
         // A read transaction in WAL mode sees one snapshot throughout.
-        let mut tx = self.pool.begin().await?;
-        let check = super::common::check_ledger!(tx);
-        tx.commit().await?;
+        let mut tx = self.begin().await?;
+        let check = super::sql_tx::check_ledger(&mut tx).await?;
+        SqlTx::commit(tx).await?;
         Ok(check)
     }
 
@@ -146,13 +143,6 @@ impl Store for SqliteStore {
 /// locking clause.
 pub struct SqliteTx {
     tx: sqlx::Transaction<'static, Sqlite>,
-}
-
-impl SqliteTx {
-    /// One process owns the file: its publisher is woken in-process by the ledger.
-    async fn wake_publishers(&mut self) -> Result<(), StoreError> {
-        Ok(())
-    }
 }
 
 /// A list parameter: SQLite has no arrays, so lists travel as a JSON array read by `json_each`.
@@ -201,74 +191,47 @@ fn charge_row(charge: &Charge) -> Vec<Value> {
     ]
 }
 
-const INSERT_IDEMPOTENCY_RECORDS: &str = "INSERT INTO idempotency_records \
-     (scope_id, scope_kind, idempotency_key, request, response, created_at_ms) \
-     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, $2 FROM json_each($1) WHERE true ORDER BY key \
-     ON CONFLICT DO NOTHING RETURNING idempotency_key";
-const UPDATE_MEMBERS: &str = "UPDATE members SET role = u.value ->> 2, monthly_allowance_credits = u.value ->> 3, \
-     monthly_used_credits = u.value ->> 4, top_up_allowance_credits = u.value ->> 5, top_up_used_credits = u.value ->> 6 \
-     FROM json_each($1) AS u WHERE workspace_id = u.value ->> 0 AND account_id = u.value ->> 1";
-const INSERT_CHARGES: &str = "INSERT INTO charges (scope_id, scope_kind, charge_key, account_id, state, \
-     monthly_credits, top_up_credits, refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, \
-     created_at_ms, expires_at_ms, overflow_credits, refunded_overflow_credits, overflow_take, membership) \
-     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, \
-     value ->> 8, value ->> 9, value ->> 10, value ->> 11, value ->> 12, value ->> 13, value ->> 14, value ->> 15, \
-     value ->> 16 FROM json_each($1) WHERE true ORDER BY key \
-     ON CONFLICT (scope_id, scope_kind, charge_key) DO NOTHING RETURNING charge_key";
-/// Reads the rows of [`charge_row`], like `INSERT_CHARGES`.
-const UPDATE_CHARGES: &str = "UPDATE charges SET state = u.value ->> 4, monthly_credits = u.value ->> 5, \
-     top_up_credits = u.value ->> 6, refunded_monthly_credits = u.value ->> 7, refunded_top_up_credits = u.value ->> 8, \
-     forfeited_credits = u.value ->> 9, expires_at_ms = u.value ->> 12, overflow_credits = u.value ->> 13, \
-     refunded_overflow_credits = u.value ->> 14, overflow_take = u.value ->> 15 \
-     FROM json_each($1) AS u \
-     WHERE scope_id = u.value ->> 0 AND scope_kind = u.value ->> 1 AND charge_key = u.value ->> 2";
-const INSERT_JOURNAL_ENTRIES: &str = "INSERT INTO journal_entries (ledger_scope_id, from_bucket, from_owner_id, \
-     to_bucket, to_owner_id, amount_credits, cause, reference, member_account_id, created_at_ms, part, \
-     overflow_units, overage_units) \
-     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, \
-     value ->> 8, $2, value ->> 9, value ->> 10, value ->> 11 FROM json_each($1) ORDER BY key";
+impl SqlTx for SqliteTx {
+    const ROW_LOCKS: bool = false;
 
-impl StoreTx for SqliteTx {
-    super::common::shared_tx_methods!(
-        lock_account: select_account!(),
-        lock_workspace: select_workspace!(),
-        lock_member: select_member!(),
-    );
-
-    async fn lock_stream_position(&mut self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(select_stream_position!()).fetch_one(&mut *self.tx).await?)
+    async fn execute(&mut self, statement: Statement<'_>) -> Result<u64, StoreError> {
+        let arguments = statement.arguments::<Sqlite>()?;
+        Ok(sqlx::query_with(statement.text, arguments).execute(&mut *self.tx).await?.rows_affected())
     }
 
-    async fn advance_stream(&mut self, published: u64) -> Result<(), StoreError> {
-        let published = i64::try_from(published).map_err(|_| StoreError::Corrupt("published count".into()))?;
-        sqlx::query(sql::ADVANCE_STREAM).bind(published).execute(&mut *self.tx).await?;
+    async fn fetch_all<R: Decoded>(&mut self, statement: Statement<'_>) -> Result<Vec<R>, StoreError> {
+        let arguments = statement.arguments::<Sqlite>()?;
+        Ok(sqlx::query_as_with(statement.text, arguments).fetch_all(&mut *self.tx).await?)
+    }
+
+    async fn fetch_optional<R: Decoded>(&mut self, statement: Statement<'_>) -> Result<Option<R>, StoreError> {
+        let arguments = statement.arguments::<Sqlite>()?;
+        Ok(sqlx::query_as_with(statement.text, arguments).fetch_optional(&mut *self.tx).await?)
+    }
+
+    /// One process owns the file: the ledger wakes its publisher and subscribers in-process.
+    async fn signal(&mut self, _signal: Signal) -> Result<(), StoreError> {
         Ok(())
     }
 
-    async fn idempotency_records(
+    async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    async fn idempotency_rows(
         &mut self,
         scope: &Tenant,
         keys: &[IdempotencyKey],
-    ) -> Result<Vec<(String, Value, Value)>, StoreError> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
+    ) -> Result<Vec<(String, String, Option<String>)>, StoreError> {
+        const SELECT: &str = include_str!("sql/idempotency_records/select_many.sqlite.sql");
         let (scope_id, kind) = super::idempotency_parts(scope);
-        let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
-            "SELECT idempotency_key, request, response FROM idempotency_records \
-             WHERE scope_id = $1 AND scope_kind = $2 AND idempotency_key IN (SELECT value FROM json_each($3))",
-        )
-        .bind(scope_id)
-        .bind(kind)
-        .bind(json_list(keys.iter().map(IdempotencyKey::as_str)))
-        .fetch_all(&mut *self.tx)
-        .await?;
-        rows.into_iter()
-            .map(|(key, request, response)| {
-                let (request, response) = super::common::parse_record(&key, &request, response.as_deref())?;
-                Ok((key, request, response))
-            })
-            .collect()
+        Ok(sqlx::query_as(SELECT)
+            .bind(scope_id)
+            .bind(kind)
+            .bind(json_list(keys.iter().map(IdempotencyKey::as_str)))
+            .fetch_all(&mut *self.tx)
+            .await?)
     }
 
     async fn insert_idempotency_records(
@@ -276,9 +239,7 @@ impl StoreTx for SqliteTx {
         records: &[(Tenant, IdempotencyKey, Value, Value)],
         now_ms: i64,
     ) -> Result<u64, StoreError> {
-        if records.is_empty() {
-            return Ok(0);
-        }
+        const INSERT: &str = include_str!("sql/idempotency_records/insert_many.sqlite.sql");
         let rows = records.iter().map(|(scope, key, request, response)| {
             let (scope_id, kind) = super::idempotency_parts(scope);
             vec![
@@ -289,44 +250,30 @@ impl StoreTx for SqliteTx {
                 Value::String(response.to_string()),
             ]
         });
-        let inserted: Vec<String> = sqlx::query_scalar(INSERT_IDEMPOTENCY_RECORDS)
-            .bind(json_rows(rows))
-            .bind(now_ms)
-            .fetch_all(&mut *self.tx)
-            .await?;
+        let inserted: Vec<String> =
+            sqlx::query_scalar(INSERT).bind(json_rows(rows)).bind(now_ms).fetch_all(&mut *self.tx).await?;
         Ok(inserted.len() as u64)
     }
 
     async fn reset_monthly_usage(&mut self, workspaces: &[WorkspaceId]) -> Result<(), StoreError> {
-        if workspaces.is_empty() {
-            return Ok(());
-        }
-        sqlx::query(
-            "UPDATE members SET monthly_used_credits = 0 \
-             WHERE workspace_id IN (SELECT value FROM json_each($1)) AND monthly_used_credits <> 0",
-        )
-        .bind(json_list(workspaces.iter().map(WorkspaceId::as_str)))
-        .execute(&mut *self.tx)
-        .await?;
+        const RESET: &str = include_str!("sql/members/reset_monthly_usage.sqlite.sql");
+        let ids = json_list(workspaces.iter().map(WorkspaceId::as_str));
+        sqlx::query(RESET).bind(ids).execute(&mut *self.tx).await?;
         Ok(())
     }
 
     async fn lock_members(&mut self, members: &[(WorkspaceId, AccountId)]) -> Result<Vec<Member>, StoreError> {
         // The whole database is locked by the transaction: reading is locking.
+        const LOCK: &str = include_str!("sql/members/lock_many.sqlite.sql");
         let mut members: Vec<&(WorkspaceId, AccountId)> = members.iter().collect();
         members.sort();
         let mut locked = Vec::new();
         for chunk in members.chunk_by(|a, b| a.0 == b.0) {
-            let rows: Vec<MemberRecord> = sqlx::query_as(
-                "SELECT workspace_id, account_id, role, monthly_allowance_credits, monthly_used_credits, \
-                 top_up_allowance_credits, top_up_used_credits, created_at_ms, membership \
-                 FROM members WHERE workspace_id = $1 AND account_id IN (SELECT value FROM json_each($2)) \
-                 ORDER BY account_id",
-            )
-            .bind(chunk[0].0.as_str())
-            .bind(json_list(chunk.iter().map(|(_, account)| account.as_str())))
-            .fetch_all(&mut *self.tx)
-            .await?;
+            let rows: Vec<MemberRecord> = sqlx::query_as(LOCK)
+                .bind(chunk[0].0.as_str())
+                .bind(json_list(chunk.iter().map(|(_, account)| account.as_str())))
+                .fetch_all(&mut *self.tx)
+                .await?;
             for row in rows {
                 locked.push(Member::try_from(row)?);
             }
@@ -351,26 +298,21 @@ impl StoreTx for SqliteTx {
         Ok(())
     }
 
-    async fn pool_access(
+    async fn pool_access_grants(
         &mut self,
         workspace: &WorkspaceId,
         accounts: &[AccountId],
-    ) -> Result<std::collections::HashMap<AccountId, crate::domain::PoolAccess>, StoreError> {
-        if accounts.is_empty() {
-            return Ok(Default::default());
-        }
-        let rows: Vec<(String, bool)> = sqlx::query_as(sql::pool_access_of!("IN (SELECT value FROM json_each($2))"))
+    ) -> Result<Vec<(String, bool)>, StoreError> {
+        const GRANTS: &str = include_str!("sql/profile_members/pool_access.sqlite.sql");
+        Ok(sqlx::query_as(GRANTS)
             .bind(workspace.as_str())
             .bind(json_list(accounts.iter().map(AccountId::as_str)))
             .fetch_all(&mut *self.tx)
-            .await?;
-        super::records::pool_access(rows)
+            .await?)
     }
 
     async fn update_members(&mut self, members: &[Member]) -> Result<(), StoreError> {
-        if members.is_empty() {
-            return Ok(());
-        }
+        const UPDATE: &str = include_str!("sql/members/update_many.sqlite.sql");
         let rows = members.iter().map(|member| {
             let r = MemberRecord::from(member);
             vec![
@@ -383,45 +325,33 @@ impl StoreTx for SqliteTx {
                 r.top_up_used_credits.into(),
             ]
         });
-        sqlx::query(UPDATE_MEMBERS).bind(json_rows(rows)).execute(&mut *self.tx).await?;
+        sqlx::query(UPDATE).bind(json_rows(rows)).execute(&mut *self.tx).await?;
         Ok(())
     }
 
+    /// Rows are read in key order; the transaction holds the whole file, so `_lock` needs nothing.
     async fn charges(&mut self, scope: &Tenant, keys: &[ChargeKey], _lock: Lock) -> Result<Vec<Charge>, StoreError> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows: Vec<ChargeRecord> = sqlx::query_as(
-            "SELECT scope_id, scope_kind, charge_key, account_id, state, monthly_credits, top_up_credits, \
-             refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, created_at_ms, expires_at_ms, \
-             overflow_credits, refunded_overflow_credits, overflow_take, membership \
-             FROM charges WHERE scope_id = $1 AND scope_kind = $2 AND charge_key IN (SELECT value FROM json_each($3)) \
-             ORDER BY charge_key",
-        )
-        .bind(scope.id())
-        .bind(scope_kind(scope))
-        .bind(json_list(keys.iter().map(ChargeKey::as_str)))
-        .fetch_all(&mut *self.tx)
-        .await?;
+        const SELECT: &str = include_str!("sql/charges/select_many.sqlite.sql");
+        let rows: Vec<ChargeRecord> = sqlx::query_as(SELECT)
+            .bind(scope.id())
+            .bind(scope_kind(scope))
+            .bind(json_list(keys.iter().map(ChargeKey::as_str)))
+            .fetch_all(&mut *self.tx)
+            .await?;
         rows.into_iter().map(Charge::try_from).collect()
     }
 
     async fn insert_charges(&mut self, charges: &[Charge]) -> Result<u64, StoreError> {
-        if charges.is_empty() {
-            return Ok(0);
-        }
+        const INSERT: &str = include_str!("sql/charges/insert_many.sqlite.sql");
         let rows = charges.iter().map(charge_row);
-        let inserted: Vec<String> =
-            sqlx::query_scalar(INSERT_CHARGES).bind(json_rows(rows)).fetch_all(&mut *self.tx).await?;
+        let inserted: Vec<String> = sqlx::query_scalar(INSERT).bind(json_rows(rows)).fetch_all(&mut *self.tx).await?;
         Ok(inserted.len() as u64)
     }
 
     async fn update_charges(&mut self, charges: &[Charge]) -> Result<(), StoreError> {
-        if charges.is_empty() {
-            return Ok(());
-        }
+        const UPDATE: &str = include_str!("sql/charges/update_many.sqlite.sql");
         let rows = charges.iter().map(charge_row);
-        sqlx::query(UPDATE_CHARGES).bind(json_rows(rows)).execute(&mut *self.tx).await?;
+        sqlx::query(UPDATE).bind(json_rows(rows)).execute(&mut *self.tx).await?;
         Ok(())
     }
 
@@ -430,9 +360,7 @@ impl StoreTx for SqliteTx {
         entries: &[(&IdempotencyKey, &Movement)],
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        if entries.is_empty() {
-            return Ok(());
-        }
+        const INSERT: &str = include_str!("sql/journal_entries/insert_many.sqlite.sql");
         let rows = entries.iter().map(|(reference, movement)| {
             vec![
                 text(movement.ledger_scope_id()),
@@ -449,7 +377,7 @@ impl StoreTx for SqliteTx {
                 movement.units.overage.into(),
             ]
         });
-        sqlx::query(INSERT_JOURNAL_ENTRIES).bind(json_rows(rows)).bind(now_ms).execute(&mut *self.tx).await?;
+        sqlx::query(INSERT).bind(json_rows(rows)).bind(now_ms).execute(&mut *self.tx).await?;
         Ok(())
     }
 }

@@ -1,0 +1,2 @@
+SELECT idempotency_key, request, response FROM idempotency_records
+WHERE scope_id = $1 AND scope_kind = $2 AND idempotency_key IN (SELECT value FROM json_each($3))

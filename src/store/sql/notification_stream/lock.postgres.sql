@@ -1,0 +1,2 @@
+SELECT last_position FROM notification_stream WHERE stream_id = 1
+FOR UPDATE

@@ -1,0 +1,1 @@
+SELECT last_position FROM notification_stream WHERE stream_id = 1

@@ -1,0 +1,1 @@
+DELETE FROM notifications WHERE position IS NOT NULL AND created_at_ms < $1

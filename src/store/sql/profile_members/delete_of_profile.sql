@@ -1,0 +1,1 @@
+DELETE FROM profile_members WHERE workspace_id = $1 AND profile_id = $2

@@ -1,0 +1,2 @@
+-- The migrations sqlx recorded as applied.
+SELECT version FROM _sqlx_migrations WHERE success

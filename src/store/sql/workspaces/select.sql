@@ -1,0 +1,5 @@
+SELECT workspace_id, owner_account_id, pool_size_credits, funded_pool_size_credits, monthly_pool_funded,
+    monthly_pool_credits, top_up_pool_credits, monthly_cycle, low_monthly_pool_credits, low_top_up_pool_credits,
+    low_member_remaining_percent, overflow_pool, overflow_lent_credits, low_overflow_units, created_at_ms,
+    memberships
+FROM workspaces WHERE workspace_id = $1
