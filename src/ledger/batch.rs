@@ -22,56 +22,14 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tracing::Instrument as _;
 
-use super::charges::{ChargeOutcome, Commit, Consume, Refund, Release, Reserve};
-use super::idempotency::first_difference;
+use super::charges::{ChargeOutcome, HotCall};
+use super::idempotency::replay_stored;
 use super::{Ledger, LedgerError, LedgerSettings};
 use crate::domain::{
     Account, AccountId, Charge, ChargeKey, ChargeState, DomainError, IdempotencyKey, Member, Movement, Notification,
     PoolAccess, Tenant, Wallet, Workspace, WorkspaceId, low_balance_crossings, overage_started,
 };
 use crate::store::{BatchRows, Lock, Store, StoreTx};
-
-/// A hot-path call waiting for its batch.
-#[derive(Debug)]
-pub(super) enum HotCall {
-    /// C1–C3.
-    Consume(Consume),
-    /// C5.
-    Reserve(Reserve),
-    /// C5.
-    Commit(Commit),
-    /// C5.
-    Release(Release),
-    /// C6.
-    Refund(Refund),
-    /// The sweeper releasing a hold past its TTL.
-    Expire(ChargeKey),
-}
-
-impl HotCall {
-    fn charge_key(&self) -> &ChargeKey {
-        match self {
-            HotCall::Consume(call) => &call.idempotency_key,
-            HotCall::Reserve(call) => &call.reservation_key,
-            HotCall::Commit(call) => &call.reservation_key,
-            HotCall::Release(call) => &call.reservation_key,
-            HotCall::Refund(call) => &call.consumption_key,
-            HotCall::Expire(key) => key,
-        }
-    }
-
-    /// The account the call is made for; an expiry learns it from the charge.
-    fn account_id(&self) -> Option<&AccountId> {
-        match self {
-            HotCall::Consume(call) => Some(&call.account_id),
-            HotCall::Reserve(call) => Some(&call.account_id),
-            HotCall::Commit(call) => Some(&call.account_id),
-            HotCall::Release(call) => Some(&call.account_id),
-            HotCall::Refund(call) => Some(&call.account_id),
-            HotCall::Expire(_) => None,
-        }
-    }
-}
 
 /// A call, its request as stored for idempotency, and where its answer goes.
 #[derive(Debug)]
@@ -572,7 +530,8 @@ async fn load(
     // replica either sees the original's record, or the original has not run yet (C7).
     if careful {
         let keys: Vec<IdempotencyKey> = calls.iter().filter(|p| p.request.is_some()).map(|p| p.key.clone()).collect();
-        answers.replays += replay_stored(tx, scope, calls, &keys, &mut answers.results).await?;
+        let requests = calls.iter().map(|p| (&p.key, p.request.as_ref()));
+        answers.replays += replay_stored(tx, scope, requests, &keys, &mut answers.results).await?;
     }
     let open: Vec<&Pending> = calls.iter().zip(&answers.results).filter(|(_, r)| r.is_none()).map(|(p, _)| p).collect();
     let makes_new_charge = |p: &&&Pending| matches!(p.call, HotCall::Consume(_) | HotCall::Reserve(_));
@@ -632,7 +591,8 @@ async fn settle(tx: &mut impl StoreTx, part: &ScopeBatch, answers: &mut Answers)
         .map(|(p, _)| p.key.clone())
         .collect();
     let mut stored: Vec<Option<Result<ChargeOutcome, LedgerError>>> = part.calls.iter().map(|_| None).collect();
-    answers.replays += replay_stored(tx, &part.scope, &part.calls, &failed, &mut stored).await?;
+    let requests = part.calls.iter().map(|p| (&p.key, p.request.as_ref()));
+    answers.replays += replay_stored(tx, &part.scope, requests, &failed, &mut stored).await?;
     for (result, replay) in answers.results.iter_mut().zip(stored) {
         if replay.is_some() {
             *result = replay;
@@ -791,43 +751,6 @@ fn apply_call(
     let still_new = new || charges.get(&charge.key).is_some_and(|t| t.new);
     charges.insert(charge.key.clone(), Tracked { charge: charge.clone(), new: still_new, changed: true });
     Ok(ChargeOutcome { charge, given_back })
-}
-
-/// Answers the calls among `keys` whose key holds a committed result: the same request replays
-/// it, a different one is refused (C7).
-async fn replay_stored(
-    tx: &mut impl StoreTx,
-    scope: &Tenant,
-    batch: &[Pending],
-    keys: &[IdempotencyKey],
-    results: &mut [Option<Result<ChargeOutcome, LedgerError>>],
-) -> Result<usize, LedgerError> {
-    if keys.is_empty() {
-        return Ok(0);
-    }
-    let stored: HashMap<String, (Value, Value)> = tx
-        .idempotency_records(scope, keys)
-        .await?
-        .into_iter()
-        .map(|(key, request, response)| (key, (request, response)))
-        .collect();
-    for (pending, result) in batch.iter().zip(results.iter_mut()) {
-        let (Some(request), Some((stored_request, response))) = (&pending.request, stored.get(pending.key.as_str()))
-        else {
-            continue;
-        };
-        *result = Some(if stored_request == request {
-            crate::metrics::replayed();
-            serde_json::from_value(response.clone())
-                .map_err(|e| LedgerError::internal(format!("stored result of {}: {e}", pending.key)))
-        } else {
-            Err(LedgerError::IdempotencyConflict {
-                key: pending.key.to_string(),
-                field: first_difference(stored_request, request),
-            })
-        });
-    }
-    Ok(stored.len())
 }
 
 /// `wallet` with the call's consent: `allow_overflow` opens an overflow pool whose profiles

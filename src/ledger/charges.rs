@@ -1,12 +1,11 @@
 //! The hot path: Consume, Reserve, Commit, Release, Refund, GetBalance, and hold expiry.
 //!
-//! The five mutations are checked here and applied in batches by the committers (see
-//! [`batch`](super::batch)): one transaction per batch of one or more scopes, each call deciding
-//! on its own.
+//! The five mutations' commands live here: each is fingerprinted for C7 and handed, as a
+//! [`HotCall`], to the committers (see [`batch`](super::batch)), which apply it in a batch of one
+//! or more scopes, each call deciding on its own.
 
 use serde::{Deserialize, Serialize};
 
-use super::batch::HotCall;
 use super::idempotency::fingerprint;
 use super::views::{existing_account, existing_member, existing_workspace, pool_access};
 use super::{Ledger, LedgerError};
@@ -126,6 +125,48 @@ fn scope_of(account_id: &AccountId, workspace_id: Option<&WorkspaceId>) -> Tenan
     match workspace_id {
         Some(workspace) => Tenant::Workspace(workspace.clone()),
         None => Tenant::Account(account_id.clone()),
+    }
+}
+
+/// A hot-path call waiting for its batch.
+#[derive(Debug)]
+pub(super) enum HotCall {
+    /// C1–C3.
+    Consume(Consume),
+    /// C5.
+    Reserve(Reserve),
+    /// C5.
+    Commit(Commit),
+    /// C5.
+    Release(Release),
+    /// C6.
+    Refund(Refund),
+    /// The sweeper releasing a hold past its TTL.
+    Expire(ChargeKey),
+}
+
+impl HotCall {
+    pub(super) fn charge_key(&self) -> &ChargeKey {
+        match self {
+            HotCall::Consume(call) => &call.idempotency_key,
+            HotCall::Reserve(call) => &call.reservation_key,
+            HotCall::Commit(call) => &call.reservation_key,
+            HotCall::Release(call) => &call.reservation_key,
+            HotCall::Refund(call) => &call.consumption_key,
+            HotCall::Expire(key) => key,
+        }
+    }
+
+    /// The account the call is made for; an expiry learns it from the charge.
+    pub(super) fn account_id(&self) -> Option<&AccountId> {
+        match self {
+            HotCall::Consume(call) => Some(&call.account_id),
+            HotCall::Reserve(call) => Some(&call.account_id),
+            HotCall::Commit(call) => Some(&call.account_id),
+            HotCall::Release(call) => Some(&call.account_id),
+            HotCall::Refund(call) => Some(&call.account_id),
+            HotCall::Expire(_) => None,
+        }
     }
 }
 

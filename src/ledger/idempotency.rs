@@ -1,4 +1,16 @@
-//! C7: claim a key, replay its first result, or refuse a different request under it.
+//! C7: a key's first request runs; the same request again replays its result; a different
+//! request under it is refused, naming the first field that differs ([`replay`]).
+//!
+//! Two ways to learn whether a key was used, one answer:
+//! - claim first (admin scripts, [`Ledger::begin_idempotent`]): the transaction inserts the key's
+//!   record before it does anything, so a racing retry waits on that row and then replays;
+//! - look up once locked (the hot path's batches, [`replay_stored`]): a batch holds its scopes'
+//!   row locks, under which every record of the scope is committed or not yet begun, so it looks
+//!   up the records of its calls (all of them when it expects replays; otherwise only those of
+//!   calls that failed, as a replay that succeeds again collides with its own record on write and
+//!   reruns the batch).
+
+use std::collections::HashMap;
 
 use crate::domain::Tenant;
 use serde::Serialize;
@@ -39,7 +51,7 @@ pub(super) fn fingerprint<R: Serialize>(operation: &str, request: &R) -> Result<
 }
 
 /// The first field (in name order, `operation` first) whose value differs.
-pub(super) fn first_difference(stored: &Value, request: &Value) -> String {
+fn first_difference(stored: &Value, request: &Value) -> String {
     let (Value::Object(stored), Value::Object(request)) = (stored, request) else {
         return "request".to_owned();
     };
@@ -54,6 +66,55 @@ pub(super) fn first_difference(stored: &Value, request: &Value) -> String {
         .map_or_else(|| "request".to_owned(), ToString::to_string)
 }
 
+/// C7's answer to `request` under `key`, whose committed request is `stored` with `response`: the
+/// same request replays the response; a different one is refused.
+pub(super) fn replay<T: DeserializeOwned>(
+    key: &IdempotencyKey,
+    stored: &Value,
+    response: Value,
+    request: &Value,
+) -> Result<T, LedgerError> {
+    if stored != request {
+        return Err(LedgerError::IdempotencyConflict {
+            key: key.to_string(),
+            field: first_difference(stored, request),
+        });
+    }
+    let result =
+        serde_json::from_value(response).map_err(|e| LedgerError::internal(format!("stored result of {key}: {e}")))?;
+    crate::metrics::replayed();
+    Ok(result)
+}
+
+/// Answers the calls (key, request as stored; `None` for a call that keeps no record) whose key is
+/// among `keys` and holds a committed record in `scope`, as [`replay`] does, into `results`;
+/// returns how many records there were. The caller holds the scope's row locks.
+pub(super) async fn replay_stored<'a, T: DeserializeOwned>(
+    tx: &mut impl StoreTx,
+    scope: &Tenant,
+    calls: impl Iterator<Item = (&'a IdempotencyKey, Option<&'a Value>)>,
+    keys: &[IdempotencyKey],
+    results: &mut [Option<Result<T, LedgerError>>],
+) -> Result<usize, LedgerError> {
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    let mut stored: HashMap<String, (Value, Value)> = tx
+        .idempotency_records(scope, keys)
+        .await?
+        .into_iter()
+        .map(|(key, request, response)| (key, (request, response)))
+        .collect();
+    let records = stored.len();
+    for ((key, request), result) in calls.zip(results.iter_mut()) {
+        let (Some(request), Some((stored_request, response))) = (request, stored.remove(key.as_str())) else {
+            continue;
+        };
+        *result = Some(replay(key, &stored_request, response, request));
+    }
+    Ok(records)
+}
+
 impl<S: Store> Ledger<S> {
     /// Starts a mutation guarded by `key` within `scope`.
     pub(super) async fn begin_idempotent<T: DeserializeOwned>(
@@ -65,18 +126,7 @@ impl<S: Store> Ledger<S> {
         let mut tx = self.store.begin().await?;
         match tx.claim_idempotency(scope, key, request, self.now_ms()).await? {
             Claim::Claimed => Ok(Begun::Fresh(tx)),
-            Claim::Used { request: stored, response } => {
-                if stored != *request {
-                    return Err(LedgerError::IdempotencyConflict {
-                        key: key.to_string(),
-                        field: first_difference(&stored, request),
-                    });
-                }
-                let result = serde_json::from_value(response)
-                    .map_err(|e| LedgerError::internal(format!("stored result of {key}: {e}")))?;
-                crate::metrics::replayed();
-                Ok(Begun::Replayed(result))
-            }
+            Claim::Used { request: stored, response } => Ok(Begun::Replayed(replay(key, &stored, response, request)?)),
         }
     }
 
