@@ -432,10 +432,7 @@ impl<S: Store> Ledger<S> {
             changed.push(loaded);
         }
         write(&mut tx, &changed, &writes, now_ms).await?;
-        tx.commit().await?;
-        if !writes.notifications.is_empty() {
-            self.outbox_written.notify_one();
-        }
+        self.commit_transaction(tx, !writes.notifications.is_empty()).await?;
         Ok(answers)
     }
 }

@@ -133,16 +133,12 @@ impl<S: Store> Ledger<S> {
     /// Records the result under the key and commits.
     pub(super) async fn finish<T: Serialize>(
         &self,
-        mut tx: S::Tx,
+        tx: S::Tx,
         scope: &Tenant,
         key: &IdempotencyKey,
         result: T,
     ) -> Result<T, LedgerError> {
-        let response = serde_json::to_value(&result)
-            .map_err(|e| LedgerError::internal(format!("result not serialisable: {e}")))?;
-        tx.record_response(scope, key, &response).await?;
-        tx.commit().await?;
-        Ok(result)
+        self.finish_notifying(tx, scope, key, result, &[]).await
     }
 
     /// [`finish`](Self::finish) for a script that causes `events`: they are written to the
@@ -156,10 +152,10 @@ impl<S: Store> Ledger<S> {
         events: &[crate::domain::Notification],
     ) -> Result<T, LedgerError> {
         tx.insert_notifications(events, self.now_ms()).await?;
-        let result = self.finish(tx, scope, key, result).await?;
-        if !events.is_empty() {
-            self.outbox_written.notify_one();
-        }
+        let response = serde_json::to_value(&result)
+            .map_err(|e| LedgerError::internal(format!("result not serialisable: {e}")))?;
+        tx.record_response(scope, key, &response).await?;
+        self.commit_transaction(tx, !events.is_empty()).await?;
         Ok(result)
     }
 }

@@ -233,6 +233,16 @@ impl<S: Store> Ledger<S> {
         Ok(self.store.gauges().await?)
     }
 
+    /// Commits `tx`, and wakes the publisher when the transaction wrote events: every script
+    /// that writes to the outbox commits here, so none can forget the wake-up.
+    async fn commit_transaction(&self, tx: S::Tx, wrote_events: bool) -> Result<(), LedgerError> {
+        crate::store::StoreTx::commit(tx).await?;
+        if wrote_events {
+            self.outbox_written.notify_one();
+        }
+        Ok(())
+    }
+
     /// The ledger's time (unix ms).
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
