@@ -180,7 +180,7 @@ pub(super) fn member(view: &MemberView) -> proto::Member {
         role: role(member.role).into(),
         monthly: Some(allowance(member.monthly)),
         top_up: Some(allowance(member.top_up)),
-        profile_ids: Vec::new(),
+        profile_ids: view.profile_ids.iter().map(ToString::to_string).collect(),
         open_reservations: view.open_reservations,
         created_at: Some(timestamp(member.created_at_ms)),
     }

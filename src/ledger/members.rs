@@ -9,7 +9,7 @@ use super::views::{
 };
 use super::{DEFAULT_PAGE_SIZE, Ledger, LedgerError, MAX_PAGE_SIZE};
 use crate::domain::{
-    AccountId, AdminAction, Credits, IdempotencyKey, PoolAccess, PoolReservations, Role, Wallet, Workspace,
+    AccountId, AdminAction, Credits, IdempotencyKey, PoolAccess, PoolReservations, ProfileId, Role, Wallet, Workspace,
     WorkspaceId, authorize,
 };
 use crate::store::{Lock, Store, StoreTx};
@@ -111,7 +111,9 @@ impl<S: Store> Ledger<S> {
                     id: format!("{} of workspace {}", command.account_id, command.workspace_id),
                 });
             }
-            self.finish(tx, scope, &command.idempotency_key, MemberView { member, open_reservations: 0 }).await
+            // A new membership: no holds, and no profiles (a former one's went with it).
+            let view = MemberView { member, open_reservations: 0, profile_ids: Vec::new() };
+            self.finish(tx, scope, &command.idempotency_key, view).await
         })
         .await
     }
@@ -132,8 +134,10 @@ impl<S: Store> Ledger<S> {
                 return Err(LedgerError::internal("a member's wallet came back as a personal one"));
             };
             tx.update_workspace(&workspace).await?;
-            tx.delete_member(&member).await?;
-            let result = MemberRemoved { member: MemberView { member, open_reservations: 0 }, released_reservations };
+            // The member as it was when removed: its holds released, in the profiles it leaves.
+            let member = MemberView { open_reservations: 0, ..member_view(&mut tx, member).await? };
+            tx.delete_member(&member.member).await?;
+            let result = MemberRemoved { member, released_reservations };
             self.finish(tx, scope, &command.idempotency_key, result).await
         })
         .await
@@ -196,11 +200,20 @@ impl<S: Store> Ledger<S> {
             let members = tx.members(workspace_id, after, limit + 1).await?;
             let holds: std::collections::HashMap<AccountId, u32> =
                 tx.open_holds_per_member(workspace_id).await?.into_iter().collect();
+            let mut profiles: std::collections::HashMap<AccountId, Vec<ProfileId>> = std::collections::HashMap::new();
+            if let (Some(first), Some(last)) = (members.first(), members.last()) {
+                for (account, profile) in
+                    tx.profile_assignments(workspace_id, &first.account_id, &last.account_id).await?
+                {
+                    profiles.entry(account).or_default().push(profile);
+                }
+            }
             let views = members
                 .into_iter()
                 .map(|member| {
                     let open_reservations = holds.get(&member.account_id).copied().unwrap_or(0);
-                    MemberView { member, open_reservations }
+                    let profile_ids = profiles.remove(&member.account_id).unwrap_or_default();
+                    MemberView { member, open_reservations, profile_ids }
                 })
                 .collect();
             Ok(paginate(views, limit, |view| view.member.account_id.to_string()))

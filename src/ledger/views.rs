@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::LedgerError;
-use crate::domain::{Account, AccountId, Credits, Member, PoolAccess, Workspace, WorkspaceId};
+use crate::domain::{Account, AccountId, Credits, Member, PoolAccess, ProfileId, Workspace, WorkspaceId};
 use crate::store::{Lock, StoreTx};
 
 /// An account with the sum of its workspaces' pool sizes.
@@ -33,6 +33,9 @@ pub struct MemberView {
     pub member: Member,
     /// Its open holds.
     pub open_reservations: u32,
+    /// The profiles it is assigned to, by id (absent from answers stored before it was kept).
+    #[serde(default)]
+    pub profile_ids: Vec<ProfileId>,
 }
 
 /// One page of a list.
@@ -91,11 +94,13 @@ pub(super) async fn existing_member(
     })
 }
 
-/// A member with its open holds counted.
+/// A member with its open holds counted and its profiles.
 pub(super) async fn member_view(tx: &mut impl StoreTx, member: Member) -> Result<MemberView, LedgerError> {
     let scope = crate::domain::Tenant::Workspace(member.workspace_id.clone());
     let open_reservations = tx.open_holds_of(&scope, &member.account_id).await?.count;
-    Ok(MemberView { member, open_reservations })
+    let assignments = tx.profile_assignments(&member.workspace_id, &member.account_id, &member.account_id).await?;
+    let profile_ids = assignments.into_iter().map(|(_, profile)| profile).collect();
+    Ok(MemberView { member, open_reservations, profile_ids })
 }
 
 /// What the profiles of `accounts` allow of `workspace`'s overflow pool. Profiles matter only

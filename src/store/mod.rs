@@ -495,6 +495,14 @@ pub trait StoreTx: Send {
         after: Option<&ProfileId>,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<Profile>, StoreError>> + Send;
+    /// The profiles of the members of `workspace` whose account ids are in [`first`, `last`]:
+    /// (member, profile), by member and profile.
+    fn profile_assignments(
+        &mut self,
+        workspace: &WorkspaceId,
+        first: &AccountId,
+        last: &AccountId,
+    ) -> impl Future<Output = Result<Vec<(AccountId, ProfileId)>, StoreError>> + Send;
     /// Inserts a profile (without members); false when the id is taken.
     fn insert_profile(&mut self, profile: &Profile) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Saves a profile's name and toggles.

@@ -632,6 +632,23 @@ impl<T: SqlTx> StoreTx for T {
             .collect()
     }
 
+    async fn profile_assignments(
+        &mut self,
+        workspace: &WorkspaceId,
+        first: &AccountId,
+        last: &AccountId,
+    ) -> Result<Vec<(AccountId, ProfileId)>, StoreError> {
+        const BETWEEN: &str = include_str!("sql/profile_members/of_members_between.sql");
+        let between = statement(BETWEEN).bind(workspace.as_str()).bind(first.as_str()).bind(last.as_str());
+        let rows: Vec<(String, String)> = self.fetch_all(between).await?;
+        rows.into_iter()
+            .map(|(account, profile)| {
+                let corrupt = |e: crate::domain::IdError| StoreError::Corrupt(format!("profile assignment: {e}"));
+                Ok((AccountId::parse(account).map_err(corrupt)?, ProfileId::parse(profile).map_err(corrupt)?))
+            })
+            .collect()
+    }
+
     async fn insert_profile(&mut self, profile: &Profile) -> Result<bool, StoreError> {
         const INSERT: &str = include_str!("sql/profiles/insert.sql");
         let insert = statement(INSERT)

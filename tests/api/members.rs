@@ -238,3 +238,84 @@ async fn m3_a_refund_of_an_earlier_membership_returns_credits_to_the_pool_withou
     assert_eq!(again.code(), Code::ResourceExhausted, "{again:?}");
     app.assert_ledger_clean().await;
 }
+
+/// Assigns (or unassigns) `accounts` to profile `id` of workspace `team`, as its owner.
+async fn assign(app: &crate::helpers::TestApp, id: &str, accounts: &[&str], assigned: bool) {
+    let account_ids: Vec<String> = accounts.iter().map(|account| (*account).to_owned()).collect();
+    let mut admin = app.admin.clone();
+    let (workspace_id, actor_account_id) = ("team".to_owned(), "owner".to_owned());
+    if assigned {
+        admin
+            .assign_profile_members(AssignProfileMembersRequest {
+                idempotency_key: key(),
+                workspace_id,
+                actor_account_id,
+                profile_id: id.into(),
+                account_ids,
+            })
+            .await
+            .expect("AssignProfileMembers");
+    } else {
+        admin
+            .unassign_profile_members(UnassignProfileMembersRequest {
+                idempotency_key: key(),
+                workspace_id,
+                actor_account_id,
+                profile_id: id.into(),
+                account_ids,
+            })
+            .await
+            .expect("UnassignProfileMembers");
+    }
+}
+
+#[rstest]
+#[tokio::test]
+async fn a_member_shows_the_profiles_it_is_in_when_listed_changed_and_removed(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    // Arrange: profiles `designers` (A and B) and `approvers` (A); C in none.
+    let app = spawn_app(backend).await;
+    app.design_example().await;
+    for id in ["designers", "approvers"] {
+        app.admin
+            .clone()
+            .create_profile(CreateProfileRequest {
+                idempotency_key: key(),
+                workspace_id: "team".into(),
+                actor_account_id: "owner".into(),
+                profile_id: id.into(),
+                name: id.into(),
+                pool_access: false,
+                notify_on_assign: false,
+                requires_consent: false,
+            })
+            .await
+            .expect("CreateProfile");
+    }
+    assign(&app, "designers", &["member-a", "member-b"], true).await;
+    assign(&app, "approvers", &["member-a"], true).await;
+    let listed = |members: Vec<Member>| -> Vec<(String, Vec<String>)> {
+        members.into_iter().map(|member| (member.account_id, member.profile_ids)).collect()
+    };
+
+    // Act and assert: listed, answered by a change, after an unassignment, and when removed.
+    assert_eq!(
+        listed(app.members("team").await),
+        vec![
+            ("member-a".to_owned(), vec!["approvers".to_owned(), "designers".to_owned()]),
+            ("member-b".to_owned(), vec!["designers".to_owned()]),
+            ("member-c".to_owned(), vec![]),
+            ("owner".to_owned(), vec![]),
+        ]
+    );
+    let changed = app.set_allowance("team", "owner", "member-a", 100, 0).await.expect("allowance");
+    assert_eq!(changed.member.expect("member").profile_ids, ["approvers", "designers"]);
+    assign(&app, "designers", &["member-a"], false).await;
+    assert_eq!(listed(app.members("team").await)[0].1, ["approvers"]);
+    let removed = app.remove_member("team", "owner", "member-b").await.expect("remove");
+    assert_eq!(removed.member.expect("member").profile_ids, ["designers"], "as it was when removed");
+    app.add_member("team", "owner", "member-b", Role::Editor).await.expect("add again");
+    assert_eq!(listed(app.members("team").await)[1], ("member-b".to_owned(), vec![]), "a new membership");
+    app.assert_ledger_clean().await;
+}
