@@ -22,6 +22,11 @@ use crate::domain::IdempotencyKey;
 use crate::store::{Claim, Store, StoreTx};
 
 /// Unwraps a [`Begun`]: the fresh transaction, or returns the replayed result from the caller.
+///
+/// A macro because the alternative that hides no `return`, a runner taking the script as an
+/// async closure over `&mut S::Tx`, yields a future rustc cannot prove `Send` for every lifetime
+/// of that borrow ("implementation of `Send` is not general enough"), and tonic's handlers must
+/// be `Send`; boxing each script's future would cost every script more noise than this macro.
 macro_rules! fresh_or_replay {
     ($begun:expr) => {
         match $begun {
