@@ -167,7 +167,7 @@ fn maybe_text(value: Option<&str>) -> Value {
     value.map_or(Value::Null, text)
 }
 
-/// A charge as a JSON row, in the column order of `INSERT_CHARGES`.
+/// A charge as a JSON row, in the column order of `sql/charges/insert_many.sqlite.sql`.
 fn charge_row(charge: &Charge) -> Vec<Value> {
     let r = ChargeRecord::from(charge);
     vec![
