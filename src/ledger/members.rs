@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use super::idempotency::fingerprint;
 use super::views::{
-    MemberView, Page, WorkspaceView, existing_account, existing_member, existing_workspace, member_view, workspace_view,
+    MemberView, Page, WorkspaceView, existing_account, existing_member, existing_workspace, member_view,
+    profile_ids_of, workspace_view,
 };
 use super::{DEFAULT_PAGE_SIZE, Ledger, LedgerError, MAX_PAGE_SIZE};
 use crate::domain::{
@@ -135,8 +136,9 @@ impl<S: Store> Ledger<S> {
             };
             tx.update_workspace(&workspace).await?;
             // The member as it was when removed: its holds released, in the profiles it leaves.
-            let member = MemberView { open_reservations: 0, ..member_view(&mut tx, member).await? };
-            tx.delete_member(&member.member).await?;
+            let profile_ids = profile_ids_of(&mut tx, &member).await?;
+            tx.delete_member(&member).await?;
+            let member = MemberView { member, open_reservations: 0, profile_ids };
             let result = MemberRemoved { member, released_reservations };
             self.finish(tx, scope, &command.idempotency_key, result).await
         })

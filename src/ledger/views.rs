@@ -98,9 +98,14 @@ pub(super) async fn existing_member(
 pub(super) async fn member_view(tx: &mut impl StoreTx, member: Member) -> Result<MemberView, LedgerError> {
     let scope = crate::domain::Tenant::Workspace(member.workspace_id.clone());
     let open_reservations = tx.open_holds_of(&scope, &member.account_id).await?.count;
-    let assignments = tx.profile_assignments(&member.workspace_id, &member.account_id, &member.account_id).await?;
-    let profile_ids = assignments.into_iter().map(|(_, profile)| profile).collect();
+    let profile_ids = profile_ids_of(tx, &member).await?;
     Ok(MemberView { member, open_reservations, profile_ids })
+}
+
+/// The profiles a member is assigned to, by id.
+pub(super) async fn profile_ids_of(tx: &mut impl StoreTx, member: &Member) -> Result<Vec<ProfileId>, LedgerError> {
+    let assignments = tx.profile_assignments(&member.workspace_id, &member.account_id, &member.account_id).await?;
+    Ok(assignments.into_iter().map(|(_, profile)| profile).collect())
 }
 
 /// What the profiles of `accounts` allow of `workspace`'s overflow pool. Profiles matter only
