@@ -338,7 +338,11 @@ impl<S: Store> Ledger<S> {
         if self.batcher.enqueue(&scope, Pending { call, key, request, reply, span: tracing::Span::current() }) {
             // The committer is its own task: a caller that goes away must not strand the queue.
             let ledger = self.clone();
-            tokio::spawn(async move { ledger.commit_batches().await });
+            let committer = async move { ledger.commit_batches().await };
+            match self.store.committer_runtime() {
+                Some(runtime) => drop(runtime.spawn(committer)),
+                None => drop(tokio::spawn(committer)),
+            }
         }
         answer.await.map_err(|_| LedgerError::internal("the batch committer stopped before answering"))?
     }

@@ -336,6 +336,13 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Closes every connection.
     fn close(&self) -> impl Future<Output = ()> + Send;
 
+    /// Where the hot path's committer tasks run: `None` for the caller's runtime; a store whose
+    /// connections need no runtime of their own may give a dedicated one, so a batch's
+    /// statements do not wait in the run queue behind the requests' tasks.
+    fn committer_runtime(&self) -> Option<tokio::runtime::Handle> {
+        None
+    }
+
     /// Relays other replicas' wake-ups into `wake_ups` until `shutdown` (Postgres `LISTEN`);
     /// returns at once for a store only one process uses.
     fn relay_wake_ups(

@@ -137,6 +137,40 @@ impl Store for SqliteStore {
     }
 
     async fn relay_wake_ups(&self, _wake_ups: super::WakeUps, _shutdown: tokio_util::sync::CancellationToken) {}
+
+    /// A thread of its own for the committers, shared by every SQLite store of the process. The
+    /// connection runs on sqlx's worker thread, so a batch's statements need no runtime's I/O
+    /// driver; on the request runtime each of them waited behind the requests' tasks before its
+    /// batch could go on (bench, hot at 64 clients: 4,747/s there, 6,643/s here; spread at 1
+    /// client: p50 1.30 ms there, 0.74 ms here, direct SQL 0.81 ms). Postgres keeps its
+    /// committers on the request runtime, whose I/O driver serves its connections (there, a
+    /// thread of their own made batches slower).
+    fn committer_runtime(&self) -> Option<tokio::runtime::Handle> {
+        static COMMITTERS: std::sync::OnceLock<Option<tokio::runtime::Handle>> = std::sync::OnceLock::new();
+        COMMITTERS
+            .get_or_init(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+                let runtime = match runtime {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        tracing::warn!(%error, "no committer thread; committing on the request runtime");
+                        return None;
+                    }
+                };
+                let handle = runtime.handle().clone();
+                let thread = std::thread::Builder::new()
+                    .name("creditpool-committer".into())
+                    .spawn(move || runtime.block_on(std::future::pending::<()>()));
+                match thread {
+                    Ok(_) => Some(handle),
+                    Err(error) => {
+                        tracing::warn!(%error, "no committer thread; committing on the request runtime");
+                        None
+                    }
+                }
+            })
+            .clone()
+    }
 }
 
 /// A SQLite transaction. The single connection means it is the only writer, so reads need no
