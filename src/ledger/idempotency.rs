@@ -73,7 +73,7 @@ fn first_difference(stored: &Value, request: &Value) -> String {
 
 /// C7's answer to `request` under `key`, whose committed request is `stored` with `response`: the
 /// same request replays the response; a different one is refused.
-pub(super) fn replay<T: DeserializeOwned>(
+fn replay<T: DeserializeOwned>(
     key: &IdempotencyKey,
     stored: &Value,
     response: Value,
