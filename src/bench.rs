@@ -257,6 +257,32 @@ pub struct BenchOptions {
     pub idle_subscribers: usize,
     /// Journal entries written before the runs (with a tenth as many charges and records).
     pub preload_journal: u64,
+    /// The scenarios to run, in the table's order whatever order they are given in.
+    pub scenarios: Vec<Scenario>,
+}
+
+/// A benchmark scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// Each client on its own workspace.
+    Spread,
+    /// Every client on one workspace, then a retry storm of the keys it answered.
+    Hot,
+    /// Every client on one workspace, drawing the enterprise overflow pool.
+    Overflow,
+    /// Consume, Reserve/Commit, Refund and 10% replays on the spread seats.
+    Mixed,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Spread => "spread",
+            Scenario::Hot => "hot",
+            Scenario::Overflow => "overflow",
+            Scenario::Mixed => "mixed",
+        }
+    }
 }
 
 /// The bearer token the benchmark's clients send when `auth` is on.
@@ -724,7 +750,9 @@ async fn measure(
         "ratio"
     );
     let duration = Duration::from_secs(options.seconds);
-    for scenario in ["spread", "hot", "overflow"] {
+    let chosen =
+        [Scenario::Spread, Scenario::Hot, Scenario::Overflow].into_iter().filter(|s| options.scenarios.contains(s));
+    for scenario in chosen.map(Scenario::name) {
         for &count in &options.clients {
             let run_id = format!("{scenario}-{count}");
             let replayed_run = run_id.clone();
@@ -796,7 +824,8 @@ async fn measure(
             }
         }
     }
-    for &count in &options.clients {
+    let mixed_counts = if options.scenarios.contains(&Scenario::Mixed) { options.clients.as_slice() } else { &[] };
+    for &count in mixed_counts {
         let mixed = mixed_run(&clients, count, duration, options.spread_workspaces).await?;
         println!(
             "{:<8} {:>7} | {:>10.0} {:>8.2} {:>8.2} {:>8.2} | {:>45} | {:>7}{}",

@@ -77,6 +77,9 @@ enum Command {
         /// records) before the runs, to measure with a long history.
         #[arg(long, default_value_t = 0)]
         preload_journal: u64,
+        /// Scenarios to run, comma-separated (a hot run is followed by its replay run).
+        #[arg(long, value_delimiter = ',', default_value = "spread,hot,overflow,mixed")]
+        scenarios: Vec<creditpool::bench::Scenario>,
     },
     /// Prints the version.
     Version,
@@ -127,7 +130,16 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("tables distributed");
             Ok(())
         }
-        Command::Bench { seconds, clients, spread_workspaces, auth, idle_subscribers, preload_journal, .. } => {
+        Command::Bench {
+            seconds,
+            clients,
+            spread_workspaces,
+            auth,
+            idle_subscribers,
+            preload_journal,
+            scenarios,
+            ..
+        } => {
             creditpool::bench::run(creditpool::bench::BenchOptions {
                 database_url: config.require_database_url()?.to_owned(),
                 seconds,
@@ -139,6 +151,7 @@ async fn main() -> anyhow::Result<()> {
                 auth,
                 idle_subscribers,
                 preload_journal,
+                scenarios,
             })
             .await
         }
