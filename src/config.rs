@@ -35,9 +35,10 @@ pub struct Config {
     /// refuses to plan several of the service's statements under it, and a generic plan made
     /// before a table has statistics can scan a whole history.
     pub postgres_plan_cache_mode: PlanCacheMode,
-    /// Whether a hot-path batch writes all its rows in one Postgres statement (data-modifying
-    /// CTEs over arrays, one round trip; `true`, the default, for one Postgres) or one statement
-    /// per table with new rows as multi-row `VALUES` (`false`, for Citus: each statement routes
+    /// Whether a hot-path batch locks its workspaces with their members in one Postgres
+    /// statement and writes all its rows in one (data-modifying CTEs over arrays, one round trip
+    /// each; `true`, the default, for one Postgres) or locks in two statements and writes one
+    /// statement per table with new rows as multi-row `VALUES` (`false`, for Citus: each routes
     /// to the scope's shard and the transaction commits in one phase, where Citus would plan the
     /// combined statement's parts one by one through the coordinator and commit in two).
     pub postgres_one_statement_writes: bool,

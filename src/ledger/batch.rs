@@ -442,8 +442,8 @@ impl<S: Store> Ledger<S> {
 }
 
 /// Locks every scope's wallet rows in the global lock order (the batch is sorted by
-/// [`lock_rank`]): the personal accounts, then the workspaces in one statement, then their
-/// members in one. Every call's account is locked, replays included, because whether a call is a
+/// [`lock_rank`]): the personal accounts, then the workspaces and their members (in one
+/// statement where the store can). Every call's account is locked, replays included, because whether a call is a
 /// replay is only known once its scope is locked. A scope that does not exist gets NOT_FOUND.
 async fn lock_wallets(
     tx: &mut impl StoreTx,
@@ -481,19 +481,19 @@ async fn lock_wallets(
             Tenant::Account(_) => None,
         })
         .collect();
-    let mut workspaces: HashMap<WorkspaceId, Workspace> =
-        tx.lock_workspaces(&ids).await?.into_iter().map(|w| (w.id.clone(), w)).collect();
     let memberships: Vec<(WorkspaceId, AccountId)> = batch
         .iter()
         .zip(&accounts_of)
         .filter_map(|(part, accounts)| match &part.scope {
-            Tenant::Workspace(id) if workspaces.contains_key(id) => Some((id, accounts)),
-            _ => None,
+            Tenant::Workspace(id) => Some((id, accounts)),
+            Tenant::Account(_) => None,
         })
         .flat_map(|(id, accounts)| accounts.iter().map(move |account| (id.clone(), account.clone())))
         .collect();
+    let (locked, locked_members) = tx.lock_workspaces_and_members(&ids, &memberships).await?;
+    let mut workspaces: HashMap<WorkspaceId, Workspace> = locked.into_iter().map(|w| (w.id.clone(), w)).collect();
     let mut members: HashMap<WorkspaceId, HashMap<AccountId, Member>> = HashMap::new();
-    for member in tx.lock_members(&memberships).await? {
+    for member in locked_members {
         members.entry(member.workspace_id.clone()).or_default().insert(member.account_id.clone(), member);
     }
     let mut wallets = Vec::with_capacity(batch.len());

@@ -414,12 +414,14 @@ pub trait StoreTx: Send {
     fn insert_workspace(&mut self, workspace: &Workspace) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Saves a workspace's pools and settings.
     fn update_workspace(&mut self, workspace: &Workspace) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Locks the workspaces among `ids` that exist, in id order, in one statement where the
-    /// backend can.
-    fn lock_workspaces(
+    /// Locks a batch's wallet rows in the global lock order: the workspaces among `ids` that
+    /// exist, in id order, then the memberships among `members` (workspace, account) that exist,
+    /// in key order; in one round trip where the backend can.
+    fn lock_workspaces_and_members(
         &mut self,
         ids: &[WorkspaceId],
-    ) -> impl Future<Output = Result<Vec<Workspace>, StoreError>> + Send;
+        members: &[(WorkspaceId, AccountId)],
+    ) -> impl Future<Output = Result<(Vec<Workspace>, Vec<Member>), StoreError>> + Send;
     /// Saves the pools and settings of several workspaces, in one statement where the backend
     /// can.
     fn update_workspaces(&mut self, workspaces: &[Workspace]) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -455,12 +457,6 @@ pub trait StoreTx: Send {
         account: &AccountId,
         lock: Lock,
     ) -> impl Future<Output = Result<Option<Member>, StoreError>> + Send;
-    /// Locks the memberships among `members` (workspace, account) that exist, in one statement
-    /// where the backend can. The caller holds the workspaces' locks.
-    fn lock_members(
-        &mut self,
-        members: &[(WorkspaceId, AccountId)],
-    ) -> impl Future<Output = Result<Vec<Member>, StoreError>> + Send;
     /// Inserts a membership; false when the account is already a member.
     fn insert_member(&mut self, member: &Member) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Saves memberships' roles, allowances and usage, in one statement.

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres, Row};
+use sqlx::{FromRow, PgPool, Postgres, Row};
 
 use super::records::{ChargeRecord, MemberRecord, WorkspaceRecord, scope_kind};
 use super::sql_tx::{Decoded, Signal, SqlTx, Statement};
@@ -37,6 +37,9 @@ pub struct PgStore {
     one_statement_writes: bool,
 }
 
+/// How long a pooled connection may sit idle before it is pinged again before use.
+const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 impl PgStore {
     /// Opens a pool; connections are made on first use, so a database that is down at start
     /// shows as NOT_SERVING rather than a crash.
@@ -50,6 +53,19 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
+            // sqlx pings every connection it hands out, a round trip on the hot path. A
+            // connection back from a transaction a moment ago was just pinged on its release;
+            // only one idle for a while (the server, a proxy or a failover may have closed it)
+            // is tested again before use.
+            .test_before_acquire(false)
+            .before_acquire(|connection, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IDLE_AFTER {
+                        sqlx::Connection::ping(connection).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy_with(options);
         Ok(PgStore { pool, one_statement_writes: settings.one_statement_writes })
     }
@@ -273,6 +289,37 @@ impl SqlTx for PgTx {
             .fetch_all(&mut *self.tx)
             .await?;
         rows.into_iter().map(Workspace::try_from).collect()
+    }
+
+    async fn lock_workspaces_and_members(
+        &mut self,
+        ids: &[WorkspaceId],
+        members: &[(WorkspaceId, AccountId)],
+    ) -> Result<(Vec<Workspace>, Vec<Member>), StoreError> {
+        if !self.one_statement_writes {
+            // Citus routes each of the two statements to the scope's shard; the combined one it
+            // would run through the coordinator.
+            return super::sql_tx::lock_workspaces_then_members(self, ids, members).await;
+        }
+        const LOCK: &str = include_str!("sql/workspaces/lock_many_with_members.postgres.sql");
+        let mut members: Vec<&(WorkspaceId, AccountId)> = members.iter().collect();
+        members.sort();
+        members.dedup();
+        let rows = sqlx::query(LOCK)
+            .bind(ids.iter().map(WorkspaceId::as_str).collect::<Vec<_>>())
+            .bind(members.iter().map(|(workspace, _)| workspace.as_str()).collect::<Vec<_>>())
+            .bind(members.iter().map(|(_, account)| account.as_str()).collect::<Vec<_>>())
+            .fetch_all(&mut *self.tx)
+            .await?;
+        let (mut workspaces, mut locked) = (Vec::new(), Vec::new());
+        for row in rows {
+            if row.try_get("is_workspace")? {
+                workspaces.push(Workspace::try_from(WorkspaceRecord::from_row(&row)?)?);
+            } else {
+                locked.push(Member::try_from(MemberRecord::from_row(&row)?)?);
+            }
+        }
+        Ok((workspaces, locked))
     }
 
     async fn update_workspaces(&mut self, workspaces: &[Workspace]) -> Result<(), StoreError> {

@@ -200,7 +200,8 @@ pub(crate) trait SqlTx: Send {
         records: &[(Tenant, IdempotencyKey, Value, Value)],
         now_ms: i64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-    /// See [`StoreTx::lock_workspaces`].
+    /// The workspaces among `ids` that exist, locked in id order, in one statement where the
+    /// backend can.
     fn lock_workspaces(
         &mut self,
         ids: &[WorkspaceId],
@@ -212,7 +213,8 @@ pub(crate) trait SqlTx: Send {
         &mut self,
         workspaces: &[WorkspaceId],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// See [`StoreTx::lock_members`].
+    /// The memberships among `members` (workspace, account) that exist, locked in key order, in
+    /// one statement where the backend can. The caller holds the workspaces' locks.
     fn lock_members(
         &mut self,
         members: &[(WorkspaceId, AccountId)],
@@ -242,6 +244,18 @@ pub(crate) trait SqlTx: Send {
         entries: &[(&IdempotencyKey, &Movement)],
         now_ms: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// See [`StoreTx::lock_workspaces_and_members`]; by default the workspaces in one statement
+    /// and then the members in another.
+    fn lock_workspaces_and_members(
+        &mut self,
+        ids: &[WorkspaceId],
+        members: &[(WorkspaceId, AccountId)],
+    ) -> impl Future<Output = Result<(Vec<Workspace>, Vec<Member>), StoreError>> + Send
+    where
+        Self: Sized,
+    {
+        lock_workspaces_then_members(self, ids, members)
+    }
     /// See [`StoreTx::write_batch`]; by default one statement per table.
     fn write_batch(
         &mut self,
@@ -253,6 +267,17 @@ pub(crate) trait SqlTx: Send {
     {
         super::write_batch_per_table(self, rows, now_ms)
     }
+}
+
+/// A batch's wallet rows locked in two statements: the workspaces, then their members.
+pub(crate) async fn lock_workspaces_then_members<T: SqlTx>(
+    tx: &mut T,
+    ids: &[WorkspaceId],
+    members: &[(WorkspaceId, AccountId)],
+) -> Result<(Vec<Workspace>, Vec<Member>), StoreError> {
+    let workspaces = tx.lock_workspaces(ids).await?;
+    let members = if members.is_empty() { Vec::new() } else { tx.lock_members(members).await? };
+    Ok((workspaces, members))
 }
 
 /// The plain or the locking form of a read, as the backend needs it.
@@ -443,11 +468,16 @@ impl<T: SqlTx> StoreTx for T {
         Ok(())
     }
 
-    async fn lock_workspaces(&mut self, ids: &[WorkspaceId]) -> Result<Vec<Workspace>, StoreError> {
+    async fn lock_workspaces_and_members(
+        &mut self,
+        ids: &[WorkspaceId],
+        members: &[(WorkspaceId, AccountId)],
+    ) -> Result<(Vec<Workspace>, Vec<Member>), StoreError> {
+        // A membership belongs to a workspace: with none, there is nothing to lock.
         if ids.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
-        SqlTx::lock_workspaces(self, ids).await
+        SqlTx::lock_workspaces_and_members(self, ids, members).await
     }
 
     async fn update_workspaces(&mut self, workspaces: &[Workspace]) -> Result<(), StoreError> {
@@ -522,13 +552,6 @@ impl<T: SqlTx> StoreTx for T {
         let select = statement(read::<T>(lock, SELECT, LOCK)).bind(workspace.as_str()).bind(account.as_str());
         let row: Option<MemberRecord> = self.fetch_optional(select).await?;
         row.map(Member::try_from).transpose()
-    }
-
-    async fn lock_members(&mut self, members: &[(WorkspaceId, AccountId)]) -> Result<Vec<Member>, StoreError> {
-        if members.is_empty() {
-            return Ok(Vec::new());
-        }
-        SqlTx::lock_members(self, members).await
     }
 
     async fn insert_member(&mut self, member: &Member) -> Result<bool, StoreError> {
