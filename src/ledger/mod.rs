@@ -195,7 +195,9 @@ impl<S: Store> Ledger<S> {
         let batcher = Arc::new(batch::Batcher::new(batch::BatchLimits {
             calls: settings.max_batch_calls,
             scopes: settings.max_batch_scopes,
-            transactions: settings.max_batch_transactions,
+            transactions: store
+                .writers()
+                .map_or(settings.max_batch_transactions, |writers| settings.max_batch_transactions.min(writers)),
         }));
         Ledger {
             store,

@@ -336,6 +336,13 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Closes every connection.
     fn close(&self) -> impl Future<Output = ()> + Send;
 
+    /// Most write transactions the store runs at once, when it has a limit: the hot path runs no
+    /// more batches in flight than that, as a further one would only wait, holding calls the
+    /// next batch could have taken.
+    fn writers(&self) -> Option<usize> {
+        None
+    }
+
     /// Where the hot path's committer tasks run: `None` for the caller's runtime; a store whose
     /// connections need no runtime of their own may give a dedicated one, so a batch's
     /// statements do not wait in the run queue behind the requests' tasks.

@@ -13,7 +13,7 @@ use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool};
 
-use super::records::{ChargeRecord, MemberRecord, scope_kind};
+use super::records::{ChargeRecord, MemberRecord, WorkspaceRecord, scope_kind};
 use super::sql_tx::{Decoded, Signal, SqlTx, Statement};
 use super::{LedgerCheck, Lock, Store, StoreError, StoreTx as _};
 use crate::domain::{
@@ -137,6 +137,12 @@ impl Store for SqliteStore {
     }
 
     async fn relay_wake_ups(&self, _wake_ups: super::WakeUps, _shutdown: tokio_util::sync::CancellationToken) {}
+
+    /// One: the pool has one connection and SQLite one writer. With four committers, spread at
+    /// 64 clients made batches of 13 calls each waiting ~20 ms to begin.
+    fn writers(&self) -> Option<usize> {
+        Some(1)
+    }
 
     /// A thread of its own for the committers, shared by every SQLite store of the process. The
     /// connection runs on sqlx's worker thread, so a batch's statements need no runtime's I/O
@@ -299,30 +305,18 @@ impl SqlTx for SqliteTx {
     async fn lock_members(&mut self, members: &[(WorkspaceId, AccountId)]) -> Result<Vec<Member>, StoreError> {
         // The whole database is locked by the transaction: reading is locking.
         const LOCK: &str = include_str!("sql/members/lock_many.sqlite.sql");
-        let mut members: Vec<&(WorkspaceId, AccountId)> = members.iter().collect();
-        members.sort();
-        let mut locked = Vec::new();
-        for chunk in members.chunk_by(|a, b| a.0 == b.0) {
-            let rows: Vec<MemberRecord> = sqlx::query_as(LOCK)
-                .bind(chunk[0].0.as_str())
-                .bind(json_list(chunk.iter().map(|(_, account)| account.as_str())))
-                .fetch_all(&mut *self.tx)
-                .await?;
-            for row in rows {
-                locked.push(Member::try_from(row)?);
-            }
-        }
-        Ok(locked)
+        let pairs = json_rows(
+            members.iter().map(|(workspace, account)| vec![text(workspace.as_str()), text(account.as_str())]),
+        );
+        let rows: Vec<MemberRecord> = sqlx::query_as(LOCK).bind(pairs).fetch_all(&mut *self.tx).await?;
+        rows.into_iter().map(Member::try_from).collect()
     }
 
     async fn lock_workspaces(&mut self, ids: &[WorkspaceId]) -> Result<Vec<Workspace>, StoreError> {
-        let mut ids: Vec<&WorkspaceId> = ids.iter().collect();
-        ids.sort();
-        let mut locked = Vec::new();
-        for id in ids {
-            locked.extend(self.workspace(id, Lock::Update).await?);
-        }
-        Ok(locked)
+        const LOCK: &str = include_str!("sql/workspaces/lock_many.sqlite.sql");
+        let ids = json_list(ids.iter().map(WorkspaceId::as_str));
+        let rows: Vec<WorkspaceRecord> = sqlx::query_as(LOCK).bind(ids).fetch_all(&mut *self.tx).await?;
+        rows.into_iter().map(Workspace::try_from).collect()
     }
 
     async fn update_workspaces(&mut self, workspaces: &[Workspace]) -> Result<(), StoreError> {
