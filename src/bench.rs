@@ -723,6 +723,14 @@ async fn measure(
         idle.push(admin.watch_notifications(request).await?.into_inner());
     }
 
+    // The store may run fewer batches at once than configured (SQLite: one writer).
+    let writers = match &direct {
+        Baseline::Postgres(store) => store.writers(),
+        Baseline::Sqlite(store) => store.writers(),
+    };
+    let in_flight = writers.map_or(options.max_batch_transactions, |writers| {
+        options.max_batch_transactions.min(u32::try_from(writers).unwrap_or(u32::MAX))
+    });
     println!(
         "creditpool bench on {}, authentication {}, {} idle subscribers: {} s per run, {} spread workspaces, batches of up to {} calls of up to {} scopes, {} in flight, pools of {} connections",
         if scratch_url.starts_with("sqlite:") { "sqlite" } else { "postgres" },
@@ -732,7 +740,7 @@ async fn measure(
         options.spread_workspaces,
         options.max_batch_calls,
         options.max_batch_scopes,
-        options.max_batch_transactions,
+        in_flight,
         connections
     );
     println!(
