@@ -443,8 +443,9 @@ impl<S: Store> Ledger<S> {
 
 /// Locks every scope's wallet rows in the global lock order (the batch is sorted by
 /// [`lock_rank`]): the personal accounts, then the workspaces and their members (in one
-/// statement where the store can). Every call's account is locked, replays included, because whether a call is a
-/// replay is only known once its scope is locked. A scope that does not exist gets NOT_FOUND.
+/// statement where the store can). Every call's account is locked, replays included, because
+/// whether a call is a replay is only known once its scope is locked. A scope that does not exist
+/// gets NOT_FOUND.
 async fn lock_wallets(
     tx: &mut impl StoreTx,
     batch: &[ScopeBatch],
