@@ -724,13 +724,11 @@ async fn measure(
     }
 
     // The store may run fewer batches at once than configured (SQLite: one writer).
-    let writers = match &direct {
-        Baseline::Postgres(store) => store.writers(),
-        Baseline::Sqlite(store) => store.writers(),
+    let configured = usize::try_from(options.max_batch_transactions).unwrap_or(usize::MAX);
+    let in_flight = match &direct {
+        Baseline::Postgres(store) => store.batches_in_flight(configured),
+        Baseline::Sqlite(store) => store.batches_in_flight(configured),
     };
-    let in_flight = writers.map_or(options.max_batch_transactions, |writers| {
-        options.max_batch_transactions.min(u32::try_from(writers).unwrap_or(u32::MAX))
-    });
     println!(
         "creditpool bench on {}, authentication {}, {} idle subscribers: {} s per run, {} spread workspaces, batches of up to {} calls of up to {} scopes, {} in flight, pools of {} connections",
         if scratch_url.starts_with("sqlite:") { "sqlite" } else { "postgres" },

@@ -195,9 +195,7 @@ impl<S: Store> Ledger<S> {
         let batcher = Arc::new(batch::Batcher::new(batch::BatchLimits {
             calls: settings.max_batch_calls,
             scopes: settings.max_batch_scopes,
-            transactions: store
-                .writers()
-                .map_or(settings.max_batch_transactions, |writers| settings.max_batch_transactions.min(writers)),
+            transactions: store.batches_in_flight(settings.max_batch_transactions),
         }));
         Ledger {
             store,

@@ -336,11 +336,11 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Closes every connection.
     fn close(&self) -> impl Future<Output = ()> + Send;
 
-    /// Most write transactions the store runs at once, when it has a limit: the hot path runs no
-    /// more batches in flight than that, as a further one would only wait, holding calls the
-    /// next batch could have taken.
-    fn writers(&self) -> Option<usize> {
-        None
+    /// How many hot-path batches may be in flight when `configured` are asked for: fewer where
+    /// the store runs fewer write transactions at once, as a further batch would only wait,
+    /// holding calls the next batch could have taken.
+    fn batches_in_flight(&self, configured: usize) -> usize {
+        configured
     }
 
     /// Where the hot path's committer tasks run: `None` for the caller's runtime; a store whose

@@ -271,14 +271,9 @@ impl SqlTx for PgTx {
 
     async fn lock_members(&mut self, members: &[(WorkspaceId, AccountId)]) -> Result<Vec<Member>, StoreError> {
         const LOCK: &str = include_str!("sql/members/lock_many.postgres.sql");
-        let mut members: Vec<&(WorkspaceId, AccountId)> = members.iter().collect();
-        members.sort();
-        members.dedup();
-        let rows: Vec<MemberRecord> = sqlx::query_as(LOCK)
-            .bind(members.iter().map(|(workspace, _)| workspace.as_str()).collect::<Vec<_>>())
-            .bind(members.iter().map(|(_, account)| account.as_str()).collect::<Vec<_>>())
-            .fetch_all(&mut *self.tx)
-            .await?;
+        let (workspaces, accounts) = membership_keys(members);
+        let rows: Vec<MemberRecord> =
+            sqlx::query_as(LOCK).bind(workspaces).bind(accounts).fetch_all(&mut *self.tx).await?;
         rows.into_iter().map(Member::try_from).collect()
     }
 
@@ -302,13 +297,11 @@ impl SqlTx for PgTx {
             return super::sql_tx::lock_workspaces_then_members(self, ids, members).await;
         }
         const LOCK: &str = include_str!("sql/workspaces/lock_many_with_members.postgres.sql");
-        let mut members: Vec<&(WorkspaceId, AccountId)> = members.iter().collect();
-        members.sort();
-        members.dedup();
+        let (workspaces, accounts) = membership_keys(members);
         let rows = sqlx::query(LOCK)
             .bind(ids.iter().map(WorkspaceId::as_str).collect::<Vec<_>>())
-            .bind(members.iter().map(|(workspace, _)| workspace.as_str()).collect::<Vec<_>>())
-            .bind(members.iter().map(|(_, account)| account.as_str()).collect::<Vec<_>>())
+            .bind(workspaces)
+            .bind(accounts)
             .fetch_all(&mut *self.tx)
             .await?;
         let (mut workspaces, mut locked) = (Vec::new(), Vec::new());
@@ -480,6 +473,15 @@ impl SqlTx for PgTx {
         };
         Ok(super::BatchWritten { charges: count("charges")?, records: count("records")? })
     }
+}
+
+/// Memberships as the locking statements take them: a workspace array and an account array,
+/// sorted by (workspace, account) without repeats, the order their rows are locked in.
+fn membership_keys(members: &[(WorkspaceId, AccountId)]) -> (Vec<&str>, Vec<&str>) {
+    let mut members: Vec<&(WorkspaceId, AccountId)> = members.iter().collect();
+    members.sort();
+    members.dedup();
+    members.into_iter().map(|(workspace, account)| (workspace.as_str(), account.as_str())).unzip()
 }
 
 /// A Postgres statement being bound.

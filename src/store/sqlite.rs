@@ -138,10 +138,10 @@ impl Store for SqliteStore {
 
     async fn relay_wake_ups(&self, _wake_ups: super::WakeUps, _shutdown: tokio_util::sync::CancellationToken) {}
 
-    /// One: the pool has one connection and SQLite one writer. With four committers, spread at
-    /// 64 clients made batches of 13 calls each waiting ~20 ms to begin.
-    fn writers(&self) -> Option<usize> {
-        Some(1)
+    /// At most one: the pool has one connection and SQLite one writer. With four committers,
+    /// spread at 64 clients made batches of 13 calls each waiting ~20 ms to begin.
+    fn batches_in_flight(&self, configured: usize) -> usize {
+        configured.min(1)
     }
 
     /// A thread of its own for the committers, shared by every SQLite store of the process. The
