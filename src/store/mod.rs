@@ -387,7 +387,8 @@ pub trait StoreTx: Send {
     ) -> impl Future<Output = Result<Vec<(String, Value, Value)>, StoreError>> + Send;
 
     /// Records finished requests (scope, key, request, response) in one statement; returns how
-    /// many were new (a key taken meanwhile is not overwritten).
+    /// many were new. A key taken meanwhile is not overwritten: it is skipped, or (SQLite) fails
+    /// the statement with [`StoreError::Raced`].
     fn insert_idempotency_records(
         &mut self,
         records: &[(Tenant, IdempotencyKey, Value, Value)],
@@ -565,7 +566,8 @@ pub trait StoreTx: Send {
         keys: &[ChargeKey],
         lock: Lock,
     ) -> impl Future<Output = Result<Vec<Charge>, StoreError>> + Send;
-    /// Inserts charges in one statement; returns how many were new (a taken key is skipped).
+    /// Inserts charges in one statement; returns how many were new. A taken key is skipped, or
+    /// (SQLite) fails the statement with [`StoreError::Raced`].
     fn insert_charges(&mut self, charges: &[Charge]) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// Saves charges' states, splits and refunds, in one statement.
     fn update_charges(&mut self, charges: &[Charge]) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -626,7 +628,8 @@ pub trait StoreTx: Send {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Writes a hot-path batch's rows, in one statement where the backend can; returns how many
-    /// charges and records were new (a key taken meanwhile is skipped, and the caller reruns).
+    /// charges and records were new (a key taken meanwhile is skipped, or fails the write with
+    /// [`StoreError::Raced`]; either way the caller reruns).
     fn write_batch(
         &mut self,
         rows: &BatchRows<'_>,

@@ -185,6 +185,24 @@ pub struct SqliteTx {
     tx: sqlx::Transaction<'static, Sqlite>,
 }
 
+/// Runs an insert of rows whose keys the batch takes for new. A key stored meanwhile (the first
+/// run of a replay the batch did not look up) fails it as [`StoreError::Raced`], and the batch
+/// reruns to answer the replay. Plain inserts, because counting the new rows from `RETURNING`
+/// sends each row across sqlx's worker channel on its own, a thread wake-up per row.
+async fn insert_new(
+    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    insert: sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments>,
+    what: &'static str,
+) -> Result<(), StoreError> {
+    match insert.execute(&mut **tx).await {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(error)) if error.kind() == sqlx::error::ErrorKind::UniqueViolation => {
+            Err(StoreError::Raced(what))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
 /// A list parameter: SQLite has no arrays, so lists travel as a JSON array read by `json_each`.
 fn json_list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
     Value::Array(items.into_iter().map(text).collect()).to_string()
@@ -291,9 +309,13 @@ impl SqlTx for SqliteTx {
                 Value::String(response.to_string()),
             ]
         });
-        let inserted: Vec<String> =
-            sqlx::query_scalar(INSERT).bind(json_rows(rows)).bind(now_ms).fetch_all(&mut *self.tx).await?;
-        Ok(inserted.len() as u64)
+        insert_new(
+            &mut self.tx,
+            sqlx::query(INSERT).bind(json_rows(rows)).bind(now_ms),
+            "an idempotency key of the batch was taken meanwhile",
+        )
+        .await?;
+        Ok(records.len() as u64)
     }
 
     async fn reset_monthly_usage(&mut self, workspaces: &[WorkspaceId]) -> Result<(), StoreError> {
@@ -373,8 +395,13 @@ impl SqlTx for SqliteTx {
     async fn insert_charges(&mut self, charges: &[Charge]) -> Result<u64, StoreError> {
         const INSERT: &str = include_str!("sql/charges/insert_many.sqlite.sql");
         let rows = charges.iter().map(charge_row);
-        let inserted: Vec<String> = sqlx::query_scalar(INSERT).bind(json_rows(rows)).fetch_all(&mut *self.tx).await?;
-        Ok(inserted.len() as u64)
+        insert_new(
+            &mut self.tx,
+            sqlx::query(INSERT).bind(json_rows(rows)),
+            "a charge key of the batch was taken meanwhile",
+        )
+        .await?;
+        Ok(charges.len() as u64)
     }
 
     async fn update_charges(&mut self, charges: &[Charge]) -> Result<(), StoreError> {
