@@ -640,6 +640,23 @@ pub trait StoreTx: Send {
     fn commit(self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// `statement` with every `$n` parameter renumbered `$renumber(n)`, to join single statements
+/// into one.
+pub(crate) fn renumber_parameters(statement: &str, renumber: impl Fn(usize) -> usize) -> String {
+    let mut renumbered = String::with_capacity(statement.len());
+    let mut rest = statement;
+    while let Some(at) = rest.find('$') {
+        renumbered.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let number: usize = rest[..digits].parse().expect("a statement's parameters are numbered");
+        renumbered.push_str(&renumber(number).to_string());
+        rest = &rest[digits..];
+    }
+    renumbered.push_str(rest);
+    renumbered
+}
+
 /// A hot-path batch's writes as one statement per table.
 pub(crate) async fn write_batch_per_table<T: StoreTx + ?Sized>(
     tx: &mut T,

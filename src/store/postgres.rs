@@ -509,7 +509,7 @@ static WRITE_BATCHES: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::ne
             let mut parts = Vec::new();
             for (i, (name, statement, parameters)) in WRITE_PARTS.iter().enumerate() {
                 if present & (1 << i) != 0 {
-                    parts.push(format!("{name} AS ({})", shift_parameters(statement, offset)));
+                    parts.push(format!("{name} AS ({})", super::renumber_parameters(statement, |n| n + offset)));
                     offset += parameters;
                 }
             }
@@ -525,22 +525,6 @@ static WRITE_BATCHES: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::ne
         })
         .collect()
 });
-
-/// `statement` with every `$n` parameter renumbered `$(n + offset)`.
-fn shift_parameters(statement: &str, offset: usize) -> String {
-    let mut shifted = String::with_capacity(statement.len());
-    let mut rest = statement;
-    while let Some(at) = rest.find('$') {
-        shifted.push_str(&rest[..=at]);
-        rest = &rest[at + 1..];
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        let number: usize = rest[..digits].parse().expect("a statement's parameters are numbered");
-        shifted.push_str(&(number + offset).to_string());
-        rest = &rest[digits..];
-    }
-    shifted.push_str(rest);
-    shifted
-}
 
 /// Binds `UPDATE_WORKSPACES`'s 14 parameters.
 fn bind_workspaces<'q>(query: PgQuery<'q>, rows: &'q [WorkspaceRecord]) -> PgQuery<'q> {
@@ -730,7 +714,8 @@ pub async fn drop_database(server_url: &str, name: &str) -> Result<(), StoreErro
 
 #[cfg(test)]
 mod tests {
-    use super::{WRITE_BATCHES, WRITE_PARTS, shift_parameters, with_database};
+    use super::{WRITE_BATCHES, WRITE_PARTS, with_database};
+    use crate::store::renumber_parameters;
 
     #[test]
     fn database_names_are_replaced_in_urls() {
@@ -741,7 +726,7 @@ mod tests {
     #[test]
     fn shifted_parameters_keep_their_order_and_the_batch_write_numbers_each_once() {
         assert_eq!(
-            shift_parameters("a = $1 AND b = ANY($12) AND c = $2::text", 10),
+            renumber_parameters("a = $1 AND b = ANY($12) AND c = $2::text", |n| n + 10),
             "a = $11 AND b = ANY($22) AND c = $12::text"
         );
         // Every variant of the combined write numbers its parameters 1..=n, each once.
