@@ -304,7 +304,7 @@ impl tonic::service::Interceptor for Token {
 type Intercepted = tonic::service::interceptor::InterceptedService<Channel, Token>;
 
 /// An auth file with one principal for the benchmark's token, in the temporary directory.
-fn bench_auth_file() -> anyhow::Result<std::path::PathBuf> {
+fn bench_auth_file() -> anyhow::Result<ScratchFile> {
     use sha2::Digest as _;
     let digest = sha2::Sha256::digest(BENCH_TOKEN.as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
@@ -315,7 +315,17 @@ fn bench_auth_file() -> anyhow::Result<std::path::PathBuf> {
             "[[principal]]\nname = \"bench\"\ntoken_sha256 = \"{hex}\"\nscopes = [\"credit\", \"admin\", \"watch\", \"verify\"]\n"
         ),
     )?;
-    Ok(path)
+    Ok(ScratchFile(path))
+}
+
+/// A file of this run, removed when the run ends however it ends.
+struct ScratchFile(std::path::PathBuf);
+
+impl Drop for ScratchFile {
+    fn drop(&mut self) {
+        // Already gone is as good as removed.
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// One measurement.
@@ -676,6 +686,7 @@ async fn measure(
     connections: u32,
     direct: Baseline,
 ) -> anyhow::Result<()> {
+    let auth_file = options.auth.then(bench_auth_file).transpose()?;
     let config = Config {
         listen_addr: "127.0.0.1:0".parse()?,
         database_url: Some(scratch_url.to_owned()),
@@ -685,7 +696,7 @@ async fn measure(
         max_batch_transactions: options.max_batch_transactions,
         log_filter: "warn".into(),
         access_log: false,
-        auth_file: options.auth.then(bench_auth_file).transpose()?,
+        auth_file: auth_file.as_ref().map(|file| file.0.clone()),
         max_notification_streams: u32::try_from(options.idle_subscribers + 10).unwrap_or(u32::MAX),
         max_notification_streams_per_principal: u32::try_from(options.idle_subscribers + 10).unwrap_or(u32::MAX),
         ..Config::default()

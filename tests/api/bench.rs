@@ -25,12 +25,15 @@ async fn the_benchmark_prints_every_scenario_beside_direct_sql_and_its_ledger_ve
     } else {
         arguments.extend(["--preload-journal", "1000"]);
     }
-    let output = Command::new(env!("CARGO_BIN_EXE_creditpool"))
+    let bench = Command::new(env!("CARGO_BIN_EXE_creditpool"))
         .args(&arguments)
         .env("CREDITPOOL_LOG_FILTER", "warn")
-        .output()
-        .await
-        .expect("run creditpool bench");
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start creditpool bench");
+    let auth_file = std::env::temp_dir().join(format!("creditpool-bench-{}.toml", bench.id().expect("running")));
+    let output = bench.wait_with_output().await.expect("run creditpool bench");
 
     let table = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "bench failed: {table}{}", String::from_utf8_lossy(&output.stderr));
@@ -54,4 +57,5 @@ async fn the_benchmark_prints_every_scenario_beside_direct_sql_and_its_ledger_ve
     assert!(!table.contains("calls failed"), "every call is answered (authenticated when auth is on): {table}");
     assert!(table.contains(if auth { "authentication on" } else { "authentication off" }), "{table}");
     assert!(table.contains(if auth { "20 idle subscribers" } else { "0 idle subscribers" }), "{table}");
+    assert!(!auth_file.exists(), "the run's auth file is removed: {}", auth_file.display());
 }
