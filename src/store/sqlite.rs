@@ -22,8 +22,8 @@ use crate::domain::{
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
 
-/// A batch's per-table writes, each reading its rows from a JSON list `$1` (the time, where
-/// stored, is `$2`).
+// A batch's per-table writes, each reading its rows from a JSON list `$1` (the time, where
+// stored, is `$2`).
 const UPDATE_WORKSPACES: &str = include_str!("sql/workspaces/update_many.sqlite.sql");
 const UPDATE_MEMBERS: &str = include_str!("sql/members/update_many.sqlite.sql");
 const UPDATE_CHARGES: &str = include_str!("sql/charges/update_many.sqlite.sql");
