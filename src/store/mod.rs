@@ -386,15 +386,6 @@ pub trait StoreTx: Send {
         keys: &[IdempotencyKey],
     ) -> impl Future<Output = Result<Vec<(String, Value, Value)>, StoreError>> + Send;
 
-    /// Records finished requests (scope, key, request, response) in one statement; returns how
-    /// many were new. A key taken meanwhile is not overwritten: it is skipped, or (SQLite) fails
-    /// the statement with [`StoreError::Raced`].
-    fn insert_idempotency_records(
-        &mut self,
-        records: &[(Tenant, IdempotencyKey, Value, Value)],
-        now_ms: i64,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-
     /// Reads an account.
     fn account(
         &mut self,
@@ -430,9 +421,6 @@ pub trait StoreTx: Send {
         ids: &[WorkspaceId],
         members: &[(WorkspaceId, AccountId)],
     ) -> impl Future<Output = Result<(Vec<Workspace>, Vec<Member>), StoreError>> + Send;
-    /// Saves the pools and settings of several workspaces, in one statement where the backend
-    /// can.
-    fn update_workspaces(&mut self, workspaces: &[Workspace]) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Locks every workspace `owner` owns, one by one by key in id order; the caller holds the
     /// owner's account lock.
@@ -566,9 +554,6 @@ pub trait StoreTx: Send {
         keys: &[ChargeKey],
         lock: Lock,
     ) -> impl Future<Output = Result<Vec<Charge>, StoreError>> + Send;
-    /// Inserts charges in one statement; returns how many were new. A taken key is skipped, or
-    /// (SQLite) fails the statement with [`StoreError::Raced`].
-    fn insert_charges(&mut self, charges: &[Charge]) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// Saves charges' states, splits and refunds, in one statement.
     fn update_charges(&mut self, charges: &[Charge]) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// How many holds `account` has open in `scope`, and what they hold.
@@ -655,19 +640,4 @@ pub(crate) fn renumber_parameters(statement: &str, renumber: impl Fn(usize) -> u
     }
     renumbered.push_str(rest);
     renumbered
-}
-
-/// A hot-path batch's writes as one statement per table.
-pub(crate) async fn write_batch_per_table<T: StoreTx + ?Sized>(
-    tx: &mut T,
-    rows: &BatchRows<'_>,
-    now_ms: i64,
-) -> Result<BatchWritten, StoreError> {
-    tx.update_workspaces(rows.workspaces).await?;
-    tx.update_members(rows.members).await?;
-    tx.update_charges(rows.updated_charges).await?;
-    let charges = tx.insert_charges(rows.new_charges).await?;
-    tx.append_journal(rows.journal, now_ms).await?;
-    let records = tx.insert_idempotency_records(rows.records, now_ms).await?;
-    Ok(BatchWritten { charges, records })
 }

@@ -237,31 +237,6 @@ impl SqlTx for PgTx {
         Ok(sqlx::query_as(SELECT).bind(scope_id).bind(scope_kind).bind(keys).fetch_all(&mut *self.tx).await?)
     }
 
-    async fn insert_idempotency_records(
-        &mut self,
-        records: &[(Tenant, IdempotencyKey, Value, Value)],
-        now_ms: i64,
-    ) -> Result<u64, StoreError> {
-        if !self.one_statement_writes {
-            const VALUES: &str = include_str!("sql/idempotency_records/insert_values.postgres.sql");
-            let tail = " ON CONFLICT DO NOTHING RETURNING idempotency_key";
-            return insert_values(&mut self.tx, VALUES, records, tail, |mut row, record| {
-                let (scope, key, request, response) = record;
-                let (scope_id, scope_kind) = super::idempotency_parts(scope);
-                row.push_bind(scope_id)
-                    .push_bind(scope_kind)
-                    .push_bind(key.as_str())
-                    .push_bind(request.to_string())
-                    .push_bind(response.to_string())
-                    .push_bind(now_ms);
-            })
-            .await;
-        }
-        let inserted =
-            bind_records(sqlx::query(INSERT_IDEMPOTENCY_RECORDS), records, now_ms).fetch_all(&mut *self.tx).await?;
-        Ok(inserted.len() as u64)
-    }
-
     async fn reset_monthly_usage(&mut self, workspaces: &[WorkspaceId]) -> Result<(), StoreError> {
         const RESET: &str = include_str!("sql/members/reset_monthly_usage.postgres.sql");
         let ids: Vec<&str> = workspaces.iter().map(WorkspaceId::as_str).collect();
@@ -315,12 +290,6 @@ impl SqlTx for PgTx {
         Ok((workspaces, locked))
     }
 
-    async fn update_workspaces(&mut self, workspaces: &[Workspace]) -> Result<(), StoreError> {
-        let rows: Vec<WorkspaceRecord> = workspaces.iter().map(WorkspaceRecord::from).collect();
-        bind_workspaces(sqlx::query(UPDATE_WORKSPACES), &rows).execute(&mut *self.tx).await?;
-        Ok(())
-    }
-
     async fn pool_access_grants(
         &mut self,
         workspace: &WorkspaceId,
@@ -355,36 +324,6 @@ impl SqlTx for PgTx {
             .fetch_all(&mut *self.tx)
             .await?;
         rows.into_iter().map(Charge::try_from).collect()
-    }
-
-    async fn insert_charges(&mut self, charges: &[Charge]) -> Result<u64, StoreError> {
-        let rows: Vec<ChargeRecord> = charges.iter().map(ChargeRecord::from).collect();
-        if !self.one_statement_writes {
-            const VALUES: &str = include_str!("sql/charges/insert_values.postgres.sql");
-            let tail = " ON CONFLICT (scope_id, scope_kind, charge_key) DO NOTHING RETURNING charge_key";
-            return insert_values(&mut self.tx, VALUES, &rows, tail, |mut row, r| {
-                row.push_bind(r.scope_id.as_str())
-                    .push_bind(r.scope_kind.as_str())
-                    .push_bind(r.charge_key.as_str())
-                    .push_bind(r.account_id.as_str())
-                    .push_bind(r.state.as_str())
-                    .push_bind(r.monthly_credits)
-                    .push_bind(r.top_up_credits)
-                    .push_bind(r.refunded_monthly_credits)
-                    .push_bind(r.refunded_top_up_credits)
-                    .push_bind(r.forfeited_credits)
-                    .push_bind(r.cycle)
-                    .push_bind(r.created_at_ms)
-                    .push_bind(r.expires_at_ms)
-                    .push_bind(r.overflow_credits)
-                    .push_bind(r.refunded_overflow_credits)
-                    .push_bind(r.overflow_take.as_deref())
-                    .push_bind(r.membership);
-            })
-            .await;
-        }
-        let inserted = bind_new_charges(sqlx::query(INSERT_CHARGES), &rows).fetch_all(&mut *self.tx).await?;
-        Ok(inserted.len() as u64)
     }
 
     async fn update_charges(&mut self, charges: &[Charge]) -> Result<(), StoreError> {
@@ -428,7 +367,7 @@ impl SqlTx for PgTx {
         now_ms: i64,
     ) -> Result<super::BatchWritten, StoreError> {
         if !self.one_statement_writes {
-            return super::write_batch_per_table(self, rows, now_ms).await;
+            return self.write_per_table(rows, now_ms).await;
         }
         let present = [
             !rows.workspaces.is_empty(),
@@ -472,6 +411,84 @@ impl SqlTx for PgTx {
             u64::try_from(count).map_err(|_| StoreError::Corrupt(format!("{column} counted {count}")))
         };
         Ok(super::BatchWritten { charges: count("charges")?, records: count("records")? })
+    }
+}
+
+/// The per-table form of a batch's write (`POSTGRES_ONE_STATEMENT_WRITES=false`, the form for
+/// Citus): one statement per table that has rows, new rows as multi-row `VALUES`, which Citus
+/// routes to the scope's shard.
+impl PgTx {
+    async fn write_per_table(
+        &mut self,
+        rows: &super::BatchRows<'_>,
+        now_ms: i64,
+    ) -> Result<super::BatchWritten, StoreError> {
+        if !rows.workspaces.is_empty() {
+            self.update_workspaces(rows.workspaces).await?;
+        }
+        super::StoreTx::update_members(self, rows.members).await?;
+        super::StoreTx::update_charges(self, rows.updated_charges).await?;
+        // Without rows the inserts send no statement (`insert_values`).
+        let charges = self.insert_charges(rows.new_charges).await?;
+        super::StoreTx::append_journal(self, rows.journal, now_ms).await?;
+        let records = self.insert_idempotency_records(rows.records, now_ms).await?;
+        Ok(super::BatchWritten { charges, records })
+    }
+
+    /// Saves several workspaces' pools and settings in one statement.
+    async fn update_workspaces(&mut self, workspaces: &[Workspace]) -> Result<(), StoreError> {
+        let rows: Vec<WorkspaceRecord> = workspaces.iter().map(WorkspaceRecord::from).collect();
+        bind_workspaces(sqlx::query(UPDATE_WORKSPACES), &rows).execute(&mut *self.tx).await?;
+        Ok(())
+    }
+
+    /// Inserts charges as multi-row `VALUES`; returns how many were new (a taken key is skipped).
+    async fn insert_charges(&mut self, charges: &[Charge]) -> Result<u64, StoreError> {
+        const VALUES: &str = include_str!("sql/charges/insert_values.postgres.sql");
+        let rows: Vec<ChargeRecord> = charges.iter().map(ChargeRecord::from).collect();
+        let tail = " ON CONFLICT (scope_id, scope_kind, charge_key) DO NOTHING RETURNING charge_key";
+        insert_values(&mut self.tx, VALUES, &rows, tail, |mut row, r| {
+            row.push_bind(r.scope_id.as_str())
+                .push_bind(r.scope_kind.as_str())
+                .push_bind(r.charge_key.as_str())
+                .push_bind(r.account_id.as_str())
+                .push_bind(r.state.as_str())
+                .push_bind(r.monthly_credits)
+                .push_bind(r.top_up_credits)
+                .push_bind(r.refunded_monthly_credits)
+                .push_bind(r.refunded_top_up_credits)
+                .push_bind(r.forfeited_credits)
+                .push_bind(r.cycle)
+                .push_bind(r.created_at_ms)
+                .push_bind(r.expires_at_ms)
+                .push_bind(r.overflow_credits)
+                .push_bind(r.refunded_overflow_credits)
+                .push_bind(r.overflow_take.as_deref())
+                .push_bind(r.membership);
+        })
+        .await
+    }
+
+    /// Records finished requests as multi-row `VALUES`; returns how many were new (a key taken
+    /// meanwhile is skipped).
+    async fn insert_idempotency_records(
+        &mut self,
+        records: &[(Tenant, IdempotencyKey, Value, Value)],
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        const VALUES: &str = include_str!("sql/idempotency_records/insert_values.postgres.sql");
+        let tail = " ON CONFLICT DO NOTHING RETURNING idempotency_key";
+        insert_values(&mut self.tx, VALUES, records, tail, |mut row, record| {
+            let (scope, key, request, response) = record;
+            let (scope_id, scope_kind) = super::idempotency_parts(scope);
+            row.push_bind(scope_id)
+                .push_bind(scope_kind)
+                .push_bind(key.as_str())
+                .push_bind(request.to_string())
+                .push_bind(response.to_string())
+                .push_bind(now_ms);
+        })
+        .await
     }
 }
 

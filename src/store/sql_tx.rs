@@ -194,20 +194,12 @@ pub(crate) trait SqlTx: Send {
         scope: &Tenant,
         keys: &[IdempotencyKey],
     ) -> impl Future<Output = Result<Vec<(String, String, Option<String>)>, StoreError>> + Send;
-    /// See [`StoreTx::insert_idempotency_records`].
-    fn insert_idempotency_records(
-        &mut self,
-        records: &[(Tenant, IdempotencyKey, Value, Value)],
-        now_ms: i64,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// The workspaces among `ids` that exist, locked in id order, in one statement where the
     /// backend can.
     fn lock_workspaces(
         &mut self,
         ids: &[WorkspaceId],
     ) -> impl Future<Output = Result<Vec<Workspace>, StoreError>> + Send;
-    /// See [`StoreTx::update_workspaces`].
-    fn update_workspaces(&mut self, workspaces: &[Workspace]) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// See [`StoreTx::reset_monthly_usage`].
     fn reset_monthly_usage(
         &mut self,
@@ -234,8 +226,6 @@ pub(crate) trait SqlTx: Send {
         keys: &[ChargeKey],
         lock: Lock,
     ) -> impl Future<Output = Result<Vec<Charge>, StoreError>> + Send;
-    /// See [`StoreTx::insert_charges`].
-    fn insert_charges(&mut self, charges: &[Charge]) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// See [`StoreTx::update_charges`].
     fn update_charges(&mut self, charges: &[Charge]) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// See [`StoreTx::append_journal`].
@@ -256,17 +246,12 @@ pub(crate) trait SqlTx: Send {
     {
         lock_workspaces_then_members(self, ids, members)
     }
-    /// See [`StoreTx::write_batch`]; by default one statement per table.
+    /// See [`StoreTx::write_batch`].
     fn write_batch(
         &mut self,
         rows: &BatchRows<'_>,
         now_ms: i64,
-    ) -> impl Future<Output = Result<BatchWritten, StoreError>> + Send
-    where
-        Self: Sized,
-    {
-        super::write_batch_per_table(self, rows, now_ms)
-    }
+    ) -> impl Future<Output = Result<BatchWritten, StoreError>> + Send;
 }
 
 /// A batch's wallet rows locked in two statements: the workspaces, then their members.
@@ -374,17 +359,6 @@ impl<T: SqlTx> StoreTx for T {
             .collect()
     }
 
-    async fn insert_idempotency_records(
-        &mut self,
-        records: &[(Tenant, IdempotencyKey, Value, Value)],
-        now_ms: i64,
-    ) -> Result<u64, StoreError> {
-        if records.is_empty() {
-            return Ok(0);
-        }
-        SqlTx::insert_idempotency_records(self, records, now_ms).await
-    }
-
     async fn account(&mut self, id: &AccountId, lock: Lock) -> Result<Option<Account>, StoreError> {
         const SELECT: &str = include_str!("sql/accounts/select.sql");
         const LOCK: &str = include_str!("sql/accounts/lock.postgres.sql");
@@ -478,13 +452,6 @@ impl<T: SqlTx> StoreTx for T {
             return Ok((Vec::new(), Vec::new()));
         }
         SqlTx::lock_workspaces_and_members(self, ids, members).await
-    }
-
-    async fn update_workspaces(&mut self, workspaces: &[Workspace]) -> Result<(), StoreError> {
-        if workspaces.is_empty() {
-            return Ok(());
-        }
-        SqlTx::update_workspaces(self, workspaces).await
     }
 
     async fn lock_owned_workspaces(&mut self, owner: &AccountId) -> Result<Vec<Workspace>, StoreError> {
@@ -787,13 +754,6 @@ impl<T: SqlTx> StoreTx for T {
             return Ok(Vec::new());
         }
         SqlTx::charges(self, scope, keys, lock).await
-    }
-
-    async fn insert_charges(&mut self, charges: &[Charge]) -> Result<u64, StoreError> {
-        if charges.is_empty() {
-            return Ok(0);
-        }
-        SqlTx::insert_charges(self, charges).await
     }
 
     async fn update_charges(&mut self, charges: &[Charge]) -> Result<(), StoreError> {

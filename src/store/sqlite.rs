@@ -22,8 +22,8 @@ use crate::domain::{
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
 
-// A batch's per-table writes, each reading its rows from a JSON list `$1` (the time, where
-// stored, is `$2`).
+// The parts of a batch's write, each reading its rows from a JSON list `$1` (the time, where
+// stored, is `$2`); members, charges and the journal also have writes of their own below.
 const UPDATE_WORKSPACES: &str = include_str!("sql/workspaces/update_many.sqlite.sql");
 const UPDATE_MEMBERS: &str = include_str!("sql/members/update_many.sqlite.sql");
 const UPDATE_CHARGES: &str = include_str!("sql/charges/update_many.sqlite.sql");
@@ -216,24 +216,6 @@ pub struct SqliteTx {
     tx: sqlx::Transaction<'static, Sqlite>,
 }
 
-/// Runs an insert of rows whose keys the batch takes for new. A key stored meanwhile (the first
-/// run of a replay the batch did not look up) fails it as [`StoreError::Raced`], and the batch
-/// reruns to answer the replay. Plain inserts, because counting the new rows from `RETURNING`
-/// sends each row across sqlx's worker channel on its own, a thread wake-up per row.
-async fn insert_new(
-    tx: &mut sqlx::Transaction<'static, Sqlite>,
-    insert: sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments>,
-    what: &'static str,
-) -> Result<(), StoreError> {
-    match insert.execute(&mut **tx).await {
-        Ok(_) => Ok(()),
-        Err(sqlx::Error::Database(error)) if error.kind() == sqlx::error::ErrorKind::UniqueViolation => {
-            Err(StoreError::Raced(what))
-        }
-        Err(error) => Err(error.into()),
-    }
-}
-
 /// A list parameter: SQLite has no arrays, so lists travel as a JSON array read by `json_each`.
 fn json_list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
     Value::Array(items.into_iter().map(text).collect()).to_string()
@@ -390,21 +372,6 @@ impl SqlTx for SqliteTx {
             .await?)
     }
 
-    async fn insert_idempotency_records(
-        &mut self,
-        records: &[(Tenant, IdempotencyKey, Value, Value)],
-        now_ms: i64,
-    ) -> Result<u64, StoreError> {
-        let rows = json_rows(records.iter().map(record_row));
-        insert_new(
-            &mut self.tx,
-            sqlx::query(INSERT_IDEMPOTENCY_RECORDS).bind(rows).bind(now_ms),
-            "an idempotency key of the batch was taken meanwhile",
-        )
-        .await?;
-        Ok(records.len() as u64)
-    }
-
     async fn reset_monthly_usage(&mut self, workspaces: &[WorkspaceId]) -> Result<(), StoreError> {
         const RESET: &str = include_str!("sql/members/reset_monthly_usage.sqlite.sql");
         let ids = json_list(workspaces.iter().map(WorkspaceId::as_str));
@@ -427,12 +394,6 @@ impl SqlTx for SqliteTx {
         let ids = json_list(ids.iter().map(WorkspaceId::as_str));
         let rows: Vec<WorkspaceRecord> = sqlx::query_as(LOCK).bind(ids).fetch_all(&mut *self.tx).await?;
         rows.into_iter().map(Workspace::try_from).collect()
-    }
-
-    async fn update_workspaces(&mut self, workspaces: &[Workspace]) -> Result<(), StoreError> {
-        let rows = json_rows(workspaces.iter().map(workspace_row));
-        sqlx::query(UPDATE_WORKSPACES).bind(rows).execute(&mut *self.tx).await?;
-        Ok(())
     }
 
     async fn pool_access_grants(
@@ -466,17 +427,6 @@ impl SqlTx for SqliteTx {
         rows.into_iter().map(Charge::try_from).collect()
     }
 
-    async fn insert_charges(&mut self, charges: &[Charge]) -> Result<u64, StoreError> {
-        let rows = json_rows(charges.iter().map(charge_row));
-        insert_new(
-            &mut self.tx,
-            sqlx::query(INSERT_CHARGES).bind(rows),
-            "a charge key of the batch was taken meanwhile",
-        )
-        .await?;
-        Ok(charges.len() as u64)
-    }
-
     async fn update_charges(&mut self, charges: &[Charge]) -> Result<(), StoreError> {
         let rows = json_rows(charges.iter().map(charge_row));
         sqlx::query(UPDATE_CHARGES).bind(rows).execute(&mut *self.tx).await?;
@@ -493,7 +443,11 @@ impl SqlTx for SqliteTx {
         Ok(())
     }
 
-    /// The whole batch in one command ([`WRITE_BATCH`]).
+    /// The whole batch in one command ([`WRITE_BATCH`]). New charges and records are plain
+    /// inserts: a key stored meanwhile (the first run of a replay the batch did not look up)
+    /// fails the write as [`StoreError::Raced`], and the batch reruns to answer the replay.
+    /// Counting the new rows from `RETURNING` instead would send each row across sqlx's worker
+    /// channel on its own, a thread wake-up per row.
     async fn write_batch(&mut self, rows: &BatchRows<'_>, now_ms: i64) -> Result<BatchWritten, StoreError> {
         let write = sqlx::query(sqlx::AssertSqlSafe(WRITE_BATCH.as_str()))
             .bind(json_rows(rows.workspaces.iter().map(workspace_row)))
@@ -503,7 +457,12 @@ impl SqlTx for SqliteTx {
             .bind(json_rows(rows.journal.iter().map(journal_row)))
             .bind(json_rows(rows.records.iter().map(record_row)))
             .bind(now_ms);
-        insert_new(&mut self.tx, write, "a charge or idempotency key of the batch was taken meanwhile").await?;
+        match write.execute(&mut *self.tx).await {
+            Err(sqlx::Error::Database(error)) if error.kind() == sqlx::error::ErrorKind::UniqueViolation => {
+                return Err(StoreError::Raced("a charge or idempotency key of the batch was taken meanwhile"));
+            }
+            written => written?,
+        };
         Ok(BatchWritten { charges: rows.new_charges.len() as u64, records: rows.records.len() as u64 })
     }
 }

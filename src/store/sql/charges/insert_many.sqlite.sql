@@ -1,5 +1,5 @@
 -- The new charges in the JSON rows $1, in order. No ON CONFLICT: a taken key fails the statement
--- (see `insert_new` in sqlite.rs).
+-- (see `write_batch` in sqlite.rs).
 INSERT INTO charges (scope_id, scope_kind, charge_key, account_id, state,
 monthly_credits, top_up_credits, refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle,
 created_at_ms, expires_at_ms, overflow_credits, refunded_overflow_credits, overflow_take, membership)
