@@ -3,6 +3,10 @@
 
 FROM rust:1.94-slim-bookworm AS build
 WORKDIR /src
+# jemalloc, the binary's allocator, is built from C with make, which the slim image lacks.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make=4.3-4.1 \
+    && rm -rf /var/lib/apt/lists/*
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto proto
 COPY src src

@@ -6,6 +6,11 @@ use clap::{Parser, Subcommand};
 use creditpool::config::{Config, Overrides};
 use tokio_util::sync::CancellationToken;
 
+/// jemalloc rather than glibc's malloc: the bench's hot and spread runs at 64 clients went 10–17%
+/// faster with it, at a few MiB more resident memory (mimalloc was as fast but held 70 MiB).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// creditpool: the credit balances behind paid AI generation, over gRPC.
 #[derive(Debug, Parser)]
 #[command(version, about)]
