@@ -217,7 +217,7 @@ impl Default for Config {
             idempotency_retention_seconds: 86_400,
             max_batch_calls: 256,
             max_batch_scopes: 32,
-            max_batch_transactions: 4,
+            max_batch_transactions: 2,
             renewal_scheduler_enabled: true,
             renewal_tick_ms: 60_000,
             notification_fallback_interval_ms: 1_000,

@@ -160,7 +160,7 @@ impl Default for LedgerSettings {
             max_hold_ttl_seconds: 86_400,
             max_batch_calls: 256,
             max_batch_scopes: 32,
-            max_batch_transactions: 4,
+            max_batch_transactions: 2,
         }
     }
 }
