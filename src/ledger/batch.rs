@@ -413,28 +413,36 @@ impl<S: Store> Ledger<S> {
     async fn apply_batch(&self, batch: &[ScopeBatch], careful: &[bool]) -> Result<Vec<Answers>, LedgerError> {
         let mut tx = self.store.begin().await?;
         let now_ms = self.now_ms();
-        let mut answers = Vec::with_capacity(batch.len());
-        let mut changed = Vec::with_capacity(batch.len());
+        let mut answers: Vec<Answers> = batch.iter().map(|part| Answers::undecided(part.calls.len())).collect();
         let mut writes = Writes::default();
-        let wallets = lock_wallets(&mut tx, batch).await?;
-        for ((part, &careful), wallets) in batch.iter().zip(careful).zip(wallets) {
-            let mut answered = Answers::undecided(part.calls.len());
-            let wallets = match wallets {
-                Ok(wallets) => wallets,
+        let mut wallets = Vec::with_capacity(batch.len());
+        for ((part, answered), locked) in batch.iter().zip(&mut answers).zip(lock_wallets(&mut tx, batch).await?) {
+            wallets.push(match locked {
+                Ok(locked) => Some(locked),
                 Err(refused) => {
                     answered.results = part.calls.iter().map(|_| Some(Err(refused.clone()))).collect();
-                    answers.push(answered);
-                    continue;
+                    None
                 }
-            };
-            let mut loaded = load(&mut tx, part, wallets, careful, &mut answered).await?;
-            decide(&self.settings, part, &mut loaded, &mut answered.results, &mut writes, now_ms)?;
-            if !careful {
-                settle(&mut tx, part, &mut answered).await?;
-            }
-            answers.push(answered);
-            changed.push(loaded);
+            });
         }
+        // Every record is committed or not yet begun under the scopes' row locks, so a careful
+        // scope answers its replays before anything else (C7).
+        let locked: Vec<bool> = wallets.iter().map(Option::is_some).collect();
+        let undecided_of_careful = |part: usize, result: &Option<_>| careful[part] && locked[part] && result.is_none();
+        answer_replays(&mut tx, batch, &mut answers, undecided_of_careful).await?;
+        let mut changed = load(&mut tx, batch, wallets, careful, &answers).await?;
+        for ((part, answered), loaded) in batch.iter().zip(&mut answers).zip(&mut changed) {
+            if let Some(loaded) = loaded {
+                decide(&self.settings, part, loaded, &mut answered.results, &mut writes, now_ms)?;
+            }
+        }
+        // After an optimistic decide, a failed call may be a replay whose first run changed what it
+        // now fails on, so its record, if any, answers it.
+        let failed_of_optimistic = |part: usize, result: &Option<Result<ChargeOutcome, LedgerError>>| {
+            !careful[part] && locked[part] && matches!(result, Some(Err(_)))
+        };
+        answer_replays(&mut tx, batch, &mut answers, failed_of_optimistic).await?;
+        let changed: Vec<Loaded> = changed.into_iter().flatten().collect();
         write(&mut tx, &changed, &writes, now_ms).await?;
         self.commit_transaction(tx, !writes.notifications.is_empty()).await?;
         Ok(answers)
@@ -450,19 +458,22 @@ async fn lock_wallets(
     tx: &mut impl StoreTx,
     batch: &[ScopeBatch],
 ) -> Result<Vec<Result<Wallets, LedgerError>>, LedgerError> {
+    // An expiry names its charge, not its account: the holders of all expiring charges, at once.
+    let expiring: Vec<(Tenant, ChargeKey)> = batch
+        .iter()
+        .flat_map(|part| {
+            let expiries = part.calls.iter().filter(|p| matches!(p.call, HotCall::Expire(_)));
+            expiries.map(|p| (part.scope.clone(), p.call.charge_key().clone()))
+        })
+        .collect();
+    let mut holders: HashMap<Tenant, Vec<AccountId>> = HashMap::new();
+    for charge in tx.charges(&expiring, Lock::None).await? {
+        holders.entry(charge.scope).or_default().push(charge.account_id);
+    }
     let mut accounts_of = Vec::with_capacity(batch.len());
     for part in batch {
         let mut accounts: Vec<AccountId> = part.calls.iter().filter_map(|p| p.call.account_id().cloned()).collect();
-        let expiring: Vec<ChargeKey> = part
-            .calls
-            .iter()
-            .filter(|p| matches!(p.call, HotCall::Expire(_)))
-            .map(|p| p.call.charge_key().clone())
-            .collect();
-        if !expiring.is_empty() {
-            let charges = tx.charges(&part.scope, &expiring, Lock::None).await?;
-            accounts.extend(charges.into_iter().map(|c| c.account_id));
-        }
+        accounts.extend(holders.remove(&part.scope).unwrap_or_default());
         accounts.sort();
         accounts.dedup();
         accounts_of.push(accounts);
@@ -517,44 +528,80 @@ async fn lock_wallets(
     Ok(wallets)
 }
 
-/// Loads what a locked scope's calls need beyond its wallets: the charges, in key order, and the
-/// open holds of members who Reserve. A careful load answers replays from their records first.
-async fn load(
+/// Answers from their records the calls that `selected` (given the call's scope index and result
+/// so far) picks among those that keep one, every scope's in one lookup; counts the replays.
+async fn answer_replays(
     tx: &mut impl StoreTx,
-    part: &ScopeBatch,
-    wallets: Wallets,
-    careful: bool,
-    answers: &mut Answers,
-) -> Result<Loaded, LedgerError> {
-    let (scope, calls) = (&part.scope, &part.calls);
-    // Every hot-path write of the scope holds the scope's row lock, so once it is held the
-    // records read here are all the committed ones: a replay racing its original on another
-    // replica either sees the original's record, or the original has not run yet (C7).
-    if careful {
-        let keys: Vec<IdempotencyKey> = calls.iter().filter(|p| p.request.is_some()).map(|p| p.key.clone()).collect();
-        let requests = calls.iter().map(|p| (&p.key, p.request.as_ref()));
-        answers.replays += replay_stored(tx, scope, requests, &keys, &mut answers.results).await?;
-    }
-    let open: Vec<&Pending> = calls.iter().zip(&answers.results).filter(|(_, r)| r.is_none()).map(|(p, _)| p).collect();
-    let makes_new_charge = |p: &&&Pending| matches!(p.call, HotCall::Consume(_) | HotCall::Reserve(_));
-    let charge_keys: Vec<ChargeKey> =
-        open.iter().filter(|p| careful || !makes_new_charge(p)).map(|p| p.call.charge_key().clone()).collect();
-    let charges: HashMap<ChargeKey, Tracked> = tx
-        .charges(scope, &charge_keys, Lock::Update)
-        .await?
-        .into_iter()
-        .map(|charge| (charge.key.clone(), Tracked { charge, new: false, changed: false }))
-        .collect();
-    let mut open_holds: HashMap<AccountId, u32> = HashMap::new();
-    for pending in &open {
-        if let HotCall::Reserve(call) = &pending.call
-            && !open_holds.contains_key(&call.account_id)
-        {
-            let count = tx.open_holds_of(scope, &call.account_id).await?.count;
-            open_holds.insert(call.account_id.clone(), count);
+    batch: &[ScopeBatch],
+    answers: &mut [Answers],
+    selected: impl Fn(usize, &Option<Result<ChargeOutcome, LedgerError>>) -> bool,
+) -> Result<(), LedgerError> {
+    let (mut places, mut lookups) = (Vec::new(), Vec::new());
+    for (index, (part, answered)) in batch.iter().zip(answers.iter()).enumerate() {
+        for (call, (pending, result)) in part.calls.iter().zip(&answered.results).enumerate() {
+            if let Some(request) = &pending.request
+                && selected(index, result)
+            {
+                places.push((index, call));
+                lookups.push((part.scope.clone(), pending.key.clone(), request));
+            }
         }
     }
-    Ok(Loaded { wallets, charges, open_holds })
+    for ((index, call), replayed) in places.into_iter().zip(replay_stored(tx, &lookups).await?) {
+        if replayed.is_some() {
+            answers[index].results[call] = replayed;
+            answers[index].replays += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Loads what the locked scopes' undecided calls need beyond their wallets: their charges, every
+/// scope's in one statement (an optimistic scope's new charges are not looked up), and the open
+/// holds of members who Reserve. `None` for a scope that was refused.
+async fn load(
+    tx: &mut impl StoreTx,
+    batch: &[ScopeBatch],
+    wallets: Vec<Option<Wallets>>,
+    careful: &[bool],
+    answers: &[Answers],
+) -> Result<Vec<Option<Loaded>>, LedgerError> {
+    let makes_new_charge = |p: &Pending| matches!(p.call, HotCall::Consume(_) | HotCall::Reserve(_));
+    let undecided = |index: usize| {
+        let part: &ScopeBatch = &batch[index];
+        part.calls.iter().zip(&answers[index].results).filter(|(_, r)| r.is_none()).map(|(p, _)| p)
+    };
+    let mut keys = Vec::new();
+    for (index, part) in batch.iter().enumerate() {
+        if wallets[index].is_some() {
+            let looked_up = undecided(index).filter(|p| careful[index] || !makes_new_charge(p));
+            keys.extend(looked_up.map(|p| (part.scope.clone(), p.call.charge_key().clone())));
+        }
+    }
+    let mut charges: HashMap<Tenant, HashMap<ChargeKey, Tracked>> = HashMap::new();
+    for charge in tx.charges(&keys, Lock::Update).await? {
+        let tracked = Tracked { charge, new: false, changed: false };
+        charges.entry(tracked.charge.scope.clone()).or_default().insert(tracked.charge.key.clone(), tracked);
+    }
+    let mut loaded = Vec::with_capacity(batch.len());
+    for (index, (part, wallets)) in batch.iter().zip(wallets).enumerate() {
+        let Some(wallets) = wallets else {
+            loaded.push(None);
+            continue;
+        };
+        let mut open_holds: HashMap<AccountId, u32> = HashMap::new();
+        for pending in undecided(index) {
+            if let HotCall::Reserve(call) = &pending.call
+                && !open_holds.contains_key(&call.account_id)
+            {
+                let count = tx.open_holds_of(&part.scope, &call.account_id).await?.count;
+                open_holds.insert(call.account_id.clone(), count);
+            }
+        }
+        let charges = charges.remove(&part.scope).unwrap_or_default();
+        loaded.push(Some(Loaded { wallets, charges, open_holds }));
+    }
+    Ok(loaded)
 }
 
 /// Applies the scope's undecided calls one after another to the loaded state, each on its own,
@@ -578,27 +625,6 @@ fn decide(
             writes.records.push((part.scope.clone(), pending.key.clone(), request.clone(), response));
         }
         *result = Some(outcome);
-    }
-    Ok(())
-}
-
-/// After an optimistic decide: a failed call may be a replay whose first run changed what it
-/// now fails on, so its record, if any, answers it.
-async fn settle(tx: &mut impl StoreTx, part: &ScopeBatch, answers: &mut Answers) -> Result<(), LedgerError> {
-    let failed: Vec<IdempotencyKey> = part
-        .calls
-        .iter()
-        .zip(&answers.results)
-        .filter(|(p, r)| p.request.is_some() && matches!(r, Some(Err(_))))
-        .map(|(p, _)| p.key.clone())
-        .collect();
-    let mut stored: Vec<Option<Result<ChargeOutcome, LedgerError>>> = part.calls.iter().map(|_| None).collect();
-    let requests = part.calls.iter().map(|p| (&p.key, p.request.as_ref()));
-    answers.replays += replay_stored(tx, &part.scope, requests, &failed, &mut stored).await?;
-    for (result, replay) in answers.results.iter_mut().zip(stored) {
-        if replay.is_some() {
-            *result = replay;
-        }
     }
     Ok(())
 }

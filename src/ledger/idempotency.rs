@@ -10,8 +10,6 @@
 //!   calls that failed, as a replay that succeeds again collides with its own record on write and
 //!   reruns the batch).
 
-use std::collections::HashMap;
-
 use crate::domain::Tenant;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -91,33 +89,25 @@ fn replay<T: DeserializeOwned>(
     Ok(result)
 }
 
-/// Answers the calls (key, request as stored; `None` for a call that keeps no record) whose key is
-/// among `keys` and holds a committed record in `scope`, as [`replay`] does, into `results`;
-/// returns how many records there were. The caller holds the scope's row locks.
-pub(super) async fn replay_stored<'a, T: DeserializeOwned>(
+/// The answers to `calls` (scope, key, request as stored), of one scope or several, in one
+/// lookup: for each whose key holds a committed record in its scope, what [`replay`] makes of it;
+/// `None` for the others. The caller holds the scopes' row locks.
+pub(super) async fn replay_stored<T: DeserializeOwned>(
     tx: &mut impl StoreTx,
-    scope: &Tenant,
-    calls: impl Iterator<Item = (&'a IdempotencyKey, Option<&'a Value>)>,
-    keys: &[IdempotencyKey],
-    results: &mut [Option<Result<T, LedgerError>>],
-) -> Result<usize, LedgerError> {
-    if keys.is_empty() {
-        return Ok(0);
+    calls: &[(Tenant, IdempotencyKey, &Value)],
+) -> Result<Vec<Option<Result<T, LedgerError>>>, LedgerError> {
+    let mut answers: Vec<Option<Result<T, LedgerError>>> = calls.iter().map(|_| None).collect();
+    if calls.is_empty() {
+        return Ok(answers);
     }
-    let mut stored: HashMap<String, (Value, Value)> = tx
-        .idempotency_records(scope, keys)
-        .await?
-        .into_iter()
-        .map(|(key, request, response)| (key, (request, response)))
-        .collect();
-    let records = stored.len();
-    for ((key, request), result) in calls.zip(results.iter_mut()) {
-        let (Some(request), Some((stored_request, response))) = (request, stored.remove(key.as_str())) else {
-            continue;
-        };
-        *result = Some(replay(key, &stored_request, response, request));
+    let keys: Vec<(Tenant, IdempotencyKey)> =
+        calls.iter().map(|(scope, key, _)| (scope.clone(), key.clone())).collect();
+    for (position, stored, response) in tx.idempotency_records(&keys).await? {
+        if let (Some(answer), Some((_, key, request))) = (answers.get_mut(position), calls.get(position)) {
+            *answer = Some(replay(key, &stored, response, request));
+        }
     }
-    Ok(records)
+    Ok(answers)
 }
 
 impl<S: Store> Ledger<S> {

@@ -379,12 +379,12 @@ pub trait StoreTx: Send {
         response: &Value,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// The committed records of `keys` in `scope`: (key, request, response).
+    /// The committed records of `keys` (scope, key), of one scope or several: for each key that
+    /// has one, (its index in `keys`, request, response).
     fn idempotency_records(
         &mut self,
-        scope: &Tenant,
-        keys: &[IdempotencyKey],
-    ) -> impl Future<Output = Result<Vec<(String, Value, Value)>, StoreError>> + Send;
+        keys: &[(Tenant, IdempotencyKey)],
+    ) -> impl Future<Output = Result<Vec<(usize, Value, Value)>, StoreError>> + Send;
 
     /// Reads an account.
     fn account(
@@ -547,11 +547,11 @@ pub trait StoreTx: Send {
         period: &str,
     ) -> impl Future<Output = Result<Option<(i64, i64)>, StoreError>> + Send;
 
-    /// Reads the charges of `keys` in `scope` (those that exist), in key order.
+    /// Reads the charges of `keys` (scope, key), of one scope or several, those that exist; with
+    /// `Lock::Update`, locked in scope and key order.
     fn charges(
         &mut self,
-        scope: &Tenant,
-        keys: &[ChargeKey],
+        keys: &[(Tenant, ChargeKey)],
         lock: Lock,
     ) -> impl Future<Output = Result<Vec<Charge>, StoreError>> + Send;
     /// Saves charges' states, splits and refunds, in one statement.

@@ -7,7 +7,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{FromRow, PgPool, Postgres, Row};
 
 use super::records::{ChargeRecord, MemberRecord, WorkspaceRecord, scope_kind};
-use super::sql_tx::{Decoded, Signal, SqlTx, Statement};
+use super::sql_tx::{Decoded, RecordRow, Signal, SqlTx, Statement};
 use super::{LedgerCheck, Lock, Store, StoreError};
 use crate::domain::{
     AccountId, Charge, ChargeKey, DrawBucket, IdempotencyKey, Member, Movement, Tenant, Workspace, WorkspaceId,
@@ -226,15 +226,14 @@ impl SqlTx for PgTx {
         Ok(())
     }
 
-    async fn idempotency_rows(
-        &mut self,
-        scope: &Tenant,
-        keys: &[IdempotencyKey],
-    ) -> Result<Vec<(String, String, Option<String>)>, StoreError> {
-        const SELECT: &str = include_str!("sql/idempotency_records/select_many.postgres.sql");
-        let (scope_id, scope_kind) = super::idempotency_parts(scope);
-        let keys: Vec<&str> = keys.iter().map(IdempotencyKey::as_str).collect();
-        Ok(sqlx::query_as(SELECT).bind(scope_id).bind(scope_kind).bind(keys).fetch_all(&mut *self.tx).await?)
+    async fn idempotency_rows(&mut self, keys: &[(Tenant, IdempotencyKey)]) -> Result<Vec<RecordRow>, StoreError> {
+        const ONE_SCOPE: &str = include_str!("sql/idempotency_records/select_many.postgres.sql");
+        const SCOPES: &str = include_str!("sql/idempotency_records/select_many_scopes.postgres.sql");
+        let keys = ScopedKeys::of(keys.iter().map(|(scope, key)| {
+            let (scope_id, kind) = super::idempotency_parts(scope);
+            (scope_id, kind, key.as_str())
+        }));
+        Ok(keys.bind(sqlx::query_as(ONE_SCOPE), sqlx::query_as(SCOPES)).fetch_all(&mut *self.tx).await?)
     }
 
     async fn reset_monthly_usage(&mut self, workspaces: &[WorkspaceId]) -> Result<(), StoreError> {
@@ -309,20 +308,20 @@ impl SqlTx for PgTx {
         Ok(())
     }
 
-    async fn charges(&mut self, scope: &Tenant, keys: &[ChargeKey], lock: Lock) -> Result<Vec<Charge>, StoreError> {
+    async fn charges(&mut self, keys: &[(Tenant, ChargeKey)], lock: Lock) -> Result<Vec<Charge>, StoreError> {
         const SELECT: &str = include_str!("sql/charges/select_many.postgres.sql");
         const LOCK: &str = include_str!("sql/charges/lock_many.postgres.sql");
-        let statement = if lock == Lock::Update { LOCK } else { SELECT };
-        // Sorted, so every transaction locks a scope's charges in one order.
-        let mut keys: Vec<&str> = keys.iter().map(ChargeKey::as_str).collect();
+        const SELECT_SCOPES: &str = include_str!("sql/charges/select_many_scopes.postgres.sql");
+        const LOCK_SCOPES: &str = include_str!("sql/charges/lock_many_scopes.postgres.sql");
+        let (one_scope, scopes) = if lock == Lock::Update { (LOCK, LOCK_SCOPES) } else { (SELECT, SELECT_SCOPES) };
+        // Sorted, so every transaction locks charges in one order.
+        let mut keys: Vec<(&str, &str, &str)> =
+            keys.iter().map(|(scope, key)| (scope_kind(scope), scope.id(), key.as_str())).collect();
         keys.sort_unstable();
         keys.dedup();
-        let rows: Vec<ChargeRecord> = sqlx::query_as(statement)
-            .bind(scope.id())
-            .bind(scope_kind(scope))
-            .bind(keys)
-            .fetch_all(&mut *self.tx)
-            .await?;
+        let keys = ScopedKeys::of(keys.into_iter().map(|(kind, scope_id, key)| (scope_id, kind, key)));
+        let rows: Vec<ChargeRecord> =
+            keys.bind(sqlx::query_as(one_scope), sqlx::query_as(scopes)).fetch_all(&mut *self.tx).await?;
         rows.into_iter().map(Charge::try_from).collect()
     }
 
@@ -411,6 +410,43 @@ impl SqlTx for PgTx {
             u64::try_from(count).map_err(|_| StoreError::Corrupt(format!("{column} counted {count}")))
         };
         Ok(super::BatchWritten { charges: count("charges")?, records: count("records")? })
+    }
+}
+
+/// Keys of (scope id, scope kind, key) as the three array parameters of a lookup.
+struct ScopedKeys<'a> {
+    scope_ids: Vec<&'a str>,
+    kinds: Vec<&'a str>,
+    keys: Vec<&'a str>,
+}
+
+impl<'a> ScopedKeys<'a> {
+    fn of(keys: impl Iterator<Item = (&'a str, &'a str, &'a str)>) -> ScopedKeys<'a> {
+        let mut columns = ScopedKeys { scope_ids: Vec::new(), kinds: Vec::new(), keys: Vec::new() };
+        for (scope_id, kind, key) in keys {
+            columns.scope_ids.push(scope_id);
+            columns.kinds.push(kind);
+            columns.keys.push(key);
+        }
+        columns
+    }
+
+    /// The keys bound to `one_scope` (scope id, kind, keys) when they share a scope: its constant
+    /// scope filter is what Citus routes to one shard, where `MAX_BATCH_SCOPES=1` keeps every
+    /// batch. Keys of several scopes (a batch of many workspaces on one Postgres) go to `scopes`,
+    /// which takes the three columns as arrays.
+    fn bind<O>(
+        self,
+        one_scope: sqlx::query::QueryAs<'a, Postgres, O, sqlx::postgres::PgArguments>,
+        scopes: sqlx::query::QueryAs<'a, Postgres, O, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::QueryAs<'a, Postgres, O, sqlx::postgres::PgArguments> {
+        let one = |column: &[&str]| column.iter().all(|value| Some(value) == column.first());
+        match (self.scope_ids.first(), self.kinds.first()) {
+            (Some(&scope_id), Some(&kind)) if one(&self.scope_ids) && one(&self.kinds) => {
+                one_scope.bind(scope_id).bind(kind).bind(self.keys)
+            }
+            _ => scopes.bind(self.scope_ids).bind(self.kinds).bind(self.keys),
+        }
     }
 }
 

@@ -188,12 +188,11 @@ pub(crate) trait SqlTx: Send {
     /// Commits.
     fn commit(self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// The stored (key, request, response) rows of [`StoreTx::idempotency_records`].
+    /// The stored rows of [`StoreTx::idempotency_records`].
     fn idempotency_rows(
         &mut self,
-        scope: &Tenant,
-        keys: &[IdempotencyKey],
-    ) -> impl Future<Output = Result<Vec<(String, String, Option<String>)>, StoreError>> + Send;
+        keys: &[(Tenant, IdempotencyKey)],
+    ) -> impl Future<Output = Result<Vec<RecordRow>, StoreError>> + Send;
     /// The workspaces among `ids` that exist, locked in id order, in one statement where the
     /// backend can.
     fn lock_workspaces(
@@ -222,8 +221,7 @@ pub(crate) trait SqlTx: Send {
     /// See [`StoreTx::charges`].
     fn charges(
         &mut self,
-        scope: &Tenant,
-        keys: &[ChargeKey],
+        keys: &[(Tenant, ChargeKey)],
         lock: Lock,
     ) -> impl Future<Output = Result<Vec<Charge>, StoreError>> + Send;
     /// See [`StoreTx::update_charges`].
@@ -281,6 +279,18 @@ fn count_of(what: &str, value: i64) -> Result<u32, StoreError> {
 }
 
 /// A committed idempotency record's request and response, parsed.
+/// A stored idempotency record as read: its scope, key, request and response (`None` while its
+/// claim is uncommitted).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct RecordRow {
+    scope_id: String,
+    scope_kind: String,
+    #[sqlx(rename = "idempotency_key")]
+    key: String,
+    request: String,
+    response: Option<String>,
+}
+
 fn parse_record(key: &str, request: &str, response: Option<&str>) -> Result<(Value, Value), StoreError> {
     let parse = |text: &str| {
         serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("idempotency record {key}: {e}")))
@@ -344,17 +354,27 @@ impl<T: SqlTx> StoreTx for T {
 
     async fn idempotency_records(
         &mut self,
-        scope: &Tenant,
-        keys: &[IdempotencyKey],
-    ) -> Result<Vec<(String, Value, Value)>, StoreError> {
+        keys: &[(Tenant, IdempotencyKey)],
+    ) -> Result<Vec<(usize, Value, Value)>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = self.idempotency_rows(scope, keys).await?;
+        let positions: HashMap<(&str, &str, &str), usize> = keys
+            .iter()
+            .enumerate()
+            .map(|(position, (scope, key))| {
+                let (scope_id, kind) = idempotency_parts(scope);
+                ((scope_id, kind, key.as_str()), position)
+            })
+            .collect();
+        let rows = self.idempotency_rows(keys).await?;
         rows.into_iter()
-            .map(|(key, request, response)| {
-                let (request, response) = parse_record(&key, &request, response.as_deref())?;
-                Ok((key, request, response))
+            .filter_map(|row| {
+                let position = positions.get(&(row.scope_id.as_str(), row.scope_kind.as_str(), row.key.as_str()))?;
+                Some(
+                    parse_record(&row.key, &row.request, row.response.as_deref())
+                        .map(|(request, response)| (*position, request, response)),
+                )
             })
             .collect()
     }
@@ -749,11 +769,11 @@ impl<T: SqlTx> StoreTx for T {
         self.fetch_optional(statement(CLOSED).bind(workspace.as_str()).bind(period)).await
     }
 
-    async fn charges(&mut self, scope: &Tenant, keys: &[ChargeKey], lock: Lock) -> Result<Vec<Charge>, StoreError> {
+    async fn charges(&mut self, keys: &[(Tenant, ChargeKey)], lock: Lock) -> Result<Vec<Charge>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        SqlTx::charges(self, scope, keys, lock).await
+        SqlTx::charges(self, keys, lock).await
     }
 
     async fn update_charges(&mut self, charges: &[Charge]) -> Result<(), StoreError> {

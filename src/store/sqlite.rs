@@ -14,7 +14,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool};
 
 use super::records::{ChargeRecord, MemberRecord, WorkspaceRecord, scope_kind};
-use super::sql_tx::{Decoded, Signal, SqlTx, Statement};
+use super::sql_tx::{Decoded, RecordRow, Signal, SqlTx, Statement};
 use super::{BatchRows, BatchWritten, LedgerCheck, Lock, Store, StoreError};
 use crate::domain::{
     AccountId, Charge, ChargeKey, DrawBucket, IdempotencyKey, Member, Movement, Tenant, Workspace, WorkspaceId,
@@ -357,19 +357,13 @@ impl SqlTx for SqliteTx {
         Ok(())
     }
 
-    async fn idempotency_rows(
-        &mut self,
-        scope: &Tenant,
-        keys: &[IdempotencyKey],
-    ) -> Result<Vec<(String, String, Option<String>)>, StoreError> {
+    async fn idempotency_rows(&mut self, keys: &[(Tenant, IdempotencyKey)]) -> Result<Vec<RecordRow>, StoreError> {
         const SELECT: &str = include_str!("sql/idempotency_records/select_many.sqlite.sql");
-        let (scope_id, kind) = super::idempotency_parts(scope);
-        Ok(sqlx::query_as(SELECT)
-            .bind(scope_id)
-            .bind(kind)
-            .bind(json_list(keys.iter().map(IdempotencyKey::as_str)))
-            .fetch_all(&mut *self.tx)
-            .await?)
+        let rows = json_rows(keys.iter().map(|(scope, key)| {
+            let (scope_id, kind) = super::idempotency_parts(scope);
+            vec![text(scope_id), text(kind), text(key.as_str())]
+        }));
+        Ok(sqlx::query_as(SELECT).bind(rows).fetch_all(&mut *self.tx).await?)
     }
 
     async fn reset_monthly_usage(&mut self, workspaces: &[WorkspaceId]) -> Result<(), StoreError> {
@@ -416,14 +410,12 @@ impl SqlTx for SqliteTx {
     }
 
     /// Rows are read in key order; the transaction holds the whole file, so `_lock` needs nothing.
-    async fn charges(&mut self, scope: &Tenant, keys: &[ChargeKey], _lock: Lock) -> Result<Vec<Charge>, StoreError> {
+    async fn charges(&mut self, keys: &[(Tenant, ChargeKey)], _lock: Lock) -> Result<Vec<Charge>, StoreError> {
         const SELECT: &str = include_str!("sql/charges/select_many.sqlite.sql");
-        let rows: Vec<ChargeRecord> = sqlx::query_as(SELECT)
-            .bind(scope.id())
-            .bind(scope_kind(scope))
-            .bind(json_list(keys.iter().map(ChargeKey::as_str)))
-            .fetch_all(&mut *self.tx)
-            .await?;
+        let rows = json_rows(
+            keys.iter().map(|(scope, key)| vec![text(scope.id()), text(scope_kind(scope)), text(key.as_str())]),
+        );
+        let rows: Vec<ChargeRecord> = sqlx::query_as(SELECT).bind(rows).fetch_all(&mut *self.tx).await?;
         rows.into_iter().map(Charge::try_from).collect()
     }
 

@@ -133,3 +133,76 @@ async fn a_batch_of_many_workspaces_charges_each_replayed_key_once_and_a_missing
     }
     app.assert_ledger_clean().await;
 }
+
+/// One committer, so the calls of eight workspaces share batches, and every workspace uses the
+/// same keys: each Consume and Refund, sent three times at once and then again, is answered from
+/// its own workspace's record (its own amount, its own workspace), though a batch looks up the
+/// records of all its workspaces at once.
+#[rstest]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_used_in_many_workspaces_of_one_batch_replays_each_workspaces_own_answer(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app_with(backend, |config| config.max_batch_transactions = 1).await;
+    app.create_account_with_plan("owner", 100_000).await;
+    app.create_account("member").await;
+    for w in 0..WORKSPACES {
+        let workspace = format!("w{w}");
+        app.create_workspace(&workspace, "owner").await;
+        app.set_pool_size(&workspace, "owner", 1_000).await.expect("pool");
+        app.add_member(&workspace, "owner", "member", Role::Editor).await.expect("member");
+        app.set_allowance(&workspace, "owner", "member", 500, 0).await.expect("allowance");
+    }
+    let servers = [Arc::new(app)];
+    fn amount(w: usize) -> i64 {
+        10 + i64::try_from(w).expect("small")
+    }
+    async fn consume(app: Arc<TestApp>, w: usize) -> Result<Consumption, tonic::Status> {
+        app.consume("same", "member", &format!("w{w}"), amount(w)).await
+    }
+    let first: Vec<Consumption> =
+        join_all((0..WORKSPACES * COPIES).map(|n| tokio::spawn(consume(Arc::clone(&servers[0]), n % WORKSPACES))))
+            .await
+            .into_iter()
+            .map(|answer| answer.expect("consumed"))
+            .collect();
+    for (n, consumption) in first.iter().enumerate() {
+        let w = n % WORKSPACES;
+        assert_eq!(
+            (consumption.workspace_id.as_str(), consumption.amount_credits),
+            (format!("w{w}").as_str(), amount(w)),
+            "copy {n}"
+        );
+        assert_eq!(consumption, &first[w], "copy {n} answered apart from the first copy of w{w}");
+    }
+    // Every call again: now all of them replays, looked up together.
+    let again = race_copies(&servers, WORKSPACES, move |app, w| async move { answer(consume(app, w).await) }).await;
+    for (w, replayed) in again.iter().enumerate() {
+        assert_eq!(replayed, &Ok(format!("{:?}", first[w])), "w{w}");
+    }
+    let refunded = race_copies(&servers, WORKSPACES, move |app, w| async move {
+        let request = RefundRequest {
+            idempotency_key: "same-refund".into(),
+            account_id: "member".into(),
+            workspace_id: format!("w{w}"),
+            consumption_key: "same".into(),
+            amount_credits: Some(amount(w) - 9),
+        };
+        answer(app.credit.clone().refund(request).await.map(tonic::Response::into_inner))
+    })
+    .await;
+    let app = &servers[0];
+    for (w, refund) in refunded.iter().enumerate() {
+        assert!(refund.as_ref().is_ok_and(|r| r.contains(&format!("w{w}"))), "w{w}: {refund:?}");
+        let balance = app.balance("member", &format!("w{w}")).await;
+        assert_eq!(
+            balance.monthly.expect("monthly").used_credits,
+            9,
+            "w{w}: one charge of {}, refunded down to 9",
+            amount(w)
+        );
+    }
+    let charges: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM charges").fetch_one(&app.db).await.expect("count");
+    assert_eq!(charges, WORKSPACES as i64, "one charge per workspace");
+    app.assert_ledger_clean().await;
+}

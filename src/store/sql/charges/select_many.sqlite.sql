@@ -1,5 +1,7 @@
-SELECT scope_id, scope_kind, charge_key, account_id, state, monthly_credits, top_up_credits,
-    refunded_monthly_credits, refunded_top_up_credits, forfeited_credits, cycle, created_at_ms, expires_at_ms,
-    overflow_credits, refunded_overflow_credits, overflow_take, membership
-FROM charges WHERE scope_id = $1 AND scope_kind = $2 AND charge_key IN (SELECT value FROM json_each($3))
-ORDER BY charge_key
+-- The charges of a JSON list of [scope id, scope kind, key] rows, of one scope or several.
+SELECT c.scope_id, c.scope_kind, c.charge_key, c.account_id, c.state, c.monthly_credits, c.top_up_credits,
+    c.refunded_monthly_credits, c.refunded_top_up_credits, c.forfeited_credits, c.cycle, c.created_at_ms,
+    c.expires_at_ms, c.overflow_credits, c.refunded_overflow_credits, c.overflow_take, c.membership
+FROM jsonb_each($1) AS k JOIN charges AS c
+    ON c.scope_id = k.value ->> 0 AND c.scope_kind = k.value ->> 1 AND c.charge_key = k.value ->> 2
+ORDER BY c.scope_kind, c.scope_id, c.charge_key
