@@ -398,8 +398,9 @@ impl<S: Store> Ledger<S> {
         }
     }
 
-    /// One transaction for a batch: each scope, in lock order, is locked and loaded and then its
-    /// calls decided; then everything the batch changed is written, and committed.
+    /// One transaction for a batch: its scopes are locked in lock order, then loaded together
+    /// (each kind of row in one lookup for all of them), then each scope's calls decided; then
+    /// everything the batch changed is written, and committed.
     ///
     /// C7 without a lookup in the common case: an optimistic scope (`careful` false) assumes no
     /// call is a replay and does not look up idempotency records or the charges new calls will
