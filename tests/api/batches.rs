@@ -20,6 +20,19 @@ fn answer<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> Answer {
     result.map(|reply| format!("{reply:?}")).map_err(|status| (status.code(), status.message().to_owned()))
 }
 
+/// Workspaces w0 to w7 of "owner", each with a pool of 1,000 and "member" allowed 500 of it.
+async fn set_up_workspaces(app: &TestApp) {
+    app.create_account_with_plan("owner", 100_000).await;
+    app.create_account("member").await;
+    for w in 0..WORKSPACES {
+        let workspace = format!("w{w}");
+        app.create_workspace(&workspace, "owner").await;
+        app.set_pool_size(&workspace, "owner", 1_000).await.expect("pool");
+        app.add_member(&workspace, "owner", "member", Role::Editor).await.expect("member");
+        app.set_allowance(&workspace, "owner", "member", 500, 0).await.expect("allowance");
+    }
+}
+
 /// Sends `COPIES` copies of each call at once, spread over `servers`, and checks every copy got
 /// the same answer; returns the answers, one per call.
 async fn race_copies<F, Fut>(servers: &[Arc<TestApp>], calls: usize, send: F) -> Vec<Answer>
@@ -56,15 +69,7 @@ async fn a_batch_of_many_workspaces_charges_each_replayed_key_once_and_a_missing
         config.postgres_one_statement_writes = true;
     })
     .await;
-    app.create_account_with_plan("owner", 100_000).await;
-    app.create_account("member").await;
-    for w in 0..WORKSPACES {
-        let workspace = format!("w{w}");
-        app.create_workspace(&workspace, "owner").await;
-        app.set_pool_size(&workspace, "owner", 1_000).await.expect("pool");
-        app.add_member(&workspace, "owner", "member", Role::Editor).await.expect("member");
-        app.set_allowance(&workspace, "owner", "member", 500, 0).await.expect("allowance");
-    }
+    set_up_workspaces(&app).await;
     let mut servers = vec![Arc::new(app)];
     if backend == Backend::Postgres {
         // The replica writes each table in its own statement, new rows as `VALUES` (the Citus
@@ -144,15 +149,7 @@ async fn a_key_used_in_many_workspaces_of_one_batch_replays_each_workspaces_own_
     #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
 ) {
     let app = spawn_app_with(backend, |config| config.max_batch_transactions = 1).await;
-    app.create_account_with_plan("owner", 100_000).await;
-    app.create_account("member").await;
-    for w in 0..WORKSPACES {
-        let workspace = format!("w{w}");
-        app.create_workspace(&workspace, "owner").await;
-        app.set_pool_size(&workspace, "owner", 1_000).await.expect("pool");
-        app.add_member(&workspace, "owner", "member", Role::Editor).await.expect("member");
-        app.set_allowance(&workspace, "owner", "member", 500, 0).await.expect("allowance");
-    }
+    set_up_workspaces(&app).await;
     let servers = [Arc::new(app)];
     fn amount(w: usize) -> i64 {
         10 + i64::try_from(w).expect("small")
