@@ -557,9 +557,9 @@ async fn answer_replays(
     Ok(())
 }
 
-/// Loads what the locked scopes' undecided calls need beyond their wallets: their charges, every
-/// scope's in one statement (an optimistic scope's new charges are not looked up), and the open
-/// holds of members who Reserve. `None` for a scope that was refused.
+/// Loads what the locked scopes' undecided calls need beyond their wallets, every scope's in one
+/// statement each: their charges (an optimistic scope's new charges are not looked up), and the
+/// open holds of members who Reserve. `None` for a scope that was refused.
 async fn load(
     tx: &mut impl StoreTx,
     batch: &[ScopeBatch],
@@ -584,25 +584,28 @@ async fn load(
         let tracked = Tracked { charge, new: false, changed: false };
         charges.entry(tracked.charge.scope.clone()).or_default().insert(tracked.charge.key.clone(), tracked);
     }
-    let mut loaded = Vec::with_capacity(batch.len());
-    for (index, (part, wallets)) in batch.iter().zip(wallets).enumerate() {
-        let Some(wallets) = wallets else {
-            loaded.push(None);
-            continue;
-        };
-        let mut open_holds: HashMap<AccountId, u32> = HashMap::new();
-        for pending in undecided(index) {
-            if let HotCall::Reserve(call) = &pending.call
-                && !open_holds.contains_key(&call.account_id)
-            {
-                let count = tx.open_holds_of(&part.scope, &call.account_id).await?.count;
-                open_holds.insert(call.account_id.clone(), count);
+    let mut holders: Vec<(Tenant, AccountId)> = Vec::new();
+    for (index, part) in batch.iter().enumerate() {
+        if wallets[index].is_some() {
+            for pending in undecided(index) {
+                if let HotCall::Reserve(call) = &pending.call {
+                    holders.push((part.scope.clone(), call.account_id.clone()));
+                }
             }
         }
-        let charges = charges.remove(&part.scope).unwrap_or_default();
-        loaded.push(Some(Loaded { wallets, charges, open_holds }));
     }
-    Ok(loaded)
+    let mut seen = HashSet::new();
+    holders.retain(|holder| seen.insert(holder.clone()));
+    let mut open_holds: HashMap<Tenant, HashMap<AccountId, u32>> = HashMap::new();
+    for ((scope, account), count) in holders.iter().zip(tx.open_hold_counts(&holders).await?) {
+        open_holds.entry(scope.clone()).or_default().insert(account.clone(), count);
+    }
+    let loaded = batch.iter().zip(wallets).map(|(part, wallets)| {
+        let (charges, open_holds) =
+            (charges.remove(&part.scope).unwrap_or_default(), open_holds.remove(&part.scope).unwrap_or_default());
+        wallets.map(|wallets| Loaded { wallets, charges, open_holds })
+    });
+    Ok(loaded.collect())
 }
 
 /// Applies the scope's undecided calls one after another to the loaded state, each on its own,

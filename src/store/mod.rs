@@ -562,6 +562,12 @@ pub trait StoreTx: Send {
         scope: &Tenant,
         account: &AccountId,
     ) -> impl Future<Output = Result<OpenHolds, StoreError>> + Send;
+    /// How many holds each of `holders` (scope, account), of one scope or several, has open, in
+    /// their order.
+    fn open_hold_counts(
+        &mut self,
+        holders: &[(Tenant, AccountId)],
+    ) -> impl Future<Output = Result<Vec<u32>, StoreError>> + Send;
     /// How many holds each member of `workspace` has open (members with none are left out).
     fn open_holds_per_member(
         &mut self,

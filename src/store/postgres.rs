@@ -325,6 +325,14 @@ impl SqlTx for PgTx {
         rows.into_iter().map(Charge::try_from).collect()
     }
 
+    async fn open_hold_count_rows(&mut self, holders: &[(Tenant, AccountId)]) -> Result<Vec<(i64,)>, StoreError> {
+        const ONE_SCOPE: &str = include_str!("sql/charges/open_holds_of_members.postgres.sql");
+        const SCOPES: &str = include_str!("sql/charges/open_holds_of_members_scopes.postgres.sql");
+        let holders =
+            ScopedKeys::of(holders.iter().map(|(scope, account)| (scope.id(), scope_kind(scope), account.as_str())));
+        Ok(holders.bind(sqlx::query_as(ONE_SCOPE), sqlx::query_as(SCOPES)).fetch_all(&mut *self.tx).await?)
+    }
+
     async fn update_charges(&mut self, charges: &[Charge]) -> Result<(), StoreError> {
         let rows: Vec<ChargeRecord> = charges.iter().map(ChargeRecord::from).collect();
         bind_charge_updates(sqlx::query(UPDATE_CHARGES), &rows).execute(&mut *self.tx).await?;

@@ -224,6 +224,11 @@ pub(crate) trait SqlTx: Send {
         keys: &[(Tenant, ChargeKey)],
         lock: Lock,
     ) -> impl Future<Output = Result<Vec<Charge>, StoreError>> + Send;
+    /// The counts of [`StoreTx::open_hold_counts`], as read.
+    fn open_hold_count_rows(
+        &mut self,
+        holders: &[(Tenant, AccountId)],
+    ) -> impl Future<Output = Result<Vec<(i64,)>, StoreError>> + Send;
     /// See [`StoreTx::update_charges`].
     fn update_charges(&mut self, charges: &[Charge]) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// See [`StoreTx::append_journal`].
@@ -788,6 +793,17 @@ impl<T: SqlTx> StoreTx for T {
         let open = statement(OPEN).bind(scope.id()).bind(scope_kind(scope)).bind(account.as_str());
         let (count, held): (i64, i64) = self.fetch_one(open).await?;
         Ok(OpenHolds { count: count_of("open holds", count)?, held: credits_of("what open holds hold", held)? })
+    }
+
+    async fn open_hold_counts(&mut self, holders: &[(Tenant, AccountId)]) -> Result<Vec<u32>, StoreError> {
+        if holders.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self.open_hold_count_rows(holders).await?;
+        if rows.len() != holders.len() {
+            return Err(StoreError::Corrupt(format!("{} open-hold counts for {} holders", rows.len(), holders.len())));
+        }
+        rows.into_iter().map(|(count,)| count_of("open holds", count)).collect()
     }
 
     async fn open_holds_per_member(&mut self, workspace: &WorkspaceId) -> Result<Vec<(AccountId, u32)>, StoreError> {

@@ -419,6 +419,16 @@ impl SqlTx for SqliteTx {
         rows.into_iter().map(Charge::try_from).collect()
     }
 
+    async fn open_hold_count_rows(&mut self, holders: &[(Tenant, AccountId)]) -> Result<Vec<(i64,)>, StoreError> {
+        const COUNTS: &str = include_str!("sql/charges/open_holds_of_members.sqlite.sql");
+        let rows = json_rows(
+            holders
+                .iter()
+                .map(|(scope, account)| vec![text(scope.id()), text(scope_kind(scope)), text(account.as_str())]),
+        );
+        Ok(sqlx::query_as(COUNTS).bind(rows).fetch_all(&mut *self.tx).await?)
+    }
+
     async fn update_charges(&mut self, charges: &[Charge]) -> Result<(), StoreError> {
         let rows = json_rows(charges.iter().map(charge_row));
         sqlx::query(UPDATE_CHARGES).bind(rows).execute(&mut *self.tx).await?;

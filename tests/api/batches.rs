@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use creditpool::proto::*;
 use tonic::Code;
+use tonic_types::StatusExt as _;
 
 use rstest::rstest;
 
@@ -201,5 +202,45 @@ async fn a_key_used_in_many_workspaces_of_one_batch_replays_each_workspaces_own_
     }
     let charges: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM charges").fetch_one(&app.db).await.expect("count");
     assert_eq!(charges, WORKSPACES as i64, "one charge per workspace");
+    app.assert_ledger_clean().await;
+}
+
+/// One committer, so a Reserve in each of eight workspaces shares a batch, where the member
+/// already holds w % 3 holds in workspace w, with a cap of two: the open holds of every workspace
+/// are counted in one lookup, and each Reserve is refused or taken by its own workspace's count.
+#[rstest]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c5b_reserves_in_many_workspaces_of_one_batch_each_meet_their_own_workspaces_cap(
+    #[values(Backend::Postgres, Backend::Sqlite)] backend: Backend,
+) {
+    let app = spawn_app_with(backend, |config| {
+        config.max_batch_transactions = 1;
+        config.max_open_reservations_per_member = 2;
+    })
+    .await;
+    set_up_workspaces(&app).await;
+    for w in 0..WORKSPACES {
+        for hold in 0..w % 3 {
+            app.reserve(&format!("early-{hold}"), "member", &format!("w{w}"), 1, 0).await.expect("under the cap");
+        }
+    }
+    let app = Arc::new(app);
+    let sent = (0..WORKSPACES).map(|w| {
+        let app = Arc::clone(&app);
+        tokio::spawn(async move { app.reserve("late", "member", &format!("w{w}"), 1, 0).await })
+    });
+    for (w, reserved) in join_all(sent).await.into_iter().enumerate() {
+        if w % 3 == 2 {
+            let status = reserved.expect_err(&format!("w{w} is at the cap"));
+            let reason = status.get_details_error_info().map(|info| info.reason);
+            assert_eq!(
+                (status.code(), reason.as_deref()),
+                (Code::FailedPrecondition, Some("TOO_MANY_OPEN_HOLDS")),
+                "w{w}"
+            );
+        } else {
+            reserved.unwrap_or_else(|status| panic!("w{w} is under the cap: {status:?}"));
+        }
+    }
     app.assert_ledger_clean().await;
 }
