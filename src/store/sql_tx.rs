@@ -283,7 +283,6 @@ fn count_of(what: &str, value: i64) -> Result<u32, StoreError> {
     u32::try_from(value).map_err(|_| StoreError::Corrupt(format!("{value} {what}")))
 }
 
-/// A committed idempotency record's request and response, parsed.
 /// A stored idempotency record as read: its scope, key, request and response (`None` while its
 /// claim is uncommitted).
 #[derive(Debug, sqlx::FromRow)]
@@ -296,6 +295,7 @@ pub(crate) struct RecordRow {
     response: Option<String>,
 }
 
+/// A committed idempotency record's request and response, parsed.
 fn parse_record(key: &str, request: &str, response: Option<&str>) -> Result<(Value, Value), StoreError> {
     let parse = |text: &str| {
         serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("idempotency record {key}: {e}")))
