@@ -229,6 +229,12 @@ fn json_rows(rows: impl IntoIterator<Item = Vec<Value>>) -> String {
     Value::Array(rows.into_iter().map(Value::Array).collect()).to_string()
 }
 
+/// (scope id, scope kind, key) lookups as JSON rows, the form every lookup of one scope or
+/// several reads (Postgres binds the same triples as three arrays).
+fn scoped_rows<'a>(keys: impl Iterator<Item = (&'a str, &'a str, &'a str)>) -> String {
+    json_rows(keys.map(|(scope_id, kind, key)| vec![text(scope_id), text(kind), text(key)]))
+}
+
 /// A string cell of a JSON row.
 fn text(value: &str) -> Value {
     Value::String(value.to_owned())
@@ -359,9 +365,9 @@ impl SqlTx for SqliteTx {
 
     async fn idempotency_rows(&mut self, keys: &[(Tenant, IdempotencyKey)]) -> Result<Vec<RecordRow>, StoreError> {
         const SELECT: &str = include_str!("sql/idempotency_records/select_many.sqlite.sql");
-        let rows = json_rows(keys.iter().map(|(scope, key)| {
+        let rows = scoped_rows(keys.iter().map(|(scope, key)| {
             let (scope_id, kind) = super::idempotency_parts(scope);
-            vec![text(scope_id), text(kind), text(key.as_str())]
+            (scope_id, kind, key.as_str())
         }));
         Ok(sqlx::query_as(SELECT).bind(rows).fetch_all(&mut *self.tx).await?)
     }
@@ -412,20 +418,15 @@ impl SqlTx for SqliteTx {
     /// Rows are read in key order; the transaction holds the whole file, so `_lock` needs nothing.
     async fn charges(&mut self, keys: &[(Tenant, ChargeKey)], _lock: Lock) -> Result<Vec<Charge>, StoreError> {
         const SELECT: &str = include_str!("sql/charges/select_many.sqlite.sql");
-        let rows = json_rows(
-            keys.iter().map(|(scope, key)| vec![text(scope.id()), text(scope_kind(scope)), text(key.as_str())]),
-        );
+        let rows = scoped_rows(keys.iter().map(|(scope, key)| (scope.id(), scope_kind(scope), key.as_str())));
         let rows: Vec<ChargeRecord> = sqlx::query_as(SELECT).bind(rows).fetch_all(&mut *self.tx).await?;
         rows.into_iter().map(Charge::try_from).collect()
     }
 
     async fn open_hold_count_rows(&mut self, holders: &[(Tenant, AccountId)]) -> Result<Vec<(i64,)>, StoreError> {
         const COUNTS: &str = include_str!("sql/charges/open_holds_of_members.sqlite.sql");
-        let rows = json_rows(
-            holders
-                .iter()
-                .map(|(scope, account)| vec![text(scope.id()), text(scope_kind(scope)), text(account.as_str())]),
-        );
+        let rows =
+            scoped_rows(holders.iter().map(|(scope, account)| (scope.id(), scope_kind(scope), account.as_str())));
         Ok(sqlx::query_as(COUNTS).bind(rows).fetch_all(&mut *self.tx).await?)
     }
 
