@@ -537,18 +537,19 @@ async fn answer_replays(
     answers: &mut [Answers],
     selected: impl Fn(usize, &Option<Result<ChargeOutcome, LedgerError>>) -> bool,
 ) -> Result<(), LedgerError> {
-    let (mut places, mut lookups) = (Vec::new(), Vec::new());
+    let (mut places, mut keys, mut requests) = (Vec::new(), Vec::new(), Vec::new());
     for (index, (part, answered)) in batch.iter().zip(answers.iter()).enumerate() {
         for (call, (pending, result)) in part.calls.iter().zip(&answered.results).enumerate() {
             if let Some(request) = &pending.request
                 && selected(index, result)
             {
                 places.push((index, call));
-                lookups.push((part.scope.clone(), pending.key.clone(), request));
+                keys.push((part.scope.clone(), pending.key.clone()));
+                requests.push(request);
             }
         }
     }
-    for ((index, call), replayed) in places.into_iter().zip(replay_stored(tx, &lookups).await?) {
+    for ((index, call), replayed) in places.into_iter().zip(replay_stored(tx, &keys, &requests).await?) {
         if replayed.is_some() {
             answers[index].results[call] = replayed;
             answers[index].replays += 1;

@@ -89,21 +89,23 @@ fn replay<T: DeserializeOwned>(
     Ok(result)
 }
 
-/// The answers to `calls` (scope, key, request as stored), of one scope or several, in one
-/// lookup: for each whose key holds a committed record in its scope, what [`replay`] makes of it;
-/// `None` for the others. The caller holds the scopes' row locks.
+/// The answers to the calls of `keys` (scope, key) with `requests` (as stored, in the same
+/// order), of one scope or several, in one lookup: for each whose key holds a committed record in
+/// its scope, what [`replay`] makes of it; `None` for the others. The caller holds the scopes' row
+/// locks.
 pub(super) async fn replay_stored<T: DeserializeOwned>(
     tx: &mut impl StoreTx,
-    calls: &[(Tenant, IdempotencyKey, &Value)],
+    keys: &[(Tenant, IdempotencyKey)],
+    requests: &[&Value],
 ) -> Result<Vec<Option<Result<T, LedgerError>>>, LedgerError> {
-    let mut answers: Vec<Option<Result<T, LedgerError>>> = calls.iter().map(|_| None).collect();
-    if calls.is_empty() {
+    let mut answers: Vec<Option<Result<T, LedgerError>>> = keys.iter().map(|_| None).collect();
+    if keys.is_empty() {
         return Ok(answers);
     }
-    let keys: Vec<(Tenant, IdempotencyKey)> =
-        calls.iter().map(|(scope, key, _)| (scope.clone(), key.clone())).collect();
-    for (position, stored, response) in tx.idempotency_records(&keys).await? {
-        if let (Some(answer), Some((_, key, request))) = (answers.get_mut(position), calls.get(position)) {
+    for (position, stored, response) in tx.idempotency_records(keys).await? {
+        if let (Some(answer), Some((_, key)), Some(request)) =
+            (answers.get_mut(position), keys.get(position), requests.get(position))
+        {
             *answer = Some(replay(key, &stored, response, request));
         }
     }
