@@ -53,6 +53,13 @@ static WRITE_BATCH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     statements.join(";\n")
 });
 
+/// WAL pages after which a commit copies them back into the file (SQLite's default is 1,000).
+/// The checkpoint runs inside the committing batch, and the pages every batch rewrites (the
+/// workspace, its members, the tails of the indexes) are copied once per checkpoint however
+/// often they were written: fewer, larger checkpoints copy less (bench, hot at 64 clients, runs
+/// in pairs: 6,234–7,956/s at 1,000, 7,588–9,792/s at 4,000). The WAL file grows to ~16 MiB.
+const WAL_AUTOCHECKPOINT_PAGES: &str = "4000";
+
 /// How long a statement waits for the file's lock (another process holding it) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -71,7 +78,8 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
+            .busy_timeout(BUSY_TIMEOUT)
+            .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES);
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             // The connection is in this process: there is no socket a ping could find closed, and
